@@ -1,0 +1,193 @@
+//! The catalog: what the lake holds, per tenant. One interface, two backends:
+//! PostgreSQL for clusters and SQLite for the embedded default.
+//!
+//! Times are nanoseconds since the Unix epoch (UTC) in 64-bit integers; ids are
+//! 16 raw bytes. Schema changes are numbered migrations under `migrations/`,
+//! one set per backend, applied when the catalog opens.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use self::postgres::PostgresCatalog;
+pub use self::sqlite::SqliteCatalog;
+use crate::ids::{BlockId, BlockKind, ProcessId, SegmentId, StreamId, TenantId};
+use crate::segment::Codec;
+use crate::{Error, Result};
+
+/// Where telemetry of a process came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i16)]
+pub enum Source {
+    /// An OpenTelemetry resource.
+    Otlp = 1,
+}
+
+impl Source {
+    pub(crate) fn from_code(code: i16) -> Result<Self> {
+        match code {
+            1 => Ok(Source::Otlp),
+            other => Err(Error::InvalidInput(format!("unknown process source {other}"))),
+        }
+    }
+}
+
+/// A process: a native process, or an OTLP resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessRecord {
+    pub process_id: ProcessId,
+    pub source: Source,
+    pub service_name: String,
+    /// The process description as sent (for OTLP, the encoded `Resource`).
+    pub properties: Bytes,
+    pub insert_time: i64,
+}
+
+/// A stream of a process: a thread, or one OTLP signal of a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamRecord {
+    pub stream_id: StreamId,
+    pub process_id: ProcessId,
+    pub kind: BlockKind,
+    pub name: String,
+    pub insert_time: i64,
+}
+
+/// A segment object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentRecord {
+    pub segment_id: SegmentId,
+    pub size: u64,
+    pub block_count: u32,
+    pub insert_time: i64,
+}
+
+/// A block: a byte range of a segment holding one kind of payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockRecord {
+    pub block_id: BlockId,
+    pub kind: BlockKind,
+    /// Version of the payload format for this kind.
+    pub format: i16,
+    pub process_id: ProcessId,
+    pub stream_id: StreamId,
+    pub segment_id: SegmentId,
+    pub offset: u64,
+    pub length: u32,
+    pub uncompressed_length: u32,
+    pub codec: Codec,
+    pub checksum: u64,
+    pub event_count: u32,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub insert_time: i64,
+}
+
+/// Everything one flush writes for one tenant, committed atomically.
+#[derive(Debug, Clone)]
+pub struct TenantCommit {
+    pub tenant: TenantId,
+    pub segment: SegmentRecord,
+    pub processes: Vec<ProcessRecord>,
+    pub streams: Vec<StreamRecord>,
+    pub blocks: Vec<BlockRecord>,
+}
+
+/// Which blocks to list.
+#[derive(Debug, Clone, Default)]
+pub struct BlockFilter {
+    /// Only these kinds; all when empty.
+    pub kinds: Vec<BlockKind>,
+    /// Only blocks whose event time range overlaps `[min_time, max_time]`.
+    pub time_range: Option<(i64, i64)>,
+}
+
+/// The catalog interface. Every call is scoped to one tenant, except `commit`,
+/// whose parts each name theirs.
+#[async_trait]
+pub trait Catalog: Debug + Send + Sync {
+    /// Records segments with their processes, streams and blocks in one transaction.
+    /// Known processes, streams and blocks are left as they are (idempotent);
+    /// returns how many blocks were new.
+    async fn commit(&self, commits: &[TenantCommit]) -> Result<u64>;
+
+    /// Lists blocks of a tenant, oldest insert first.
+    async fn blocks(&self, tenant: &TenantId, filter: &BlockFilter) -> Result<Vec<BlockRecord>>;
+
+    /// Lists the processes of a tenant.
+    async fn processes(&self, tenant: &TenantId) -> Result<Vec<ProcessRecord>>;
+
+    /// Lists the streams of a tenant.
+    async fn streams(&self, tenant: &TenantId) -> Result<Vec<StreamRecord>>;
+
+    /// Lists the segments of a tenant.
+    async fn segments(&self, tenant: &TenantId) -> Result<Vec<SegmentRecord>>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Opens the catalog a URL names (`postgres://…` or `sqlite://…`) and applies migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Catalog>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresCatalog::connect(url).await?))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Arc::new(SqliteCatalog::open(std::path::Path::new(path)).await?))
+    } else {
+        Err(Error::InvalidInput(format!(
+            "database url {url:?}: expected postgres://… or sqlite://path"
+        )))
+    }
+}
+
+/// Rows are read back through this, so both backends check them the same way.
+pub(crate) struct RawBlock {
+    pub(crate) block_id: Vec<u8>,
+    pub(crate) kind: i16,
+    pub(crate) format: i16,
+    pub(crate) process_id: Vec<u8>,
+    pub(crate) stream_id: Vec<u8>,
+    pub(crate) segment_id: Vec<u8>,
+    pub(crate) byte_offset: i64,
+    pub(crate) byte_length: i64,
+    pub(crate) uncompressed_length: i64,
+    pub(crate) codec: i16,
+    pub(crate) checksum: i64,
+    pub(crate) event_count: i64,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
+    pub(crate) insert_time: i64,
+}
+
+impl TryFrom<RawBlock> for BlockRecord {
+    type Error = Error;
+
+    fn try_from(r: RawBlock) -> Result<Self> {
+        let narrow = |v: i64, what: &str| {
+            u32::try_from(v).map_err(|_| Error::InvalidInput(format!("catalog {what} out of range: {v}")))
+        };
+        Ok(BlockRecord {
+            block_id: BlockId::from_slice(&r.block_id)?,
+            kind: BlockKind::from_code(r.kind)?,
+            format: r.format,
+            process_id: ProcessId::from_slice(&r.process_id)?,
+            stream_id: StreamId::from_slice(&r.stream_id)?,
+            segment_id: SegmentId::from_slice(&r.segment_id)?,
+            offset: r.byte_offset as u64,
+            length: narrow(r.byte_length, "block length")?,
+            uncompressed_length: narrow(r.uncompressed_length, "uncompressed length")?,
+            codec: Codec::from_code(r.codec as u8)?,
+            checksum: r.checksum as u64,
+            event_count: narrow(r.event_count, "event count")?,
+            min_time: r.min_time,
+            max_time: r.max_time,
+            insert_time: r.insert_time,
+        })
+    }
+}

@@ -1,0 +1,256 @@
+//! The segment format, version 1: one object per tenant and flush.
+//!
+//! ```text
+//! header   16 B   magic "FLAKESEG", version u16 = 1, flags u16 = 0, reserved u32 = 0
+//! blocks          each a compressed payload (codec per block), back to back
+//! index    72 B × block count, one entry per block:
+//!                 block_id [16], kind i16, codec u8, reserved u8, reserved u32,
+//!                 offset u64, length u32, uncompressed_length u32,
+//!                 checksum u64 (xxh3-64 of the stored bytes), event_count u32,
+//!                 reserved u32, min_time i64, max_time i64 (event time, ns)
+//! footer   32 B   index_offset u64, block_count u32, reserved u32,
+//!                 index_checksum u64 (xxh3-64 of the index), magic "FLAKESEG"
+//! ```
+//!
+//! All integers are little-endian. A block is a plain byte range, so a reader
+//! fetches one block with one ranged GET using the offset and length the catalog
+//! holds; the index makes a segment self-describing, so the catalog can be
+//! rebuilt from the objects alone. The full layout is in `docs/segment-format.md`.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::ids::{BlockId, BlockKind};
+use crate::{Error, Result};
+
+/// The magic at both ends of a segment.
+pub const MAGIC: &[u8; 8] = b"FLAKESEG";
+/// The format version this code writes and reads.
+pub const VERSION: u16 = 1;
+const HEADER_LEN: usize = 16;
+const ENTRY_LEN: usize = 72;
+const FOOTER_LEN: usize = 32;
+
+/// How a block's bytes are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Codec {
+    /// Stored as is.
+    None = 0,
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+impl Codec {
+    /// The stored code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The codec of a stored code.
+    pub fn from_code(code: u8) -> Result<Self> {
+        match code {
+            0 => Ok(Codec::None),
+            1 => Ok(Codec::Zstd),
+            other => Err(Error::InvalidInput(format!("unknown codec {other}"))),
+        }
+    }
+
+    /// Compresses `data` with this codec.
+    pub fn compress(self, data: &[u8], zstd_level: i32) -> Result<Bytes> {
+        match self {
+            Codec::None => Ok(Bytes::copy_from_slice(data)),
+            Codec::Zstd => Ok(zstd::bulk::compress(data, zstd_level)?.into()),
+        }
+    }
+
+    /// Decompresses stored bytes; `uncompressed_len` bounds the output.
+    pub fn decompress(self, data: &[u8], uncompressed_len: usize) -> Result<Bytes> {
+        match self {
+            Codec::None => Ok(Bytes::copy_from_slice(data)),
+            Codec::Zstd => Ok(zstd::bulk::decompress(data, uncompressed_len)?.into()),
+        }
+    }
+}
+
+/// The xxh3-64 checksum used for blocks and indexes.
+pub fn checksum(data: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(data)
+}
+
+/// One block's entry in a segment index (and in the catalog).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub block_id: BlockId,
+    pub kind: BlockKind,
+    pub codec: Codec,
+    pub offset: u64,
+    pub length: u32,
+    pub uncompressed_length: u32,
+    pub checksum: u64,
+    pub event_count: u32,
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+/// A block ready to be written: compressed bytes and what the index says of them.
+#[derive(Debug, Clone)]
+pub struct EncodedBlock {
+    pub block_id: BlockId,
+    pub kind: BlockKind,
+    pub codec: Codec,
+    pub data: Bytes,
+    pub uncompressed_length: u32,
+    pub event_count: u32,
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+/// Builds a segment in memory.
+#[derive(Debug)]
+pub struct SegmentBuilder {
+    buf: BytesMut,
+    entries: Vec<IndexEntry>,
+}
+
+impl SegmentBuilder {
+    /// An empty segment with room for `capacity` bytes of blocks.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(HEADER_LEN + capacity + FOOTER_LEN);
+        buf.put_slice(MAGIC);
+        buf.put_u16_le(VERSION);
+        buf.put_u16_le(0);
+        buf.put_u32_le(0);
+        SegmentBuilder { buf, entries: Vec::new() }
+    }
+
+    /// Appends a block and returns its index entry.
+    pub fn push(&mut self, block: &EncodedBlock) -> Result<&IndexEntry> {
+        let length = u32::try_from(block.data.len())
+            .map_err(|_| Error::InvalidInput("a block must be under 4 GiB".to_owned()))?;
+        let entry = IndexEntry {
+            block_id: block.block_id,
+            kind: block.kind,
+            codec: block.codec,
+            offset: self.buf.len() as u64,
+            length,
+            uncompressed_length: block.uncompressed_length,
+            checksum: checksum(&block.data),
+            event_count: block.event_count,
+            min_time: block.min_time,
+            max_time: block.max_time,
+        };
+        self.buf.put_slice(&block.data);
+        self.entries.push(entry);
+        Ok(self.entries.last().expect("just pushed"))
+    }
+
+    /// The entries pushed so far.
+    pub fn entries(&self) -> &[IndexEntry] {
+        &self.entries
+    }
+
+    /// Writes index and footer and returns the object bytes and the entries.
+    pub fn finish(mut self) -> (Bytes, Vec<IndexEntry>) {
+        let index_offset = self.buf.len() as u64;
+        for e in &self.entries {
+            self.buf.put_slice(e.block_id.as_bytes());
+            self.buf.put_i16_le(e.kind.code());
+            self.buf.put_u8(e.codec.code());
+            self.buf.put_u8(0);
+            self.buf.put_u32_le(0);
+            self.buf.put_u64_le(e.offset);
+            self.buf.put_u32_le(e.length);
+            self.buf.put_u32_le(e.uncompressed_length);
+            self.buf.put_u64_le(e.checksum);
+            self.buf.put_u32_le(e.event_count);
+            self.buf.put_u32_le(0);
+            self.buf.put_i64_le(e.min_time);
+            self.buf.put_i64_le(e.max_time);
+        }
+        let index_checksum = checksum(&self.buf[index_offset as usize..]);
+        self.buf.put_u64_le(index_offset);
+        self.buf.put_u32_le(self.entries.len() as u32);
+        self.buf.put_u32_le(0);
+        self.buf.put_u64_le(index_checksum);
+        self.buf.put_slice(MAGIC);
+        (self.buf.freeze(), self.entries)
+    }
+}
+
+/// Reads the index of a whole segment object, checking magic, version and checksums.
+pub fn read_index(location: &str, data: &[u8]) -> Result<Vec<IndexEntry>> {
+    let corrupt = |reason: String| Error::Corrupt { location: location.to_owned(), reason };
+    if data.len() < HEADER_LEN + FOOTER_LEN || &data[..8] != MAGIC || &data[data.len() - 8..] != MAGIC {
+        return Err(corrupt("not a segment: bad magic or too short".to_owned()));
+    }
+    let version = le_u16(&data[8..10]);
+    if version != VERSION {
+        return Err(corrupt(format!("segment version {version} is not supported (this build reads {VERSION})")));
+    }
+    let footer = &data[data.len() - FOOTER_LEN..];
+    let index_offset = le_u64(&footer[0..8]) as usize;
+    let count = le_u32(&footer[8..12]) as usize;
+    let index_end = data.len() - FOOTER_LEN;
+    if index_offset < HEADER_LEN || index_offset > index_end || (index_end - index_offset) != count * ENTRY_LEN {
+        return Err(corrupt("index bounds do not match the footer".to_owned()));
+    }
+    let index = &data[index_offset..index_end];
+    if checksum(index) != le_u64(&footer[16..24]) {
+        return Err(corrupt("index checksum mismatch".to_owned()));
+    }
+    index
+        .chunks_exact(ENTRY_LEN)
+        .map(|e| {
+            let entry = IndexEntry {
+                block_id: BlockId::from_slice(&e[0..16])?,
+                kind: BlockKind::from_code(i16::from_le_bytes([e[16], e[17]]))?,
+                codec: Codec::from_code(e[18])?,
+                offset: le_u64(&e[24..32]),
+                length: le_u32(&e[32..36]),
+                uncompressed_length: le_u32(&e[36..40]),
+                checksum: le_u64(&e[40..48]),
+                event_count: le_u32(&e[48..52]),
+                min_time: le_u64(&e[56..64]) as i64,
+                max_time: le_u64(&e[64..72]) as i64,
+            };
+            let end = entry.offset as usize + entry.length as usize;
+            if (entry.offset as usize) < HEADER_LEN || end > index_offset {
+                return Err(corrupt(format!("block {} lies outside the block area", entry.block_id)));
+            }
+            Ok(entry)
+        })
+        .collect()
+}
+
+/// Checks and decompresses one block's stored bytes.
+pub fn decode_block(location: &str, stored: &[u8], codec: Codec, expected_checksum: u64, uncompressed_length: usize) -> Result<Bytes> {
+    if checksum(stored) != expected_checksum {
+        return Err(Error::Corrupt { location: location.to_owned(), reason: "block checksum mismatch".to_owned() });
+    }
+    let data = codec.decompress(stored, uncompressed_length).map_err(|e| Error::Corrupt {
+        location: location.to_owned(),
+        reason: format!("block does not decompress: {e}"),
+    })?;
+    if data.len() != uncompressed_length {
+        return Err(Error::Corrupt {
+            location: location.to_owned(),
+            reason: format!("block decompressed to {} bytes, expected {uncompressed_length}", data.len()),
+        });
+    }
+    Ok(data)
+}
+
+fn le_u16(b: &[u8]) -> u16 {
+    u16::from_le_bytes(b.try_into().expect("2 bytes"))
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b.try_into().expect("4 bytes"))
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b.try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+//! The object store, chosen by URL: `file://`, `memory://` or `s3://bucket/prefix`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+
+use crate::{Error, Result};
+
+/// How to reach an S3-compatible store. Fields left empty fall back to the
+/// usual AWS environment and instance metadata.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Endpoint URL of an S3-compatible server (MinIO, moto, R2, ...); empty for AWS.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+/// The lake's object store, with what durability needs to know about it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    /// For local files: the root folder, so writes can be synced to disk.
+    local_root: Option<PathBuf>,
+    url: String,
+}
+
+impl Store {
+    /// Opens the store a URL names. `file://` paths may be relative to the working directory.
+    pub fn open(url: &str, s3: &S3Options) -> Result<Self> {
+        let invalid = |why: String| Error::InvalidInput(format!("object store url {url:?}: {why}"));
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("expected scheme://...".to_owned()))?;
+        match scheme {
+            "memory" => Ok(Store { inner: Arc::new(InMemory::new()), local_root: None, url: url.to_owned() }),
+            "file" => {
+                let root = PathBuf::from(if rest.is_empty() { "." } else { rest });
+                std::fs::create_dir_all(&root)?;
+                let root = root.canonicalize()?;
+                let local = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
+                Ok(Store { inner: Arc::new(local), local_root: Some(root), url: url.to_owned() })
+            }
+            "s3" => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(invalid("missing bucket name".to_owned()));
+                }
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(RetryConfig {
+                        max_retries: 3,
+                        retry_timeout: Duration::from_secs(10),
+                        ..RetryConfig::default()
+                    })
+                    .with_client_options(
+                        ClientOptions::new()
+                            .with_timeout(Duration::from_secs(30))
+                            .with_connect_timeout(Duration::from_secs(5)),
+                    );
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"))
+                        .with_virtual_hosted_style_request(false);
+                }
+                if let Some(region) = &s3.region {
+                    builder = builder.with_region(region);
+                }
+                if let Some(key) = &s3.access_key_id {
+                    builder = builder.with_access_key_id(key);
+                }
+                if let Some(secret) = &s3.secret_access_key {
+                    builder = builder.with_secret_access_key(secret);
+                }
+                let s3_store: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+                let inner: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
+                    "" => s3_store,
+                    prefix => Arc::new(PrefixStore::new(s3_store, prefix)),
+                };
+                Ok(Store { inner, local_root: None, url: url.to_owned() })
+            }
+            other => Err(invalid(format!("unsupported scheme {other:?}: use file://, memory:// or s3://"))),
+        }
+    }
+
+    /// The local-files store under `data_dir/objects`: the embedded default.
+    pub fn local(data_dir: &Path) -> Result<Self> {
+        Self::open(&format!("file://{}", data_dir.join("objects").display()), &S3Options::default())
+    }
+
+    /// The underlying store, for readers.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    /// The URL the store was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Writes an object durably: when this returns, the bytes survive a crash of
+    /// this process (and, for local files, of the machine).
+    pub async fn put_durable(&self, path: &object_store::path::Path, data: Bytes) -> Result<()> {
+        self.inner.put(path, PutPayload::from_bytes(data)).await?;
+        if let Some(root) = &self.local_root {
+            let root = root.clone();
+            let file = root.join(path.as_ref());
+            tokio::task::spawn_blocking(move || sync_file_and_dirs(&root, &file))
+                .await
+                .map_err(|e| Error::FlushFailed(format!("sync task: {e}")))??;
+        }
+        Ok(())
+    }
+
+    /// Reads a byte range of an object.
+    pub async fn get_range(&self, path: &object_store::path::Path, range: std::ops::Range<u64>) -> Result<Bytes> {
+        Ok(self.inner.get_range(path, range).await?)
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, path: &object_store::path::Path) -> Result<Bytes> {
+        Ok(self.inner.get(path).await?.bytes().await?)
+    }
+}
+
+/// Syncs a new file and every folder from it up to the root, since the object
+/// store may have created the folders for it.
+fn sync_file_and_dirs(root: &Path, file: &Path) -> Result<()> {
+    std::fs::File::open(file)?.sync_all()?;
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        std::fs::File::open(d)?.sync_all()?;
+        if d == root {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! Group commit: requests are collected per tenant and flushed as one segment
+//! object per tenant plus one catalog transaction, every flush interval or when
+//! the pending bytes reach a threshold, whichever comes first. A write returns
+//! only after both succeeded, so an acknowledged request is durable.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Lake;
+use crate::catalog::{BlockRecord, ProcessRecord, SegmentRecord, StreamRecord, TenantCommit};
+use crate::ids::{ProcessId, SegmentId, StreamId, TenantId};
+use crate::paths::SegmentPath;
+use crate::segment::{EncodedBlock, SegmentBuilder};
+use crate::{Error, Result};
+
+/// When the writer flushes and how much it may hold.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Longest time a write waits for its flush.
+    pub flush_interval: Duration,
+    /// Pending bytes that trigger a flush before the interval ends.
+    pub flush_bytes: usize,
+    /// Bytes the writer may hold in memory (pending and flushing); writes beyond
+    /// are refused with [`Error::Overloaded`], a retryable error.
+    pub max_pending_bytes: usize,
+    /// Flushes that may upload and commit at once.
+    pub max_concurrent_flushes: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            flush_interval: Duration::from_millis(250),
+            flush_bytes: 8 << 20,
+            max_pending_bytes: 256 << 20,
+            max_concurrent_flushes: 4,
+        }
+    }
+}
+
+/// A block with what the catalog needs to place it.
+#[derive(Debug, Clone)]
+pub struct PendingBlock {
+    pub block: EncodedBlock,
+    /// Version of the payload format for this kind.
+    pub format: i16,
+    pub process_id: ProcessId,
+    pub stream_id: StreamId,
+}
+
+/// What one request writes for one tenant. `insert_time` fields are set by the writer.
+#[derive(Debug, Clone)]
+pub struct WriteBatch {
+    pub tenant: TenantId,
+    pub processes: Vec<ProcessRecord>,
+    pub streams: Vec<StreamRecord>,
+    pub blocks: Vec<PendingBlock>,
+}
+
+impl WriteBatch {
+    fn byte_size(&self) -> usize {
+        let blocks: usize = self.blocks.iter().map(|b| b.block.data.len() + 128).sum();
+        let processes: usize = self.processes.iter().map(|p| p.properties.len() + 128).sum();
+        blocks + processes + self.streams.len() * 128
+    }
+}
+
+struct Pending {
+    batch: WriteBatch,
+    bytes: usize,
+    done: oneshot::Sender<Result<()>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The group-commit writer. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Pending>,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    stop: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("tenant", &self.batch.tenant).field("bytes", &self.bytes).finish()
+    }
+}
+
+impl Writer {
+    /// Starts the writer's flush task on the current runtime.
+    pub fn start(lake: Arc<Lake>, config: WriterConfig) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget_bytes = config.max_pending_bytes.min(Semaphore::MAX_PERMITS);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(lake, config, rx, stop.clone()));
+        Writer { tx, budget: Arc::new(Semaphore::new(budget_bytes)), budget_bytes, stop, task: Mutex::new(Some(task)) }
+    }
+
+    /// Writes a batch durably: returns once its segment is stored and its rows committed.
+    pub async fn write(&self, batch: WriteBatch) -> Result<()> {
+        let bytes = batch.byte_size().clamp(1, self.budget_bytes);
+        let permit = Arc::clone(&self.budget).try_acquire_many_owned(bytes as u32).map_err(|e| match e {
+            tokio::sync::TryAcquireError::Closed => Error::ShuttingDown,
+            tokio::sync::TryAcquireError::NoPermits => Error::Overloaded {
+                pending_bytes: self.budget_bytes - self.budget.available_permits(),
+                budget_bytes: self.budget_bytes,
+            },
+        })?;
+        let (done, wait) = oneshot::channel();
+        self.tx.send(Pending { batch, bytes, done, _permit: permit }).map_err(|_| Error::ShuttingDown)?;
+        wait.await.map_err(|_| Error::FlushFailed("the writer stopped before the flush".to_owned()))?
+    }
+
+    /// Stops taking writes, flushes and commits everything pending, and waits for it.
+    pub async fn shutdown(&self) {
+        self.budget.close();
+        let task = self.task.lock().expect("writer task lock").take();
+        self.stop.cancel();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "writer task failed");
+            }
+        }
+    }
+}
+
+async fn run(lake: Arc<Lake>, config: WriterConfig, mut rx: mpsc::UnboundedReceiver<Pending>, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(config.max_concurrent_flushes.max(1)));
+    let tracker = TaskTracker::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut pending_bytes = 0usize;
+    let mut deadline = Instant::now();
+    let mut stopping = false;
+    loop {
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::select! {
+            // Stop taking writes; what is queued is still received, then `recv` ends.
+            () = stop.cancelled(), if !stopping => {
+                stopping = true;
+                rx.close();
+                continue;
+            }
+            msg = rx.recv() => match msg {
+                Some(p) => {
+                    if pending.is_empty() {
+                        deadline = Instant::now() + config.flush_interval;
+                    }
+                    pending_bytes += p.bytes;
+                    pending.push(p);
+                    if pending_bytes < config.flush_bytes {
+                        continue;
+                    }
+                }
+                None => break,
+            },
+            () = timer, if !pending.is_empty() => {}
+        }
+        let slot = Arc::clone(&slots).acquire_owned().await.expect("flush slots are never closed");
+        let batch = std::mem::take(&mut pending);
+        pending_bytes = 0;
+        let lake = Arc::clone(&lake);
+        tracker.spawn(async move {
+            flush(&lake, batch).await;
+            drop(slot);
+        });
+    }
+    if !pending.is_empty() {
+        flush(&lake, pending).await;
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Writes one segment per tenant, commits them in one transaction and answers every waiter.
+async fn flush(lake: &Lake, batch: Vec<Pending>) {
+    let waiters = batch.len();
+    let started = std::time::Instant::now();
+    let (commits, done) = match tokio::task::spawn_blocking(move || build_segments(batch)).await {
+        Ok(built) => built,
+        Err(e) => {
+            tracing::error!(error = %e, "building segments panicked");
+            return;
+        }
+    };
+    let result = store_and_commit(lake, commits).await;
+    let outcome = match &result {
+        Ok(new_blocks) => {
+            tracing::debug!(waiters, new_blocks, elapsed_ms = started.elapsed().as_millis() as u64, "flushed");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(waiters, error = %e, "flush failed; its writes are not acknowledged");
+            Err(e.to_string())
+        }
+    };
+    for d in done {
+        let _ = d.send(outcome.clone().map_err(Error::FlushFailed));
+    }
+}
+
+type Built = (Vec<(SegmentPath, bytes::Bytes, TenantCommit)>, Vec<oneshot::Sender<Result<()>>>);
+
+fn build_segments(batch: Vec<Pending>) -> Built {
+    let insert_time = now_nanos();
+    let mut by_tenant: BTreeMap<TenantId, Vec<WriteBatch>> = BTreeMap::new();
+    let mut done = Vec::with_capacity(batch.len());
+    for p in batch {
+        by_tenant.entry(p.batch.tenant.clone()).or_default().push(p.batch);
+        done.push(p.done);
+    }
+    let commits = by_tenant
+        .into_iter()
+        .map(|(tenant, batches)| {
+            let segment_id = SegmentId::new();
+            let size: usize = batches.iter().flat_map(|b| &b.blocks).map(|b| b.block.data.len()).sum();
+            let mut builder = SegmentBuilder::with_capacity(size);
+            let (mut seen_blocks, mut seen_processes, mut seen_streams) = (HashSet::new(), HashSet::new(), HashSet::new());
+            let (mut blocks, mut processes, mut streams) = (Vec::new(), Vec::new(), Vec::new());
+            for b in batches {
+                for mut p in b.processes {
+                    if seen_processes.insert(p.process_id) {
+                        p.insert_time = insert_time;
+                        processes.push(p);
+                    }
+                }
+                for mut s in b.streams {
+                    if seen_streams.insert(s.stream_id) {
+                        s.insert_time = insert_time;
+                        streams.push(s);
+                    }
+                }
+                for pb in b.blocks {
+                    // A retry in the same flush: store and index the block once.
+                    if !seen_blocks.insert(pb.block.block_id) {
+                        continue;
+                    }
+                    let entry = builder.push(&pb.block).expect("blocks are bounded by the request size limit");
+                    blocks.push(BlockRecord {
+                        block_id: entry.block_id,
+                        kind: entry.kind,
+                        format: pb.format,
+                        process_id: pb.process_id,
+                        stream_id: pb.stream_id,
+                        segment_id,
+                        offset: entry.offset,
+                        length: entry.length,
+                        uncompressed_length: entry.uncompressed_length,
+                        codec: entry.codec,
+                        checksum: entry.checksum,
+                        event_count: entry.event_count,
+                        min_time: entry.min_time,
+                        max_time: entry.max_time,
+                        insert_time,
+                    });
+                }
+            }
+            let (data, _) = builder.finish();
+            let segment = SegmentRecord { segment_id, size: data.len() as u64, block_count: blocks.len() as u32, insert_time };
+            let path = SegmentPath::new(tenant.clone(), segment_id);
+            (path, data, TenantCommit { tenant, segment, processes, streams, blocks })
+        })
+        .collect();
+    (commits, done)
+}
+
+async fn store_and_commit(lake: &Lake, built: Vec<(SegmentPath, bytes::Bytes, TenantCommit)>) -> Result<u64> {
+    let uploads = built.iter().map(|(path, data, _)| {
+        let (path, data) = (path.to_object_path(), data.clone());
+        async move { lake.store.put_durable(&path, data).await }
+    });
+    for result in futures::future::join_all(uploads).await {
+        result?;
+    }
+    let commits: Vec<TenantCommit> = built.into_iter().map(|(_, _, c)| c).collect();
+    lake.catalog.commit(&commits).await
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn now_nanos() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}

@@ -1,0 +1,99 @@
+//! Ingestion errors and their protocol status, mapped in one place per edge:
+//! HTTP status (with an OTLP `Status` body) and gRPC status.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+use crate::otlp::Encoding;
+
+/// Why a request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The payload does not parse or breaks the protocol: do not retry.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The content type or content encoding is not one we take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body, or what it decompresses to, is larger than the limit.
+    #[error("request body exceeds the limit of {limit} bytes{what}")]
+    PayloadTooLarge { limit: usize, what: &'static str },
+    /// No credentials, or credentials we do not know.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Known credentials that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// We cannot take the data now; the same request may be retried later.
+    #[error("{message}")]
+    Unavailable { message: String, retry_after: Duration },
+    /// A bug or an unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IngestError {
+    /// The HTTP status the OTLP/HTTP specification gives this error.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            IngestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
+            IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The gRPC code the OTLP/gRPC specification gives this error.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            IngestError::BadRequest(_) | IngestError::UnsupportedMediaType(_) => tonic::Code::InvalidArgument,
+            IngestError::PayloadTooLarge { .. } => tonic::Code::ResourceExhausted,
+            IngestError::Unauthorized(_) => tonic::Code::Unauthenticated,
+            IngestError::Forbidden(_) => tonic::Code::PermissionDenied,
+            IngestError::Unavailable { .. } => tonic::Code::Unavailable,
+            IngestError::Internal(_) => tonic::Code::Internal,
+        }
+    }
+
+    /// The OTLP/HTTP response: status, `Retry-After` where retrying helps, and a
+    /// `google.rpc.Status` body in the request's encoding.
+    pub fn into_http(self, encoding: Encoding) -> Response {
+        let status = self.http_status();
+        let body = encoding.encode_status(self.grpc_code() as i32, &self.to_string());
+        let mut response = (status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+        if let IngestError::Unavailable { retry_after, .. } = &self {
+            let secs = retry_after.as_secs().max(1).to_string();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_str(&secs).expect("digits are a valid header"));
+        }
+        response
+    }
+}
+
+impl From<framelake_lake::Error> for IngestError {
+    fn from(e: framelake_lake::Error) -> Self {
+        if e.is_retryable() {
+            IngestError::Unavailable { message: format!("storage unavailable, retry later: {e}"), retry_after: Duration::from_secs(1) }
+        } else {
+            IngestError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<IngestError> for tonic::Status {
+    fn from(e: IngestError) -> Self {
+        tonic::Status::new(e.grpc_code(), e.to_string())
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        self.into_http(Encoding::Protobuf)
+    }
+}

@@ -1,0 +1,88 @@
+//! framelake's receivers: OTLP over gRPC (:4317) and HTTP (:4318).
+//!
+//! Every request is authorized ([`Tenancy`]), bounded in size, decoded and
+//! validated ([`otlp`]), and handed to the lake's group-commit [`Writer`]; it is
+//! acknowledged only once its blocks are stored and committed.
+
+mod decompress;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod otlp;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use framelake_lake::Lake;
+use framelake_lake::ids::TenantId;
+use framelake_lake::tenancy::{AuthError, Role, Tenancy};
+use framelake_lake::writer::Writer;
+
+pub use crate::decompress::ContentEncoding;
+use crate::error::IngestError;
+use crate::otlp::{Encoding, Signal};
+
+/// Size limits of requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body on the wire (compressed or not).
+    pub max_body_bytes: usize,
+    /// Largest body once decompressed.
+    pub max_decoded_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body_bytes: 16 << 20, max_decoded_bytes: 64 << 20 }
+    }
+}
+
+/// What the receivers share: the lake, its writer, the authenticator and limits.
+#[derive(Debug)]
+pub struct Ingest {
+    pub lake: Arc<Lake>,
+    pub writer: Arc<Writer>,
+    pub tenancy: Tenancy,
+    pub limits: Limits,
+    /// zstd level for stored blocks.
+    pub zstd_level: i32,
+}
+
+impl Ingest {
+    /// The tenant a request writes to.
+    pub fn authorize(&self, authorization: Option<&str>, org_id: Option<&str>) -> Result<TenantId, IngestError> {
+        self.tenancy.authorize(authorization, org_id, Role::Write).map_err(|e| match e {
+            AuthError::Unauthenticated(m) => IngestError::Unauthorized(m),
+            AuthError::Forbidden(m) => IngestError::Forbidden(m),
+            AuthError::BadTenant(m) => IngestError::BadRequest(m),
+        })
+    }
+
+    /// Stores one OTLP export request durably and returns the encoded response.
+    /// `body` is as received; `compression` says how to decode it.
+    pub async fn export(
+        &self,
+        tenant: TenantId,
+        signal: Signal,
+        encoding: Encoding,
+        compression: ContentEncoding,
+        body: Bytes,
+    ) -> Result<Bytes, IngestError> {
+        let (limit, level) = (self.limits.max_decoded_bytes, self.zstd_level);
+        let prepared = tokio::task::spawn_blocking(move || {
+            let body = compression.decode(body, limit)?;
+            otlp::prepare(&tenant, signal, encoding, body, level)
+        })
+        .await
+        .map_err(|e| IngestError::Internal(format!("decoding task failed: {e}")))??;
+        if let Some(batch) = prepared.batch {
+            self.writer.write(batch).await?;
+        }
+        Ok(prepared.response)
+    }
+
+    /// Whether the receiver can take writes: the catalog answers.
+    pub async fn ready(&self) -> Result<(), IngestError> {
+        Ok(self.lake.catalog.ping().await?)
+    }
+}

@@ -1,0 +1,219 @@
+//! OTLP requests, whatever the transport: decoding (protobuf or JSON), validation,
+//! indexing, and the blocks the lake stores.
+//!
+//! A request is split per resource: each resource becomes one block, the payload
+//! an export request holding just that resource. Valid protobuf resources are
+//! stored as the exact bytes the client sent; JSON, and resources that lost
+//! invalid items, are encoded once as protobuf.
+
+mod signals;
+mod wire;
+
+use bytes::Bytes;
+use framelake_lake::catalog::{ProcessRecord, Source, StreamRecord};
+use framelake_lake::ids::{BlockId, BlockKind, ProcessId, StreamId, TenantId};
+use framelake_lake::segment::{Codec, EncodedBlock};
+use framelake_lake::writer::{PendingBlock, WriteBatch, now_nanos};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+
+use self::signals::OtlpRequest;
+use crate::error::IngestError;
+
+/// Version of the OTLP block payload format: an export request of one resource, protobuf.
+pub const OTLP_PAYLOAD_FORMAT: i16 = 1;
+
+/// The three OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Logs,
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    /// The kind of block the signal is stored as.
+    pub fn kind(self) -> BlockKind {
+        match self {
+            Signal::Logs => BlockKind::OtlpLogs,
+            Signal::Traces => BlockKind::OtlpSpans,
+            Signal::Metrics => BlockKind::OtlpMetrics,
+        }
+    }
+}
+
+/// How an OTLP message is encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+/// `google.rpc.Status`, the body of OTLP/HTTP error responses.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+impl Encoding {
+    /// The encoding a `Content-Type` names, parameters ignored.
+    pub fn from_content_type(value: Option<&str>) -> Result<Self, IngestError> {
+        let essence = value.and_then(|v| v.split(';').next()).map(|v| v.trim().to_ascii_lowercase());
+        match essence.as_deref() {
+            Some("application/x-protobuf") | Some("application/protobuf") => Ok(Encoding::Protobuf),
+            Some("application/json") => Ok(Encoding::Json),
+            other => Err(IngestError::UnsupportedMediaType(format!(
+                "unsupported Content-Type {:?}: use application/x-protobuf or application/json",
+                other.unwrap_or("")
+            ))),
+        }
+    }
+
+    /// The `Content-Type` of responses in this encoding.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+
+    /// An OTLP error body.
+    pub fn encode_status(self, code: i32, message: &str) -> Vec<u8> {
+        match self {
+            Encoding::Protobuf => RpcStatus { code, message: message.to_owned() }.encode_to_vec(),
+            Encoding::Json => serde_json::json!({ "code": code, "message": message }).to_string().into_bytes(),
+        }
+    }
+
+    fn encode<M: Message + serde::Serialize>(self, message: &M) -> Bytes {
+        match self {
+            Encoding::Protobuf => message.encode_to_vec().into(),
+            Encoding::Json => serde_json::to_vec(message).expect("OTLP responses serialize").into(),
+        }
+    }
+}
+
+/// A request ready for the writer, and what to answer once it is stored.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The blocks to store; `None` when nothing valid was sent.
+    pub batch: Option<WriteBatch>,
+    pub events: u64,
+    pub rejected: u64,
+    /// The encoded export response (with partial success when something was rejected).
+    pub response: Bytes,
+}
+
+/// Decodes, validates and indexes an OTLP request body (already decompressed)
+/// into the blocks to store. CPU-bound: call it off the async workers.
+pub fn prepare(tenant: &TenantId, signal: Signal, encoding: Encoding, body: Bytes, zstd_level: i32) -> Result<Prepared, IngestError> {
+    match signal {
+        Signal::Logs => prepare_as::<ExportLogsServiceRequest>(tenant, encoding, body, zstd_level),
+        Signal::Traces => prepare_as::<ExportTraceServiceRequest>(tenant, encoding, body, zstd_level),
+        Signal::Metrics => prepare_as::<ExportMetricsServiceRequest>(tenant, encoding, body, zstd_level),
+    }
+}
+
+fn prepare_as<R: OtlpRequest>(tenant: &TenantId, encoding: Encoding, body: Bytes, zstd_level: i32) -> Result<Prepared, IngestError> {
+    let (request, raw) = match encoding {
+        Encoding::Protobuf => {
+            let request = R::decode(body.as_ref())
+                .map_err(|e| IngestError::BadRequest(format!("invalid OTLP protobuf: {e}")))?;
+            (request, Some(body))
+        }
+        Encoding::Json => {
+            let request: R = serde_json::from_slice(&body)
+                .map_err(|e| IngestError::BadRequest(format!("invalid OTLP JSON: {e}")))?;
+            (request, None)
+        }
+    };
+    let resources = request.into_resources();
+    // Where each resource lies in the body, to store it as sent.
+    let ranges = raw
+        .as_ref()
+        .and_then(|raw| wire::field_ranges(raw, 1))
+        .filter(|ranges| ranges.len() == resources.len());
+    let now = now_nanos() as u64;
+    let kind = R::KIND;
+    let (mut events, mut rejected) = (0u64, 0u64);
+    let mut batch = WriteBatch { tenant: tenant.clone(), processes: Vec::new(), streams: Vec::new(), blocks: Vec::new() };
+    for (i, mut items) in resources.into_iter().enumerate() {
+        let summary = R::index(&mut items, now);
+        rejected += summary.rejected;
+        if summary.events == 0 {
+            continue;
+        }
+        events += summary.events;
+        let payload: Bytes = match (&raw, &ranges) {
+            (Some(raw), Some(ranges)) if summary.rejected == 0 => raw.slice(ranges[i].clone()),
+            _ => R::from_resource(items.clone()).encode_to_vec().into(),
+        };
+        let resource = R::resource(&items).cloned().unwrap_or_default();
+        let properties = resource.encode_to_vec();
+        let process_id = ProcessId::of(&[b"otlp", &properties]);
+        let stream_id = StreamId::of(&[process_id.as_bytes(), &kind.code().to_le_bytes()]);
+        let block_id = BlockId::of(&[tenant.as_str().as_bytes(), &kind.code().to_le_bytes(), &payload]);
+        let data = Codec::Zstd
+            .compress(&payload, zstd_level)
+            .map_err(|e| IngestError::Internal(format!("compressing a block: {e}")))?;
+        batch.processes.push(ProcessRecord {
+            process_id,
+            source: Source::Otlp,
+            service_name: service_name(&resource),
+            properties: properties.into(),
+            insert_time: 0,
+        });
+        batch.streams.push(StreamRecord { stream_id, process_id, kind, name: kind.name().to_owned(), insert_time: 0 });
+        batch.blocks.push(PendingBlock {
+            block: EncodedBlock {
+                block_id,
+                kind,
+                codec: Codec::Zstd,
+                data,
+                uncompressed_length: payload.len() as u32,
+                event_count: u32::try_from(summary.events).unwrap_or(u32::MAX),
+                min_time: summary.min_time,
+                max_time: summary.max_time,
+            },
+            format: OTLP_PAYLOAD_FORMAT,
+            process_id,
+            stream_id,
+        });
+    }
+    if events == 0 && rejected > 0 {
+        return Err(IngestError::BadRequest(format!(
+            "all {rejected} {} were invalid (trace ids must be 16 bytes, span ids 8 bytes, not all zero; metric names non-empty)",
+            R::ITEMS
+        )));
+    }
+    let message = if rejected > 0 {
+        format!("{rejected} {} rejected: trace ids must be 16 bytes and span ids 8 bytes, not all zero; metric names non-empty", R::ITEMS)
+    } else {
+        String::new()
+    };
+    let response = encoding.encode(&R::response(rejected, message));
+    Ok(Prepared { batch: (!batch.blocks.is_empty()).then_some(batch), events, rejected, response })
+}
+
+/// The `service.name` of a resource, or OTLP's `unknown_service`.
+pub fn service_name(resource: &Resource) -> String {
+    resource
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "unknown_service".to_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+//! Per-signal validation and indexing of OTLP requests.
+//!
+//! Each signal drops the items OTLP calls invalid (bad trace or span ids,
+//! unnamed metrics) and reports them as rejected; everything else is kept as sent.
+
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse, ExportLogsPartialSuccess};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use framelake_lake::ids::BlockKind;
+
+/// What indexing learnt of one resource's items.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Summary {
+    /// Items kept (spans, log records or metric data points).
+    pub(crate) events: u64,
+    /// Items dropped as invalid.
+    pub(crate) rejected: u64,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
+}
+
+impl Summary {
+    fn time(&mut self, t: u64) {
+        let t = i64::try_from(t).unwrap_or(i64::MAX);
+        if self.events == 0 || t < self.min_time {
+            self.min_time = t;
+        }
+        if self.events == 0 || t > self.max_time {
+            self.max_time = t;
+        }
+    }
+}
+
+/// One OTLP export request type.
+pub(crate) trait OtlpRequest: prost::Message + Default + serde::de::DeserializeOwned + Send + 'static {
+    type ResourceItems: prost::Message + Clone + Send;
+    type Response: prost::Message + serde::Serialize;
+    const KIND: BlockKind;
+    /// The word OTLP uses in partial success (`rejected_spans`, …), for messages.
+    const ITEMS: &'static str;
+    fn into_resources(self) -> Vec<Self::ResourceItems>;
+    fn from_resource(r: Self::ResourceItems) -> Self;
+    fn resource(r: &Self::ResourceItems) -> Option<&Resource>;
+    /// Drops invalid items in place and summarizes the rest; `now` stands in for
+    /// missing log timestamps.
+    fn index(r: &mut Self::ResourceItems, now: u64) -> Summary;
+    fn response(rejected: u64, message: String) -> Self::Response;
+}
+
+fn valid_id(id: &[u8], len: usize, optional: bool) -> bool {
+    (optional && id.is_empty()) || (id.len() == len && id.iter().any(|&b| b != 0))
+}
+
+impl OtlpRequest for ExportTraceServiceRequest {
+    type ResourceItems = ResourceSpans;
+    type Response = ExportTraceServiceResponse;
+    const KIND: BlockKind = BlockKind::OtlpSpans;
+    const ITEMS: &'static str = "spans";
+
+    fn into_resources(self) -> Vec<ResourceSpans> {
+        self.resource_spans
+    }
+    fn from_resource(r: ResourceSpans) -> Self {
+        ExportTraceServiceRequest { resource_spans: vec![r] }
+    }
+    fn resource(r: &ResourceSpans) -> Option<&Resource> {
+        r.resource.as_ref()
+    }
+    fn index(r: &mut ResourceSpans, _now: u64) -> Summary {
+        let mut s = Summary::default();
+        for scope in &mut r.scope_spans {
+            let before = scope.spans.len();
+            scope.spans.retain(|span| {
+                valid_id(&span.trace_id, 16, false)
+                    && valid_id(&span.span_id, 8, false)
+                    && valid_id(&span.parent_span_id, 8, true)
+            });
+            s.rejected += (before - scope.spans.len()) as u64;
+            for span in &scope.spans {
+                s.time(span.start_time_unix_nano);
+                s.time(span.end_time_unix_nano.max(span.start_time_unix_nano));
+                s.events += 1;
+            }
+        }
+        s
+    }
+    fn response(rejected: u64, error_message: String) -> ExportTraceServiceResponse {
+        ExportTraceServiceResponse {
+            partial_success: (rejected > 0).then(|| ExportTracePartialSuccess { rejected_spans: rejected as i64, error_message }),
+        }
+    }
+}
+
+impl OtlpRequest for ExportLogsServiceRequest {
+    type ResourceItems = ResourceLogs;
+    type Response = ExportLogsServiceResponse;
+    const KIND: BlockKind = BlockKind::OtlpLogs;
+    const ITEMS: &'static str = "log records";
+
+    fn into_resources(self) -> Vec<ResourceLogs> {
+        self.resource_logs
+    }
+    fn from_resource(r: ResourceLogs) -> Self {
+        ExportLogsServiceRequest { resource_logs: vec![r] }
+    }
+    fn resource(r: &ResourceLogs) -> Option<&Resource> {
+        r.resource.as_ref()
+    }
+    fn index(r: &mut ResourceLogs, now: u64) -> Summary {
+        let mut s = Summary::default();
+        for scope in &mut r.scope_logs {
+            let before = scope.log_records.len();
+            scope
+                .log_records
+                .retain(|log| valid_id(&log.trace_id, 16, true) && valid_id(&log.span_id, 8, true));
+            s.rejected += (before - scope.log_records.len()) as u64;
+            for log in &scope.log_records {
+                s.time(log_time(log.time_unix_nano, log.observed_time_unix_nano, now));
+                s.events += 1;
+            }
+        }
+        s
+    }
+    fn response(rejected: u64, error_message: String) -> ExportLogsServiceResponse {
+        ExportLogsServiceResponse {
+            partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess { rejected_log_records: rejected as i64, error_message }),
+        }
+    }
+}
+
+/// A log record's time: its event time, else when it was observed, else when it arrived.
+fn log_time(time: u64, observed: u64, now: u64) -> u64 {
+    if time != 0 {
+        time
+    } else if observed != 0 {
+        observed
+    } else {
+        now
+    }
+}
+
+impl OtlpRequest for ExportMetricsServiceRequest {
+    type ResourceItems = ResourceMetrics;
+    type Response = ExportMetricsServiceResponse;
+    const KIND: BlockKind = BlockKind::OtlpMetrics;
+    const ITEMS: &'static str = "data points";
+
+    fn into_resources(self) -> Vec<ResourceMetrics> {
+        self.resource_metrics
+    }
+    fn from_resource(r: ResourceMetrics) -> Self {
+        ExportMetricsServiceRequest { resource_metrics: vec![r] }
+    }
+    fn resource(r: &ResourceMetrics) -> Option<&Resource> {
+        r.resource.as_ref()
+    }
+    fn index(r: &mut ResourceMetrics, _now: u64) -> Summary {
+        let mut s = Summary::default();
+        for scope in &mut r.scope_metrics {
+            scope.metrics.retain(|m| {
+                let times = point_times(m.data.as_ref());
+                if m.name.is_empty() {
+                    s.rejected += times.len() as u64;
+                    return false;
+                }
+                for t in times {
+                    s.time(t);
+                    s.events += 1;
+                }
+                true
+            });
+        }
+        s
+    }
+    fn response(rejected: u64, error_message: String) -> ExportMetricsServiceResponse {
+        ExportMetricsServiceResponse {
+            partial_success: (rejected > 0)
+                .then(|| ExportMetricsPartialSuccess { rejected_data_points: rejected as i64, error_message }),
+        }
+    }
+}
+
+fn point_times(data: Option<&metric::Data>) -> Vec<u64> {
+    match data {
+        None => Vec::new(),
+        Some(metric::Data::Gauge(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
+        Some(metric::Data::Sum(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
+        Some(metric::Data::Histogram(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
+        Some(metric::Data::ExponentialHistogram(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
+        Some(metric::Data::Summary(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
+    }
+}

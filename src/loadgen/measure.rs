@@ -1,0 +1,308 @@
+//! Measuring a phase: server CPU from /proc, latency percentiles, bytes at rest,
+//! and the same-run reference (prost decode on one core).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+use super::generate::Generator;
+use super::{encode, secs};
+
+/// A load phase: one signal over one transport.
+#[derive(Debug)]
+pub(crate) struct Phase<'a> {
+    pub(crate) signal: &'a str,
+    pub(crate) protocol: &'a str,
+    pub(crate) concurrency: usize,
+    pub(crate) batch: usize,
+    pub(crate) duration: Duration,
+}
+
+/// What a phase measured.
+#[derive(Debug)]
+pub(crate) struct Row {
+    signal: String,
+    protocol: String,
+    events_per_sec: f64,
+    server_cpu_per_event: Option<f64>,
+    reference_per_core: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    segment_bytes_per_event: Option<f64>,
+    catalog_bytes_per_event: Option<f64>,
+    failures: u64,
+}
+
+/// The server under test.
+#[derive(Debug)]
+pub(crate) struct ServerProbe {
+    http: String,
+    grpc: String,
+    pids: Vec<u32>,
+    data_dir: Option<PathBuf>,
+}
+
+/// A server this run started; stopped (SIGTERM) when dropped.
+#[derive(Debug)]
+pub(crate) struct SpawnedServer {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SpawnedServer {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child process by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl ServerProbe {
+    pub(crate) fn attach(http: &str, grpc: &str, pids: &[u32], data_dir: Option<PathBuf>) -> Self {
+        ServerProbe { http: http.trim_end_matches('/').to_owned(), grpc: grpc.to_owned(), pids: pids.to_vec(), data_dir }
+    }
+
+    /// Starts `framelake serve` (this executable) on a fresh data dir and free ports.
+    pub(crate) async fn spawn() -> anyhow::Result<(Self, SpawnedServer)> {
+        let dir = tempfile::tempdir()?;
+        let (http_port, grpc_port) = (free_port()?, free_port()?);
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg(format!("--ingest-addr=127.0.0.1:{http_port}"))
+            .arg(format!("--otlp-grpc-addr=127.0.0.1:{grpc_port}"))
+            .env("FRAMELAKE_LOG", "warn")
+            .spawn()
+            .context("starting framelake serve")?;
+        let probe = ServerProbe {
+            http: format!("http://127.0.0.1:{http_port}"),
+            grpc: format!("http://127.0.0.1:{grpc_port}"),
+            pids: vec![child.id()],
+            data_dir: Some(dir.path().to_owned()),
+        };
+        let server = SpawnedServer { child, _dir: dir };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = client.get(format!("{}/ready", probe.http)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the spawned server did not become ready in 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok((probe, server))
+    }
+
+    fn cpu_seconds(&self) -> Option<f64> {
+        if self.pids.is_empty() {
+            return None;
+        }
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let mut total = 0.0;
+        for pid in &self.pids {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the parenthesized command name; utime and stime are 14 and 15.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split(' ').collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            total += (utime + stime) / ticks;
+        }
+        Some(total)
+    }
+
+    fn stored_bytes(&self) -> Option<(u64, u64)> {
+        let dir = self.data_dir.as_ref()?;
+        let objects = dir_size(&dir.join("objects"));
+        let catalog = dir_size(dir) - objects;
+        Some((objects, catalog))
+    }
+
+    pub(crate) async fn measure(&mut self, phase: &Phase<'_>, tenant: &str, reference_per_core: f64) -> anyhow::Result<Row> {
+        let stored_before = self.stored_bytes();
+        let cpu_before = self.cpu_seconds();
+        let started = Instant::now();
+        let deadline = started + phase.duration;
+        let mut workers = Vec::new();
+        for worker in 0..phase.concurrency {
+            let sender = Sender::new(phase.protocol, &self.http, &self.grpc, phase.signal, tenant).await?;
+            let (signal, batch) = (phase.signal.to_owned(), phase.batch);
+            workers.push(tokio::spawn(async move {
+                let mut generator = Generator::new(worker as u64 + 1 + started.elapsed().as_nanos() as u64);
+                let (mut latencies, mut failures, mut events) = (Vec::new(), 0u64, 0u64);
+                while Instant::now() < deadline {
+                    let body = encode(&mut generator, &signal, batch);
+                    let sent = Instant::now();
+                    match sender.send(body).await {
+                        Ok(()) => {
+                            latencies.push(sent.elapsed());
+                            events += batch as u64;
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            if failures == 1 {
+                                eprintln!("loadgen: request failed: {e:#}");
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+                (latencies, failures, events)
+            }));
+        }
+        let (mut latencies, mut failures, mut events) = (Vec::new(), 0, 0);
+        for worker in workers {
+            let (l, f, e) = worker.await?;
+            latencies.extend(l);
+            failures += f;
+            events += e;
+        }
+        let wall = secs(started);
+        let cpu = match (cpu_before, self.cpu_seconds()) {
+            (Some(before), Some(after)) => Some(after - before),
+            _ => None,
+        };
+        // Let the writer's last flush land before measuring the disk.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stored = match (stored_before, self.stored_bytes()) {
+            (Some((o1, c1)), Some((o2, c2))) => Some(((o2 - o1) as f64, c2 as f64 - c1 as f64)),
+            _ => None,
+        };
+        latencies.sort();
+        let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1e3).unwrap_or(f64::NAN);
+        let per_event = |v: f64| (events > 0).then(|| v / events as f64);
+        Ok(Row {
+            signal: phase.signal.to_owned(),
+            protocol: phase.protocol.to_owned(),
+            events_per_sec: events as f64 / wall,
+            server_cpu_per_event: cpu.and_then(per_event),
+            reference_per_core,
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+            segment_bytes_per_event: stored.and_then(|(o, _)| per_event(o)),
+            catalog_bytes_per_event: stored.and_then(|(_, c)| per_event(c)),
+            failures,
+        })
+    }
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// One exporter's connection.
+enum Sender {
+    Http { client: reqwest::Client, url: String, tenant: String },
+    Grpc { client: tonic::client::Grpc<tonic::transport::Channel>, path: http::uri::PathAndQuery, tenant: tonic::metadata::MetadataValue<tonic::metadata::Ascii> },
+}
+
+impl Sender {
+    async fn new(protocol: &str, http: &str, grpc: &str, signal: &str, tenant: &str) -> anyhow::Result<Self> {
+        Ok(if protocol == "http" {
+            let url = format!("{http}/v1/{signal}");
+            Sender::Http { client: reqwest::Client::new(), url, tenant: tenant.to_owned() }
+        } else {
+            let channel = tonic::transport::Endpoint::from_shared(grpc.to_owned())?.connect().await.with_context(|| format!("connecting to {grpc}"))?;
+            let path = match signal {
+                "traces" => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                _ => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            };
+            Sender::Grpc { client: tonic::client::Grpc::new(channel), path: http::uri::PathAndQuery::from_static(path), tenant: tenant.parse()? }
+        })
+    }
+
+    async fn send(&self, body: Bytes) -> anyhow::Result<()> {
+        match self {
+            Sender::Http { client, url, tenant } => {
+                let response = client
+                    .post(url)
+                    .header("content-type", "application/x-protobuf")
+                    .header("x-scope-orgid", tenant)
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
+                Ok(())
+            }
+            Sender::Grpc { client, path, tenant } => {
+                let mut client = client.clone();
+                client.ready().await?;
+                let mut request = tonic::Request::new(body);
+                request.metadata_mut().insert("x-scope-orgid", tenant.clone());
+                client.unary::<Bytes, Bytes, _>(request, path.clone(), framelake_receiver::grpc::RawCodec).await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Plain prost decode of the same kind of requests on this core: events per second.
+pub(crate) fn prost_decode_rate(signal: &str, batch: usize) -> f64 {
+    let mut generator = Generator::new(42);
+    let requests: Vec<Bytes> = (0..64).map(|_| encode(&mut generator, signal, batch)).collect();
+    let started = Instant::now();
+    let mut events = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        for r in &requests {
+            events += match signal {
+                "traces" => ExportTraceServiceRequest::decode(r.as_ref()).map(|m| m.resource_spans[0].scope_spans[0].spans.len()),
+                _ => ExportLogsServiceRequest::decode(r.as_ref()).map(|m| m.resource_logs[0].scope_logs[0].log_records.len()),
+            }
+            .expect("generated requests decode") as u64;
+        }
+    }
+    events as f64 / secs(started)
+}
+
+/// The host CPU model, from /proc/cpuinfo.
+pub(crate) fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+pub(crate) fn print_table(rows: &[Row]) {
+    let opt = |v: Option<f64>, scale: f64, digits: usize| v.map(|v| format!("{:.*}", digits, v * scale)).unwrap_or_else(|| "n/a".to_owned());
+    println!();
+    println!("| signal | transport | events/s accepted | server CPU-s per 1M events | events per server CPU-s | prost decode events/s/core (same run) | ratio to prost | ack p50 ms | ack p99 ms | segment B/event | catalog B/event | failed requests |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let per_cpu = r.server_cpu_per_event.map(|c| 1.0 / c);
+        println!(
+            "| {} | {} | {:.0} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {} | {} | {} |",
+            r.signal,
+            r.protocol,
+            r.events_per_sec,
+            opt(r.server_cpu_per_event, 1e6, 2),
+            opt(per_cpu, 1.0, 0),
+            r.reference_per_core,
+            opt(per_cpu.map(|p| p / r.reference_per_core), 1.0, 2),
+            r.p50_ms,
+            r.p99_ms,
+            opt(r.segment_bytes_per_event, 1.0, 1),
+            opt(r.catalog_bytes_per_event, 1.0, 1),
+            r.failures,
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! `framelake loadgen`: drives a server with OTLP load over gRPC and HTTP, from
+//! concurrent exporters sending unique requests, and prints a table: events/s
+//! accepted, server CPU per event, acknowledgement latency, bytes at rest, and
+//! beside them a reference measured in the same run (plain prost decode of the
+//! same kind of requests on one core) and the host CPU.
+
+mod generate;
+mod measure;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use prost::Message;
+
+use self::generate::Generator;
+use self::measure::{Phase, ServerProbe};
+
+/// Load generator options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Start `framelake serve` on a fresh data dir and measure it (else drive --http/--grpc).
+    #[arg(long)]
+    spawn: bool,
+    /// OTLP/HTTP base URL of a running server.
+    #[arg(long, default_value = "http://127.0.0.1:4318")]
+    http: String,
+    /// OTLP/gRPC URL of a running server.
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    grpc: String,
+    /// Server process ids whose CPU time to count (with a running server); repeatable.
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
+    /// Data dir of a running server, to measure bytes at rest.
+    #[arg(long = "server-data-dir")]
+    server_data_dir: Option<PathBuf>,
+    /// Transports to test: grpc, http, or both.
+    #[arg(long, default_value = "both")]
+    protocol: String,
+    /// Signals to test: traces, logs, or both.
+    #[arg(long, default_value = "both")]
+    signal: String,
+    /// Concurrent exporters.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Events per request.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Tenant to send as (X-Scope-OrgID).
+    #[arg(long, default_value = "loadgen")]
+    tenant: String,
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let (mut probe, _server) = if args.spawn {
+        let (probe, server) = ServerProbe::spawn().await?;
+        (probe, Some(server))
+    } else {
+        (ServerProbe::attach(&args.http, &args.grpc, &args.server_pids, args.server_data_dir.clone()), None)
+    };
+    let protocols: Vec<&str> = match args.protocol.as_str() {
+        "both" => vec!["grpc", "http"],
+        p @ ("grpc" | "http") => vec![p],
+        other => anyhow::bail!("--protocol {other:?}: use grpc, http or both"),
+    };
+    let signals: Vec<&str> = match args.signal.as_str() {
+        "both" => vec!["traces", "logs"],
+        s @ ("traces" | "logs") => vec![s],
+        other => anyhow::bail!("--signal {other:?}: use traces, logs or both"),
+    };
+    println!("host CPU: {}", measure::cpu_model());
+    println!(
+        "load: {} exporters, {} events per request, {} s per phase, every request unique",
+        args.concurrency, args.batch, args.duration
+    );
+    let mut rows = Vec::new();
+    for signal in &signals {
+        let reference = measure::prost_decode_rate(signal, args.batch);
+        for protocol in &protocols {
+            let phase = Phase { signal, protocol, concurrency: args.concurrency, batch: args.batch, duration: Duration::from_secs(args.duration) };
+            let row = probe.measure(&phase, &args.tenant, reference).await.with_context(|| format!("{signal} over {protocol}"))?;
+            rows.push(row);
+        }
+    }
+    measure::print_table(&rows);
+    Ok(())
+}
+
+/// One encoded request of a signal.
+pub(crate) fn encode(generator: &mut Generator, signal: &str, batch: usize) -> Bytes {
+    match signal {
+        "traces" => generator.spans(batch).encode_to_vec().into(),
+        _ => generator.logs(batch).encode_to_vec().into(),
+    }
+}
+
+/// Elapsed seconds, for rates.
+pub(crate) fn secs(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64()
+}

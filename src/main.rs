@@ -1,0 +1,60 @@
+//! The `framelake` binary: one process per role, or every role at once.
+
+mod loadgen;
+mod serve;
+mod settings;
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::Settings;
+
+/// framelake: an OpenTelemetry-compatible observability lake.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs every role in one process: embedded SQLite catalog and local files by default.
+    Serve,
+    /// Runs the receiver role (OTLP gRPC and HTTP) against --database-url and --object-store-url.
+    Receiver,
+    /// Drives a running server with OTLP load and prints a table.
+    Loadgen(loadgen::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = cli.settings.resolve()?;
+    init_logs(settings.log_format.as_deref());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve::run(settings).await,
+            Command::Receiver => {
+                anyhow::ensure!(
+                    settings.database_url.is_some() && settings.object_store_url.is_some(),
+                    "the receiver role needs --database-url and --object-store-url (use `serve` for the embedded default)"
+                );
+                serve::run(settings).await
+            }
+            Command::Loadgen(args) => loadgen::run(args).await,
+        }
+    })
+}
+
+fn init_logs(format: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FRAMELAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == Some("json") {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

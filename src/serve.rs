@@ -1,0 +1,102 @@
+//! Runs the roles: binds listeners, serves until SIGINT/SIGTERM, then stops
+//! listeners, lets in-flight writes commit and flushes the writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use framelake_lake::Lake;
+use framelake_lake::tenancy::Tenancy;
+use framelake_lake::writer::Writer;
+use framelake_receiver::Ingest;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::settings::Settings;
+
+/// How long listeners may take to finish in-flight requests at shutdown.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the receiver role (OTLP gRPC and HTTP) until a shutdown signal.
+pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
+    let lake_config = settings.lake();
+    let lake = Arc::new(Lake::open(&lake_config).await.context("opening the lake")?);
+    tracing::info!(catalog = %redact(&lake_config.database_url), objects = %lake.store.url(), "lake open");
+    let tenancy = match &settings.auth_file {
+        Some(path) => Tenancy::from_file(path)?,
+        None => Tenancy::open(),
+    };
+    if !tenancy.is_enabled() {
+        tracing::warn!("authentication is off: any client may write to any tenant (use --auth-file)");
+    }
+    let writer = Arc::new(Writer::start(Arc::clone(&lake), settings.writer()));
+    let ingest = Arc::new(Ingest {
+        lake,
+        writer: Arc::clone(&writer),
+        tenancy,
+        limits: settings.limits(),
+        zstd_level: settings.zstd_level(),
+    });
+
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let http = bind("otlp-http", settings.ingest_addr()).await?;
+    let router = framelake_receiver::http::router(Arc::clone(&ingest));
+    let stopped = stop.clone().cancelled_owned();
+    tracker.spawn(async move {
+        if let Err(e) = axum::serve(http, router).with_graceful_shutdown(stopped).await {
+            tracing::error!(error = %e, "otlp-http listener failed");
+        }
+    });
+
+    let grpc = bind("otlp-grpc", settings.otlp_grpc_addr()).await?;
+    let routes = framelake_receiver::grpc::routes(Arc::clone(&ingest));
+    let stopped = stop.clone().cancelled_owned();
+    tracker.spawn(async move {
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
+        let server = tonic::transport::Server::builder().add_routes(routes);
+        if let Err(e) = server.serve_with_incoming_shutdown(incoming, stopped).await {
+            tracing::error!(error = %e, "otlp-grpc listener failed");
+        }
+    });
+    tracker.close();
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    stop.cancel();
+    if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("listeners did not finish within {GRACE:?}");
+    }
+    writer.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bind(role: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("{role}: binding {addr}"))?;
+    tracing::info!(role, addr = %listener.local_addr()?, "listening");
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,167 @@
+//! Settings: command-line flags, each with a `FRAMELAKE_*` environment variable,
+//! over an optional TOML file (`--config`), over defaults.
+//! Precedence: flag, then environment, then file, then default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use framelake_lake::LakeConfig;
+use framelake_lake::store::S3Options;
+use framelake_lake::writer::WriterConfig;
+use framelake_receiver::Limits;
+use serde::Deserialize;
+
+/// Declares the settings once, for clap, serde and merging.
+macro_rules! settings {
+    ($($(#[doc = $doc:literal])* $name:ident: $ty:ty = $env:literal;)*) => {
+        /// Every setting; `None` where neither flag, environment nor file gave one.
+        #[derive(Debug, Clone, Default, Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct Settings {
+            /// TOML file with any of these settings (keys as the flags, with '_' for '-').
+            #[arg(long, env = "FRAMELAKE_CONFIG", global = true)]
+            #[serde(skip)]
+            pub(crate) config: Option<PathBuf>,
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env, global = true)]
+                pub(crate) $name: Option<$ty>,
+            )*
+        }
+
+        impl Settings {
+            /// Fills what is unset from `file`.
+            fn or(self, file: Settings) -> Settings {
+                Settings { config: self.config, $($name: self.$name.or(file.$name),)* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Folder of the embedded catalog and objects [default: ./framelake-data].
+    data_dir: PathBuf = "FRAMELAKE_DATA_DIR";
+    /// Catalog database: postgres://… or sqlite://path [default: SQLite in the data dir].
+    database_url: String = "FRAMELAKE_DATABASE_URL";
+    /// Object store: s3://bucket/prefix, file://path or memory:// [default: files in the data dir].
+    object_store_url: String = "FRAMELAKE_OBJECT_STORE_URL";
+    /// Endpoint of an S3-compatible server (MinIO, moto, R2, …); empty for AWS.
+    s3_endpoint: String = "FRAMELAKE_S3_ENDPOINT";
+    /// S3 region.
+    s3_region: String = "FRAMELAKE_S3_REGION";
+    /// S3 access key id (else the AWS environment).
+    s3_access_key_id: String = "FRAMELAKE_S3_ACCESS_KEY_ID";
+    /// S3 secret access key (else the AWS environment).
+    s3_secret_access_key: String = "FRAMELAKE_S3_SECRET_ACCESS_KEY";
+    /// OTLP/gRPC listener [default: 127.0.0.1:4317].
+    otlp_grpc_addr: SocketAddr = "FRAMELAKE_OTLP_GRPC_ADDR";
+    /// HTTP ingest listener: OTLP/HTTP [default: 127.0.0.1:4318].
+    ingest_addr: SocketAddr = "FRAMELAKE_INGEST_ADDR";
+    /// HTTP query listener [default: 127.0.0.1:8080] (the query role is not built yet).
+    query_addr: SocketAddr = "FRAMELAKE_QUERY_ADDR";
+    /// Arrow FlightSQL listener [default: 127.0.0.1:50051] (not built yet).
+    flight_addr: SocketAddr = "FRAMELAKE_FLIGHT_ADDR";
+    /// Token file (TOML): with it, every request needs a bearer token bound to a tenant.
+    auth_file: PathBuf = "FRAMELAKE_AUTH_FILE";
+    /// Longest wait of a write for its group commit, in ms [default: 250].
+    flush_interval_ms: u64 = "FRAMELAKE_FLUSH_INTERVAL_MS";
+    /// Pending bytes that trigger a flush early [default: 8 MiB].
+    flush_bytes: usize = "FRAMELAKE_FLUSH_BYTES";
+    /// Memory the writer may hold before refusing writes (retryable) [default: 256 MiB].
+    max_pending_bytes: usize = "FRAMELAKE_MAX_PENDING_BYTES";
+    /// Largest request body on the wire [default: 16 MiB].
+    max_body_bytes: usize = "FRAMELAKE_MAX_BODY_BYTES";
+    /// Largest request body once decompressed [default: 64 MiB].
+    max_decoded_bytes: usize = "FRAMELAKE_MAX_DECODED_BYTES";
+    /// zstd level of stored blocks [default: 3].
+    zstd_level: i32 = "FRAMELAKE_ZSTD_LEVEL";
+    /// Log format: text or json [default: text].
+    log_format: String = "FRAMELAKE_LOG_FORMAT";
+}
+
+impl Settings {
+    /// Merges in the `--config` file, if any.
+    pub(crate) fn resolve(self) -> anyhow::Result<Settings> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading config {}", path.display()))?;
+        let file: Settings = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        Ok(self.or(file))
+    }
+
+    pub(crate) fn data_dir(&self) -> &Path {
+        self.data_dir.as_deref().unwrap_or(Path::new("./framelake-data"))
+    }
+
+    /// The lake: flags where given, else the embedded default under the data dir.
+    pub(crate) fn lake(&self) -> LakeConfig {
+        let embedded = LakeConfig::embedded(self.data_dir());
+        LakeConfig {
+            database_url: self.database_url.clone().unwrap_or(embedded.database_url),
+            object_store_url: self.object_store_url.clone().unwrap_or(embedded.object_store_url),
+            s3: S3Options {
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                access_key_id: self.s3_access_key_id.clone(),
+                secret_access_key: self.s3_secret_access_key.clone(),
+            },
+        }
+    }
+
+    pub(crate) fn writer(&self) -> WriterConfig {
+        let d = WriterConfig::default();
+        WriterConfig {
+            flush_interval: self.flush_interval_ms.map(Duration::from_millis).unwrap_or(d.flush_interval),
+            flush_bytes: self.flush_bytes.unwrap_or(d.flush_bytes),
+            max_pending_bytes: self.max_pending_bytes.unwrap_or(d.max_pending_bytes),
+            max_concurrent_flushes: d.max_concurrent_flushes,
+        }
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        let d = Limits::default();
+        Limits {
+            max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_decoded_bytes: self.max_decoded_bytes.unwrap_or(d.max_decoded_bytes),
+        }
+    }
+
+    pub(crate) fn otlp_grpc_addr(&self) -> SocketAddr {
+        self.otlp_grpc_addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4317)))
+    }
+
+    pub(crate) fn ingest_addr(&self) -> SocketAddr {
+        self.ingest_addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4318)))
+    }
+
+    pub(crate) fn zstd_level(&self) -> i32 {
+        self.zstd_level.unwrap_or(3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file: Settings = toml::from_str("data_dir = \"/from/file\"\nflush_interval_ms = 100\nzstd_level = 5")
+            .expect("valid toml");
+        let flags = Settings { zstd_level: Some(1), ..Settings::default() };
+        let merged = flags.or(file);
+        assert_eq!(merged.data_dir(), Path::new("/from/file"));
+        assert_eq!(merged.writer().flush_interval, Duration::from_millis(100));
+        assert_eq!(merged.zstd_level(), 1);
+        assert_eq!(merged.ingest_addr().port(), 4318);
+        assert!(merged.lake().database_url.starts_with("sqlite:///from/file/"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<Settings>("flush_intervl_ms = 1").is_err());
+    }
+}
