@@ -32,7 +32,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = cli.settings.resolve()?;
     init_logs(settings.log_format.as_deref());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve::run(settings).await,
@@ -51,7 +53,9 @@ fn main() -> anyhow::Result<()> {
 fn init_logs(format: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FRAMELAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == Some("json") {
         builder.json().flatten_event(true).init();
     } else {

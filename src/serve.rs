@@ -28,7 +28,9 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         None => Tenancy::open(),
     };
     if !tenancy.is_enabled() {
-        tracing::warn!("authentication is off: any client may write to any tenant (use --auth-file)");
+        tracing::warn!(
+            "authentication is off: any client may write to any tenant (use --auth-file)"
+        );
     }
     let writer = Arc::new(Writer::start(Arc::clone(&lake), settings.writer()));
     let ingest = Arc::new(Ingest {
@@ -46,7 +48,10 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let router = framelake_receiver::http::router(Arc::clone(&ingest));
     let stopped = stop.clone().cancelled_owned();
     tracker.spawn(async move {
-        if let Err(e) = axum::serve(http, router).with_graceful_shutdown(stopped).await {
+        if let Err(e) = axum::serve(http, router)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
             tracing::error!(error = %e, "otlp-http listener failed");
         }
     });
@@ -75,7 +80,9 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn bind(role: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("{role}: binding {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{role}: binding {addr}"))?;
     tracing::info!(role, addr = %listener.local_addr()?, "listening");
     Ok(listener)
 }

@@ -88,13 +88,17 @@ impl Settings {
         let Some(path) = self.config.clone() else {
             return Ok(self);
         };
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading config {}", path.display()))?;
-        let file: Settings = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let file: Settings =
+            toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
         Ok(self.or(file))
     }
 
     pub(crate) fn data_dir(&self) -> &Path {
-        self.data_dir.as_deref().unwrap_or(Path::new("./framelake-data"))
+        self.data_dir
+            .as_deref()
+            .unwrap_or(Path::new("./framelake-data"))
     }
 
     /// The lake: flags where given, else the embedded default under the data dir.
@@ -102,7 +106,10 @@ impl Settings {
         let embedded = LakeConfig::embedded(self.data_dir());
         LakeConfig {
             database_url: self.database_url.clone().unwrap_or(embedded.database_url),
-            object_store_url: self.object_store_url.clone().unwrap_or(embedded.object_store_url),
+            object_store_url: self
+                .object_store_url
+                .clone()
+                .unwrap_or(embedded.object_store_url),
             s3: S3Options {
                 endpoint: self.s3_endpoint.clone(),
                 region: self.s3_region.clone(),
@@ -115,7 +122,10 @@ impl Settings {
     pub(crate) fn writer(&self) -> WriterConfig {
         let d = WriterConfig::default();
         WriterConfig {
-            flush_interval: self.flush_interval_ms.map(Duration::from_millis).unwrap_or(d.flush_interval),
+            flush_interval: self
+                .flush_interval_ms
+                .map(Duration::from_millis)
+                .unwrap_or(d.flush_interval),
             flush_bytes: self.flush_bytes.unwrap_or(d.flush_bytes),
             max_pending_bytes: self.max_pending_bytes.unwrap_or(d.max_pending_bytes),
             max_concurrent_flushes: d.max_concurrent_flushes,
@@ -131,11 +141,13 @@ impl Settings {
     }
 
     pub(crate) fn otlp_grpc_addr(&self) -> SocketAddr {
-        self.otlp_grpc_addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4317)))
+        self.otlp_grpc_addr
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4317)))
     }
 
     pub(crate) fn ingest_addr(&self) -> SocketAddr {
-        self.ingest_addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4318)))
+        self.ingest_addr
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4318)))
     }
 
     pub(crate) fn zstd_level(&self) -> i32 {
@@ -149,15 +161,24 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
-        let file: Settings = toml::from_str("data_dir = \"/from/file\"\nflush_interval_ms = 100\nzstd_level = 5")
-            .expect("valid toml");
-        let flags = Settings { zstd_level: Some(1), ..Settings::default() };
+        let file: Settings =
+            toml::from_str("data_dir = \"/from/file\"\nflush_interval_ms = 100\nzstd_level = 5")
+                .expect("valid toml");
+        let flags = Settings {
+            zstd_level: Some(1),
+            ..Settings::default()
+        };
         let merged = flags.or(file);
         assert_eq!(merged.data_dir(), Path::new("/from/file"));
         assert_eq!(merged.writer().flush_interval, Duration::from_millis(100));
         assert_eq!(merged.zstd_level(), 1);
         assert_eq!(merged.ingest_addr().port(), 4318);
-        assert!(merged.lake().database_url.starts_with("sqlite:///from/file/"));
+        assert!(
+            merged
+                .lake()
+                .database_url
+                .starts_with("sqlite:///from/file/")
+        );
     }
 
     #[test]

@@ -20,7 +20,10 @@ pub enum Error {
     Corrupt { location: String, reason: String },
     /// The writer has more pending data than its memory budget allows; retry later.
     #[error("writer is behind: {pending_bytes} bytes pending, budget {budget_bytes}")]
-    Overloaded { pending_bytes: usize, budget_bytes: usize },
+    Overloaded {
+        pending_bytes: usize,
+        budget_bytes: usize,
+    },
     /// The writer is shutting down and takes no new data.
     #[error("writer is shutting down")]
     ShuttingDown,

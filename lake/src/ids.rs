@@ -156,7 +156,9 @@ impl SegmentId {
 
     fn from_uuid(uuid: uuid::Uuid) -> Result<Self> {
         if uuid.get_version_num() != 7 {
-            return Err(Error::InvalidInput(format!("segment id {uuid} is not a UUIDv7")));
+            return Err(Error::InvalidInput(format!(
+                "segment id {uuid} is not a UUIDv7"
+            )));
         }
         Ok(SegmentId(uuid))
     }
@@ -208,7 +210,11 @@ pub enum BlockKind {
 
 impl BlockKind {
     /// Every kind, in code order.
-    pub const ALL: [BlockKind; 3] = [BlockKind::OtlpLogs, BlockKind::OtlpSpans, BlockKind::OtlpMetrics];
+    pub const ALL: [BlockKind; 3] = [
+        BlockKind::OtlpLogs,
+        BlockKind::OtlpSpans,
+        BlockKind::OtlpMetrics,
+    ];
 
     /// The stored code.
     pub fn code(self) -> i16 {
@@ -263,6 +269,10 @@ mod tests {
             .expect("after epoch")
             .as_millis() as u64;
         assert!(now_ms.abs_diff(id.unix_millis()) < 5_000);
-        assert!("00000000-0000-4000-8000-000000000000".parse::<SegmentId>().is_err());
+        assert!(
+            "00000000-0000-4000-8000-000000000000"
+                .parse::<SegmentId>()
+                .is_err()
+        );
     }
 }

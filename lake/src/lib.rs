@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use crate::error::{Error, Result};
 use crate::catalog::{BlockRecord, Catalog};
+pub use crate::error::{Error, Result};
 use crate::ids::TenantId;
 use crate::paths::SegmentPath;
 use crate::store::{S3Options, Store};
@@ -70,8 +70,10 @@ impl Lake {
         let location = format!("{path}@{}", block.offset);
         let uncompressed = block.uncompressed_length as usize;
         let (codec, sum) = (block.codec, block.checksum);
-        tokio::task::spawn_blocking(move || segment::decode_block(&location, &stored, codec, sum, uncompressed))
-            .await
-            .map_err(|e| Error::FlushFailed(format!("decode task: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            segment::decode_block(&location, &stored, codec, sum, uncompressed)
+        })
+        .await
+        .map_err(|e| Error::FlushFailed(format!("decode task: {e}")))?
     }
 }

@@ -61,12 +61,16 @@ impl FromStr for SegmentPath {
         let bad = |why: &str| Error::InvalidInput(format!("segment path {s:?}: {why}"));
         let parts: Vec<&str> = s.split('/').collect();
         let [root, tenant, segments, _date, _hour, file] = parts[..] else {
-            return Err(bad("expected tenants/{tenant}/segments/{date}/{hour}/{id}.flseg"));
+            return Err(bad(
+                "expected tenants/{tenant}/segments/{date}/{hour}/{id}.flseg",
+            ));
         };
         if root != "tenants" || segments != "segments" {
             return Err(bad("expected tenants/{tenant}/segments/..."));
         }
-        let id = file.strip_suffix(".flseg").ok_or_else(|| bad("expected a .flseg file"))?;
+        let id = file
+            .strip_suffix(".flseg")
+            .ok_or_else(|| bad("expected a .flseg file"))?;
         let path = SegmentPath::new(tenant.parse()?, id.parse()?);
         if path.to_string() != s {
             return Err(bad("date and hour do not match the segment id"));
@@ -91,8 +95,15 @@ mod tests {
     fn wrong_paths_are_refused() {
         let path = SegmentPath::new("acme".parse().expect("tenant"), SegmentId::new()).to_string();
         assert!(path.replace("acme", "a/b").parse::<SegmentPath>().is_err());
-        assert!(path.replace(".flseg", ".bin").parse::<SegmentPath>().is_err());
-        let wrong_date = format!("tenants/acme/segments/1999-01-01/00/{}.flseg", SegmentId::new());
+        assert!(
+            path.replace(".flseg", ".bin")
+                .parse::<SegmentPath>()
+                .is_err()
+        );
+        let wrong_date = format!(
+            "tenants/acme/segments/1999-01-01/00/{}.flseg",
+            SegmentId::new()
+        );
         assert!(wrong_date.parse::<SegmentPath>().is_err());
     }
 }

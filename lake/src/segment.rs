@@ -120,7 +120,10 @@ impl SegmentBuilder {
         buf.put_u16_le(VERSION);
         buf.put_u16_le(0);
         buf.put_u32_le(0);
-        SegmentBuilder { buf, entries: Vec::new() }
+        SegmentBuilder {
+            buf,
+            entries: Vec::new(),
+        }
     }
 
     /// Appends a block and returns its index entry.
@@ -179,19 +182,30 @@ impl SegmentBuilder {
 
 /// Reads the index of a whole segment object, checking magic, version and checksums.
 pub fn read_index(location: &str, data: &[u8]) -> Result<Vec<IndexEntry>> {
-    let corrupt = |reason: String| Error::Corrupt { location: location.to_owned(), reason };
-    if data.len() < HEADER_LEN + FOOTER_LEN || &data[..8] != MAGIC || &data[data.len() - 8..] != MAGIC {
+    let corrupt = |reason: String| Error::Corrupt {
+        location: location.to_owned(),
+        reason,
+    };
+    if data.len() < HEADER_LEN + FOOTER_LEN
+        || &data[..8] != MAGIC
+        || &data[data.len() - 8..] != MAGIC
+    {
         return Err(corrupt("not a segment: bad magic or too short".to_owned()));
     }
     let version = le_u16(&data[8..10]);
     if version != VERSION {
-        return Err(corrupt(format!("segment version {version} is not supported (this build reads {VERSION})")));
+        return Err(corrupt(format!(
+            "segment version {version} is not supported (this build reads {VERSION})"
+        )));
     }
     let footer = &data[data.len() - FOOTER_LEN..];
     let index_offset = le_u64(&footer[0..8]) as usize;
     let count = le_u32(&footer[8..12]) as usize;
     let index_end = data.len() - FOOTER_LEN;
-    if index_offset < HEADER_LEN || index_offset > index_end || (index_end - index_offset) != count * ENTRY_LEN {
+    if index_offset < HEADER_LEN
+        || index_offset > index_end
+        || (index_end - index_offset) != count * ENTRY_LEN
+    {
         return Err(corrupt("index bounds do not match the footer".to_owned()));
     }
     let index = &data[index_offset..index_end];
@@ -215,7 +229,10 @@ pub fn read_index(location: &str, data: &[u8]) -> Result<Vec<IndexEntry>> {
             };
             let end = entry.offset as usize + entry.length as usize;
             if (entry.offset as usize) < HEADER_LEN || end > index_offset {
-                return Err(corrupt(format!("block {} lies outside the block area", entry.block_id)));
+                return Err(corrupt(format!(
+                    "block {} lies outside the block area",
+                    entry.block_id
+                )));
             }
             Ok(entry)
         })
@@ -223,18 +240,32 @@ pub fn read_index(location: &str, data: &[u8]) -> Result<Vec<IndexEntry>> {
 }
 
 /// Checks and decompresses one block's stored bytes.
-pub fn decode_block(location: &str, stored: &[u8], codec: Codec, expected_checksum: u64, uncompressed_length: usize) -> Result<Bytes> {
+pub fn decode_block(
+    location: &str,
+    stored: &[u8],
+    codec: Codec,
+    expected_checksum: u64,
+    uncompressed_length: usize,
+) -> Result<Bytes> {
     if checksum(stored) != expected_checksum {
-        return Err(Error::Corrupt { location: location.to_owned(), reason: "block checksum mismatch".to_owned() });
+        return Err(Error::Corrupt {
+            location: location.to_owned(),
+            reason: "block checksum mismatch".to_owned(),
+        });
     }
-    let data = codec.decompress(stored, uncompressed_length).map_err(|e| Error::Corrupt {
-        location: location.to_owned(),
-        reason: format!("block does not decompress: {e}"),
-    })?;
+    let data = codec
+        .decompress(stored, uncompressed_length)
+        .map_err(|e| Error::Corrupt {
+            location: location.to_owned(),
+            reason: format!("block does not decompress: {e}"),
+        })?;
     if data.len() != uncompressed_length {
         return Err(Error::Corrupt {
             location: location.to_owned(),
-            reason: format!("block decompressed to {} bytes, expected {uncompressed_length}", data.len()),
+            reason: format!(
+                "block decompressed to {} bytes, expected {uncompressed_length}",
+                data.len()
+            ),
         });
     }
     Ok(data)

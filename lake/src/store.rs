@@ -37,15 +37,25 @@ impl Store {
     /// Opens the store a URL names. `file://` paths may be relative to the working directory.
     pub fn open(url: &str, s3: &S3Options) -> Result<Self> {
         let invalid = |why: String| Error::InvalidInput(format!("object store url {url:?}: {why}"));
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("expected scheme://...".to_owned()))?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| invalid("expected scheme://...".to_owned()))?;
         match scheme {
-            "memory" => Ok(Store { inner: Arc::new(InMemory::new()), local_root: None, url: url.to_owned() }),
+            "memory" => Ok(Store {
+                inner: Arc::new(InMemory::new()),
+                local_root: None,
+                url: url.to_owned(),
+            }),
             "file" => {
                 let root = PathBuf::from(if rest.is_empty() { "." } else { rest });
                 std::fs::create_dir_all(&root)?;
                 let root = root.canonicalize()?;
                 let local = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
-                Ok(Store { inner: Arc::new(local), local_root: Some(root), url: url.to_owned() })
+                Ok(Store {
+                    inner: Arc::new(local),
+                    local_root: Some(root),
+                    url: url.to_owned(),
+                })
             }
             "s3" => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -84,15 +94,24 @@ impl Store {
                     "" => s3_store,
                     prefix => Arc::new(PrefixStore::new(s3_store, prefix)),
                 };
-                Ok(Store { inner, local_root: None, url: url.to_owned() })
+                Ok(Store {
+                    inner,
+                    local_root: None,
+                    url: url.to_owned(),
+                })
             }
-            other => Err(invalid(format!("unsupported scheme {other:?}: use file://, memory:// or s3://"))),
+            other => Err(invalid(format!(
+                "unsupported scheme {other:?}: use file://, memory:// or s3://"
+            ))),
         }
     }
 
     /// The local-files store under `data_dir/objects`: the embedded default.
     pub fn local(data_dir: &Path) -> Result<Self> {
-        Self::open(&format!("file://{}", data_dir.join("objects").display()), &S3Options::default())
+        Self::open(
+            &format!("file://{}", data_dir.join("objects").display()),
+            &S3Options::default(),
+        )
     }
 
     /// The underlying store, for readers.
@@ -120,7 +139,11 @@ impl Store {
     }
 
     /// Reads a byte range of an object.
-    pub async fn get_range(&self, path: &object_store::path::Path, range: std::ops::Range<u64>) -> Result<Bytes> {
+    pub async fn get_range(
+        &self,
+        path: &object_store::path::Path,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes> {
         Ok(self.inner.get_range(path, range).await?)
     }
 

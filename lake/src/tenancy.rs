@@ -81,26 +81,38 @@ impl Tenancy {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::InvalidInput(format!("auth file {}: {e}", path.display())))?;
-        Self::from_toml(&text).map_err(|e| Error::InvalidInput(format!("auth file {}: {e}", path.display())))
+        Self::from_toml(&text)
+            .map_err(|e| Error::InvalidInput(format!("auth file {}: {e}", path.display())))
     }
 
     /// Authentication on, with the tokens of a TOML document.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let file: TokenFile = toml::from_str(text).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let file: TokenFile =
+            toml::from_str(text).map_err(|e| Error::InvalidInput(e.to_string()))?;
         let mut tokens = HashMap::new();
         for (i, entry) in file.tokens.into_iter().enumerate() {
             let digest: [u8; 32] = match (entry.token, entry.token_sha256) {
                 (Some(token), None) => Sha256::digest(token.as_bytes()).into(),
-                (None, Some(hex)) => parse_hex32(&hex)
-                    .ok_or_else(|| Error::InvalidInput(format!("token {i}: token_sha256 must be 64 hex digits")))?,
-                _ => return Err(Error::InvalidInput(format!("token {i}: give exactly one of token and token_sha256"))),
+                (None, Some(hex)) => parse_hex32(&hex).ok_or_else(|| {
+                    Error::InvalidInput(format!("token {i}: token_sha256 must be 64 hex digits"))
+                })?,
+                _ => {
+                    return Err(Error::InvalidInput(format!(
+                        "token {i}: give exactly one of token and token_sha256"
+                    )));
+                }
             };
-            let grant = Grant { tenant: entry.tenant.parse()?, roles: entry.roles };
+            let grant = Grant {
+                tenant: entry.tenant.parse()?,
+                roles: entry.roles,
+            };
             if tokens.insert(digest, grant).is_some() {
                 return Err(Error::InvalidInput(format!("token {i} is listed twice")));
             }
         }
-        Ok(Tenancy { tokens: Some(tokens) })
+        Ok(Tenancy {
+            tokens: Some(tokens),
+        })
     }
 
     /// Whether requests need a token.
@@ -109,26 +121,45 @@ impl Tenancy {
     }
 
     /// The tenant a request acts for, given its `Authorization` and `X-Scope-OrgID` headers.
-    pub fn authorize(&self, authorization: Option<&str>, org_id: Option<&str>, role: Role) -> Result<TenantId, AuthError> {
+    pub fn authorize(
+        &self,
+        authorization: Option<&str>,
+        org_id: Option<&str>,
+        role: Role,
+    ) -> Result<TenantId, AuthError> {
         let named = org_id
-            .map(|t| t.trim().parse::<TenantId>().map_err(|e| AuthError::BadTenant(format!("X-Scope-OrgID: {e}"))))
+            .map(|t| {
+                t.trim()
+                    .parse::<TenantId>()
+                    .map_err(|e| AuthError::BadTenant(format!("X-Scope-OrgID: {e}")))
+            })
             .transpose()?;
         let Some(tokens) = &self.tokens else {
             return Ok(named.unwrap_or_else(TenantId::default_tenant));
         };
-        let token = authorization
-            .ok_or_else(|| AuthError::Unauthenticated("missing Authorization: Bearer <token> header".to_owned()))?;
+        let token = authorization.ok_or_else(|| {
+            AuthError::Unauthenticated("missing Authorization: Bearer <token> header".to_owned())
+        })?;
         let token = token
             .strip_prefix("Bearer ")
             .or_else(|| token.strip_prefix("bearer "))
-            .ok_or_else(|| AuthError::Unauthenticated("the Authorization header must be Bearer <token>".to_owned()))?;
+            .ok_or_else(|| {
+                AuthError::Unauthenticated(
+                    "the Authorization header must be Bearer <token>".to_owned(),
+                )
+            })?;
         let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        let grant = tokens.get(&digest).ok_or_else(|| AuthError::Unauthenticated("unknown token".to_owned()))?;
+        let grant = tokens
+            .get(&digest)
+            .ok_or_else(|| AuthError::Unauthenticated("unknown token".to_owned()))?;
         if !grant.roles.contains(&role) {
-            return Err(AuthError::Forbidden(format!("this token may not {}", match role {
-                Role::Write => "write",
-                Role::Read => "read",
-            })));
+            return Err(AuthError::Forbidden(format!(
+                "this token may not {}",
+                match role {
+                    Role::Write => "write",
+                    Role::Read => "read",
+                }
+            )));
         }
         match named {
             Some(named) if named != grant.tenant => Err(AuthError::Forbidden(format!(
@@ -178,28 +209,74 @@ mod tests {
     #[test]
     fn open_mode_takes_the_named_tenant() {
         let t = Tenancy::open();
-        assert_eq!(t.authorize(None, None, Role::Write).expect("ok").as_str(), "default");
-        assert_eq!(t.authorize(None, Some("acme"), Role::Write).expect("ok").as_str(), "acme");
-        assert!(matches!(t.authorize(None, Some("a/b"), Role::Write), Err(AuthError::BadTenant(_))));
+        assert_eq!(
+            t.authorize(None, None, Role::Write).expect("ok").as_str(),
+            "default"
+        );
+        assert_eq!(
+            t.authorize(None, Some("acme"), Role::Write)
+                .expect("ok")
+                .as_str(),
+            "acme"
+        );
+        assert!(matches!(
+            t.authorize(None, Some("a/b"), Role::Write),
+            Err(AuthError::BadTenant(_))
+        ));
     }
 
     #[test]
     fn tokens_bind_tenant_and_role() {
         let t = tenancy();
-        assert_eq!(t.authorize(Some("Bearer writer-a"), None, Role::Write).expect("ok").as_str(), "a");
-        assert_eq!(t.authorize(Some("Bearer writer-a"), Some("a"), Role::Write).expect("ok").as_str(), "a");
-        assert_eq!(t.authorize(Some("Bearer reader-b"), None, Role::Read).expect("ok").as_str(), "b");
-        assert!(matches!(t.authorize(None, None, Role::Write), Err(AuthError::Unauthenticated(_))));
-        assert!(matches!(t.authorize(Some("Bearer nope"), None, Role::Write), Err(AuthError::Unauthenticated(_))));
-        assert!(matches!(t.authorize(Some("Basic x"), None, Role::Write), Err(AuthError::Unauthenticated(_))));
-        assert!(matches!(t.authorize(Some("Bearer writer-a"), Some("b"), Role::Write), Err(AuthError::Forbidden(_))));
-        assert!(matches!(t.authorize(Some("Bearer reader-b"), None, Role::Write), Err(AuthError::Forbidden(_))));
+        assert_eq!(
+            t.authorize(Some("Bearer writer-a"), None, Role::Write)
+                .expect("ok")
+                .as_str(),
+            "a"
+        );
+        assert_eq!(
+            t.authorize(Some("Bearer writer-a"), Some("a"), Role::Write)
+                .expect("ok")
+                .as_str(),
+            "a"
+        );
+        assert_eq!(
+            t.authorize(Some("Bearer reader-b"), None, Role::Read)
+                .expect("ok")
+                .as_str(),
+            "b"
+        );
+        assert!(matches!(
+            t.authorize(None, None, Role::Write),
+            Err(AuthError::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            t.authorize(Some("Bearer nope"), None, Role::Write),
+            Err(AuthError::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            t.authorize(Some("Basic x"), None, Role::Write),
+            Err(AuthError::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            t.authorize(Some("Bearer writer-a"), Some("b"), Role::Write),
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(matches!(
+            t.authorize(Some("Bearer reader-b"), None, Role::Write),
+            Err(AuthError::Forbidden(_))
+        ));
     }
 
     #[test]
     fn bad_files_are_refused() {
         assert!(Tenancy::from_toml("[[tokens]]\ntenant = \"a\"\nroles = []").is_err());
-        assert!(Tenancy::from_toml("[[tokens]]\ntoken = \"x\"\ntenant = \"a b\"\nroles = []").is_err());
-        assert!(Tenancy::from_toml("[[tokens]]\ntoken = \"x\"\ntenant = \"a\"\nroles = [\"admin\"]").is_err());
+        assert!(
+            Tenancy::from_toml("[[tokens]]\ntoken = \"x\"\ntenant = \"a b\"\nroles = []").is_err()
+        );
+        assert!(
+            Tenancy::from_toml("[[tokens]]\ntoken = \"x\"\ntenant = \"a\"\nroles = [\"admin\"]")
+                .is_err()
+        );
     }
 }

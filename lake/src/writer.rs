@@ -67,7 +67,11 @@ pub struct WriteBatch {
 impl WriteBatch {
     fn byte_size(&self) -> usize {
         let blocks: usize = self.blocks.iter().map(|b| b.block.data.len() + 128).sum();
-        let processes: usize = self.processes.iter().map(|p| p.properties.len() + 128).sum();
+        let processes: usize = self
+            .processes
+            .iter()
+            .map(|p| p.properties.len() + 128)
+            .sum();
         blocks + processes + self.streams.len() * 128
     }
 }
@@ -91,7 +95,10 @@ pub struct Writer {
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("tenant", &self.batch.tenant).field("bytes", &self.bytes).finish()
+        f.debug_struct("Pending")
+            .field("tenant", &self.batch.tenant)
+            .field("bytes", &self.bytes)
+            .finish()
     }
 }
 
@@ -102,22 +109,38 @@ impl Writer {
         let budget_bytes = config.max_pending_bytes.min(Semaphore::MAX_PERMITS);
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(lake, config, rx, stop.clone()));
-        Writer { tx, budget: Arc::new(Semaphore::new(budget_bytes)), budget_bytes, stop, task: Mutex::new(Some(task)) }
+        Writer {
+            tx,
+            budget: Arc::new(Semaphore::new(budget_bytes)),
+            budget_bytes,
+            stop,
+            task: Mutex::new(Some(task)),
+        }
     }
 
     /// Writes a batch durably: returns once its segment is stored and its rows committed.
     pub async fn write(&self, batch: WriteBatch) -> Result<()> {
         let bytes = batch.byte_size().clamp(1, self.budget_bytes);
-        let permit = Arc::clone(&self.budget).try_acquire_many_owned(bytes as u32).map_err(|e| match e {
-            tokio::sync::TryAcquireError::Closed => Error::ShuttingDown,
-            tokio::sync::TryAcquireError::NoPermits => Error::Overloaded {
-                pending_bytes: self.budget_bytes - self.budget.available_permits(),
-                budget_bytes: self.budget_bytes,
-            },
-        })?;
+        let permit = Arc::clone(&self.budget)
+            .try_acquire_many_owned(bytes as u32)
+            .map_err(|e| match e {
+                tokio::sync::TryAcquireError::Closed => Error::ShuttingDown,
+                tokio::sync::TryAcquireError::NoPermits => Error::Overloaded {
+                    pending_bytes: self.budget_bytes - self.budget.available_permits(),
+                    budget_bytes: self.budget_bytes,
+                },
+            })?;
         let (done, wait) = oneshot::channel();
-        self.tx.send(Pending { batch, bytes, done, _permit: permit }).map_err(|_| Error::ShuttingDown)?;
-        wait.await.map_err(|_| Error::FlushFailed("the writer stopped before the flush".to_owned()))?
+        self.tx
+            .send(Pending {
+                batch,
+                bytes,
+                done,
+                _permit: permit,
+            })
+            .map_err(|_| Error::ShuttingDown)?;
+        wait.await
+            .map_err(|_| Error::FlushFailed("the writer stopped before the flush".to_owned()))?
     }
 
     /// Stops taking writes, flushes and commits everything pending, and waits for it.
@@ -125,15 +148,20 @@ impl Writer {
         self.budget.close();
         let task = self.task.lock().expect("writer task lock").take();
         self.stop.cancel();
-        if let Some(task) = task {
-            if let Err(e) = task.await {
-                tracing::error!(error = %e, "writer task failed");
-            }
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "writer task failed");
         }
     }
 }
 
-async fn run(lake: Arc<Lake>, config: WriterConfig, mut rx: mpsc::UnboundedReceiver<Pending>, stop: CancellationToken) {
+async fn run(
+    lake: Arc<Lake>,
+    config: WriterConfig,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    stop: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(config.max_concurrent_flushes.max(1)));
     let tracker = TaskTracker::new();
     let mut pending: Vec<Pending> = Vec::new();
@@ -164,7 +192,10 @@ async fn run(lake: Arc<Lake>, config: WriterConfig, mut rx: mpsc::UnboundedRecei
             },
             () = timer, if !pending.is_empty() => {}
         }
-        let slot = Arc::clone(&slots).acquire_owned().await.expect("flush slots are never closed");
+        let slot = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("flush slots are never closed");
         let batch = std::mem::take(&mut pending);
         pending_bytes = 0;
         let lake = Arc::clone(&lake);
@@ -194,7 +225,12 @@ async fn flush(lake: &Lake, batch: Vec<Pending>) {
     let result = store_and_commit(lake, commits).await;
     let outcome = match &result {
         Ok(new_blocks) => {
-            tracing::debug!(waiters, new_blocks, elapsed_ms = started.elapsed().as_millis() as u64, "flushed");
+            tracing::debug!(
+                waiters,
+                new_blocks,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "flushed"
+            );
             Ok(())
         }
         Err(e) => {
@@ -207,23 +243,34 @@ async fn flush(lake: &Lake, batch: Vec<Pending>) {
     }
 }
 
-type Built = (Vec<(SegmentPath, bytes::Bytes, TenantCommit)>, Vec<oneshot::Sender<Result<()>>>);
+type Built = (
+    Vec<(SegmentPath, bytes::Bytes, TenantCommit)>,
+    Vec<oneshot::Sender<Result<()>>>,
+);
 
 fn build_segments(batch: Vec<Pending>) -> Built {
     let insert_time = now_nanos();
     let mut by_tenant: BTreeMap<TenantId, Vec<WriteBatch>> = BTreeMap::new();
     let mut done = Vec::with_capacity(batch.len());
     for p in batch {
-        by_tenant.entry(p.batch.tenant.clone()).or_default().push(p.batch);
+        by_tenant
+            .entry(p.batch.tenant.clone())
+            .or_default()
+            .push(p.batch);
         done.push(p.done);
     }
     let commits = by_tenant
         .into_iter()
         .map(|(tenant, batches)| {
             let segment_id = SegmentId::new();
-            let size: usize = batches.iter().flat_map(|b| &b.blocks).map(|b| b.block.data.len()).sum();
+            let size: usize = batches
+                .iter()
+                .flat_map(|b| &b.blocks)
+                .map(|b| b.block.data.len())
+                .sum();
             let mut builder = SegmentBuilder::with_capacity(size);
-            let (mut seen_blocks, mut seen_processes, mut seen_streams) = (HashSet::new(), HashSet::new(), HashSet::new());
+            let (mut seen_blocks, mut seen_processes, mut seen_streams) =
+                (HashSet::new(), HashSet::new(), HashSet::new());
             let (mut blocks, mut processes, mut streams) = (Vec::new(), Vec::new(), Vec::new());
             for b in batches {
                 for mut p in b.processes {
@@ -243,7 +290,9 @@ fn build_segments(batch: Vec<Pending>) -> Built {
                     if !seen_blocks.insert(pb.block.block_id) {
                         continue;
                     }
-                    let entry = builder.push(&pb.block).expect("blocks are bounded by the request size limit");
+                    let entry = builder
+                        .push(&pb.block)
+                        .expect("blocks are bounded by the request size limit");
                     blocks.push(BlockRecord {
                         block_id: entry.block_id,
                         kind: entry.kind,
@@ -264,15 +313,33 @@ fn build_segments(batch: Vec<Pending>) -> Built {
                 }
             }
             let (data, _) = builder.finish();
-            let segment = SegmentRecord { segment_id, size: data.len() as u64, block_count: blocks.len() as u32, insert_time };
+            let segment = SegmentRecord {
+                segment_id,
+                size: data.len() as u64,
+                block_count: blocks.len() as u32,
+                insert_time,
+            };
             let path = SegmentPath::new(tenant.clone(), segment_id);
-            (path, data, TenantCommit { tenant, segment, processes, streams, blocks })
+            (
+                path,
+                data,
+                TenantCommit {
+                    tenant,
+                    segment,
+                    processes,
+                    streams,
+                    blocks,
+                },
+            )
         })
         .collect();
     (commits, done)
 }
 
-async fn store_and_commit(lake: &Lake, built: Vec<(SegmentPath, bytes::Bytes, TenantCommit)>) -> Result<u64> {
+async fn store_and_commit(
+    lake: &Lake,
+    built: Vec<(SegmentPath, bytes::Bytes, TenantCommit)>,
+) -> Result<u64> {
     let uploads = built.iter().map(|(path, data, _)| {
         let (path, data) = (path.to_object_path(), data.clone());
         async move { lake.store.put_durable(&path, data).await }
@@ -286,5 +353,8 @@ async fn store_and_commit(lake: &Lake, built: Vec<(SegmentPath, bytes::Bytes, Te
 
 /// Nanoseconds since the Unix epoch.
 pub fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }

@@ -32,7 +32,10 @@ impl ContentEncoding {
 
     /// Decodes `body`, refusing output larger than `limit` bytes.
     pub fn decode(self, body: Bytes, limit: usize) -> Result<Bytes, IngestError> {
-        let too_large = || IngestError::PayloadTooLarge { limit, what: " after decompression" };
+        let too_large = || IngestError::PayloadTooLarge {
+            limit,
+            what: " after decompression",
+        };
         let read_bounded = |mut reader: Box<dyn Read + '_>| -> Result<Bytes, IngestError> {
             let mut out = Vec::with_capacity((body.len() * 4).min(limit));
             reader
@@ -48,11 +51,16 @@ impl ContentEncoding {
         match self {
             ContentEncoding::Identity if body.len() > limit => Err(too_large()),
             ContentEncoding::Identity => Ok(body),
-            ContentEncoding::Gzip => read_bounded(Box::new(flate2::read::MultiGzDecoder::new(&body[..]))),
-            ContentEncoding::Deflate => read_bounded(Box::new(flate2::read::ZlibDecoder::new(&body[..]))),
+            ContentEncoding::Gzip => {
+                read_bounded(Box::new(flate2::read::MultiGzDecoder::new(&body[..])))
+            }
+            ContentEncoding::Deflate => {
+                read_bounded(Box::new(flate2::read::ZlibDecoder::new(&body[..])))
+            }
             ContentEncoding::Zstd => {
-                let decoder = zstd::stream::read::Decoder::with_buffer(&body[..])
-                    .map_err(|e| IngestError::BadRequest(format!("body does not decompress: {e}")))?;
+                let decoder = zstd::stream::read::Decoder::with_buffer(&body[..]).map_err(|e| {
+                    IngestError::BadRequest(format!("body does not decompress: {e}"))
+                })?;
                 read_bounded(Box::new(decoder))
             }
         }
@@ -66,7 +74,7 @@ mod tests {
     use super::*;
 
     fn gzip(data: &[u8]) -> Bytes {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         enc.write_all(data).expect("writes");
         enc.finish().expect("finishes").into()
     }
@@ -74,26 +82,45 @@ mod tests {
     #[test]
     fn decodes_within_the_limit() {
         let data = vec![7u8; 10_000];
-        assert_eq!(ContentEncoding::Gzip.decode(gzip(&data), 10_000).expect("fits"), data);
+        assert_eq!(
+            ContentEncoding::Gzip
+                .decode(gzip(&data), 10_000)
+                .expect("fits"),
+            data
+        );
         let z = zstd::bulk::compress(&data, 1).expect("compresses");
-        assert_eq!(ContentEncoding::Zstd.decode(z.into(), 10_000).expect("fits"), data);
+        assert_eq!(
+            ContentEncoding::Zstd
+                .decode(z.into(), 10_000)
+                .expect("fits"),
+            data
+        );
     }
 
     #[test]
     fn bombs_stop_at_the_limit() {
         let bomb = gzip(&vec![0u8; 50 << 20]);
         assert!(bomb.len() < 100_000);
-        let err = ContentEncoding::Gzip.decode(bomb, 1 << 20).expect_err("too large");
+        let err = ContentEncoding::Gzip
+            .decode(bomb, 1 << 20)
+            .expect_err("too large");
         assert!(matches!(err, IngestError::PayloadTooLarge { .. }), "{err}");
         let z = zstd::bulk::compress(&vec![0u8; 50 << 20], 3).expect("compresses");
-        let err = ContentEncoding::Zstd.decode(z.into(), 1 << 20).expect_err("too large");
+        let err = ContentEncoding::Zstd
+            .decode(z.into(), 1 << 20)
+            .expect_err("too large");
         assert!(matches!(err, IngestError::PayloadTooLarge { .. }), "{err}");
     }
 
     #[test]
     fn garbage_and_unknown_encodings_are_refused() {
-        let err = ContentEncoding::Gzip.decode(Bytes::from_static(b"not gzip"), 100).expect_err("garbage");
+        let err = ContentEncoding::Gzip
+            .decode(Bytes::from_static(b"not gzip"), 100)
+            .expect_err("garbage");
         assert!(matches!(err, IngestError::BadRequest(_)));
-        assert!(matches!(ContentEncoding::from_header(Some("br")), Err(IngestError::UnsupportedMediaType(_))));
+        assert!(matches!(
+            ContentEncoding::from_header(Some("br")),
+            Err(IngestError::UnsupportedMediaType(_))
+        ));
     }
 }

@@ -28,7 +28,10 @@ pub enum IngestError {
     Forbidden(String),
     /// We cannot take the data now; the same request may be retried later.
     #[error("{message}")]
-    Unavailable { message: String, retry_after: Duration },
+    Unavailable {
+        message: String,
+        retry_after: Duration,
+    },
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -51,7 +54,9 @@ impl IngestError {
     /// The gRPC code the OTLP/gRPC specification gives this error.
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
-            IngestError::BadRequest(_) | IngestError::UnsupportedMediaType(_) => tonic::Code::InvalidArgument,
+            IngestError::BadRequest(_) | IngestError::UnsupportedMediaType(_) => {
+                tonic::Code::InvalidArgument
+            }
             IngestError::PayloadTooLarge { .. } => tonic::Code::ResourceExhausted,
             IngestError::Unauthorized(_) => tonic::Code::Unauthenticated,
             IngestError::Forbidden(_) => tonic::Code::PermissionDenied,
@@ -65,12 +70,18 @@ impl IngestError {
     pub fn into_http(self, encoding: Encoding) -> Response {
         let status = self.http_status();
         let body = encoding.encode_status(self.grpc_code() as i32, &self.to_string());
-        let mut response = (status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, encoding.content_type())],
+            body,
+        )
+            .into_response();
         if let IngestError::Unavailable { retry_after, .. } = &self {
             let secs = retry_after.as_secs().max(1).to_string();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_str(&secs).expect("digits are a valid header"));
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&secs).expect("digits are a valid header"),
+            );
         }
         response
     }
@@ -79,7 +90,10 @@ impl IngestError {
 impl From<framelake_lake::Error> for IngestError {
     fn from(e: framelake_lake::Error) -> Self {
         if e.is_retryable() {
-            IngestError::Unavailable { message: format!("storage unavailable, retry later: {e}"), retry_after: Duration::from_secs(1) }
+            IngestError::Unavailable {
+                message: format!("storage unavailable, retry later: {e}"),
+                retry_after: Duration::from_secs(1),
+            }
         } else {
             IngestError::Internal(e.to_string())
         }

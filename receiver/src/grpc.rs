@@ -19,8 +19,14 @@ use crate::{ContentEncoding, Ingest};
 /// The OTLP gRPC services, as routes for `tonic::transport::Server::add_routes`.
 pub fn routes(ingest: Arc<Ingest>) -> tonic::service::Routes {
     let router = Router::new()
-        .route("/opentelemetry.proto.collector.logs.v1.LogsService/Export", post(|s, r| export(s, r, Signal::Logs)))
-        .route("/opentelemetry.proto.collector.trace.v1.TraceService/Export", post(|s, r| export(s, r, Signal::Traces)))
+        .route(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            post(|s, r| export(s, r, Signal::Logs)),
+        )
+        .route(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            post(|s, r| export(s, r, Signal::Traces)),
+        )
         .route(
             "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
             post(|s, r| export(s, r, Signal::Metrics)),
@@ -46,7 +52,13 @@ async fn export(
             let tenant = ingest.authorize(value("authorization"), value("x-scope-orgid"))?;
             let body = request.into_inner();
             let response = ingest
-                .export(tenant, signal, Encoding::Protobuf, ContentEncoding::Identity, body)
+                .export(
+                    tenant,
+                    signal,
+                    Encoding::Protobuf,
+                    ContentEncoding::Identity,
+                    body,
+                )
                 .await
                 .inspect_err(|e| {
                     if matches!(e.grpc_code(), Code::Unavailable | Code::Internal) {

@@ -33,7 +33,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 16 << 20, max_decoded_bytes: 64 << 20 }
+        Limits {
+            max_body_bytes: 16 << 20,
+            max_decoded_bytes: 64 << 20,
+        }
     }
 }
 
@@ -50,12 +53,18 @@ pub struct Ingest {
 
 impl Ingest {
     /// The tenant a request writes to.
-    pub fn authorize(&self, authorization: Option<&str>, org_id: Option<&str>) -> Result<TenantId, IngestError> {
-        self.tenancy.authorize(authorization, org_id, Role::Write).map_err(|e| match e {
-            AuthError::Unauthenticated(m) => IngestError::Unauthorized(m),
-            AuthError::Forbidden(m) => IngestError::Forbidden(m),
-            AuthError::BadTenant(m) => IngestError::BadRequest(m),
-        })
+    pub fn authorize(
+        &self,
+        authorization: Option<&str>,
+        org_id: Option<&str>,
+    ) -> Result<TenantId, IngestError> {
+        self.tenancy
+            .authorize(authorization, org_id, Role::Write)
+            .map_err(|e| match e {
+                AuthError::Unauthenticated(m) => IngestError::Unauthorized(m),
+                AuthError::Forbidden(m) => IngestError::Forbidden(m),
+                AuthError::BadTenant(m) => IngestError::BadRequest(m),
+            })
     }
 
     /// Stores one OTLP export request durably and returns the encoded response.

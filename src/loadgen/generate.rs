@@ -10,19 +10,37 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, status};
 
-const SERVICES: [&str; 6] = ["checkout", "cart", "payments", "catalog", "frontend", "shipping"];
+const SERVICES: [&str; 6] = [
+    "checkout", "cart", "payments", "catalog", "frontend", "shipping",
+];
 const ROUTES: [&str; 8] = [
-    "/api/cart", "/api/cart/{id}", "/api/checkout", "/api/products", "/api/products/{id}", "/api/users/{id}",
-    "/api/shipping/quote", "/healthz",
+    "/api/cart",
+    "/api/cart/{id}",
+    "/api/checkout",
+    "/api/products",
+    "/api/products/{id}",
+    "/api/users/{id}",
+    "/api/shipping/quote",
+    "/healthz",
 ];
 const METHODS: [&str; 4] = ["GET", "GET", "POST", "PUT"];
 const SPAN_NAMES: [&str; 8] = [
-    "HTTP GET", "HTTP POST", "SELECT orders", "INSERT order_items", "redis GET", "grpc.payments/Charge",
-    "render template", "kafka publish",
+    "HTTP GET",
+    "HTTP POST",
+    "SELECT orders",
+    "INSERT order_items",
+    "redis GET",
+    "grpc.payments/Charge",
+    "render template",
+    "kafka publish",
 ];
 const MESSAGES: [&str; 6] = [
-    "request completed", "cache miss for product", "payment authorized", "retrying upstream call",
-    "user session refreshed", "slow query detected",
+    "request completed",
+    "cache miss for product",
+    "payment authorized",
+    "retrying upstream call",
+    "user session refreshed",
+    "slow query detected",
 ];
 
 /// A small, fast generator (xorshift), seeded per worker.
@@ -34,7 +52,11 @@ pub(crate) struct Generator {
 }
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
 }
 
 fn s(v: &str) -> any_value::Value {
@@ -43,8 +65,14 @@ fn s(v: &str) -> any_value::Value {
 
 impl Generator {
     pub(crate) fn new(seed: u64) -> Self {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-        Generator { state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, clock: now }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Generator {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            clock: now,
+        }
     }
 
     fn next(&mut self) -> u64 {
@@ -77,7 +105,11 @@ impl Generator {
     }
 
     fn scope() -> InstrumentationScope {
-        InstrumentationScope { name: "loadgen".to_owned(), version: "1.0.0".to_owned(), ..Default::default() }
+        InstrumentationScope {
+            name: "loadgen".to_owned(),
+            version: "1.0.0".to_owned(),
+            ..Default::default()
+        }
     }
 
     /// A request of `count` spans in traces of 8 spans each.
@@ -91,23 +123,41 @@ impl Generator {
                 root = self.next().to_le_bytes().to_vec();
             }
             self.clock += 1_000 + self.next() % 50_000;
-            let span_id = if i % 8 == 0 { root.clone() } else { self.next().to_le_bytes().to_vec() };
+            let span_id = if i % 8 == 0 {
+                root.clone()
+            } else {
+                self.next().to_le_bytes().to_vec()
+            };
             let duration = 20_000 + self.next() % 30_000_000;
-            let status_code = if self.next() % 50 == 0 { 500 } else { 200 };
+            let status_code = if self.next().is_multiple_of(50) {
+                500
+            } else {
+                200
+            };
             let route = self.pick(&ROUTES);
             spans.push(Span {
                 trace_id: trace_id.clone(),
                 span_id,
                 parent_span_id: if i % 8 == 0 { Vec::new() } else { root.clone() },
                 name: self.pick(&SPAN_NAMES).to_owned(),
-                kind: if i % 8 == 0 { SpanKind::Server as i32 } else { SpanKind::Client as i32 },
+                kind: if i % 8 == 0 {
+                    SpanKind::Server as i32
+                } else {
+                    SpanKind::Client as i32
+                },
                 start_time_unix_nano: self.clock,
                 end_time_unix_nano: self.clock + duration,
                 attributes: vec![
                     kv("http.request.method", s(self.pick(&METHODS))),
                     kv("http.route", s(route)),
-                    kv("http.response.status_code", any_value::Value::IntValue(status_code)),
-                    kv("user.id", any_value::Value::IntValue((self.next() % 100_000) as i64)),
+                    kv(
+                        "http.response.status_code",
+                        any_value::Value::IntValue(status_code),
+                    ),
+                    kv(
+                        "user.id",
+                        any_value::Value::IntValue((self.next() % 100_000) as i64),
+                    ),
                 ],
                 status: (status_code == 500).then(|| Status {
                     code: status::StatusCode::Error as i32,
@@ -119,7 +169,11 @@ impl Generator {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(self.resource()),
-                scope_spans: vec![ScopeSpans { scope: Some(Self::scope()), spans, ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(Self::scope()),
+                    spans,
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
         }
@@ -131,9 +185,14 @@ impl Generator {
         for _ in 0..count {
             self.clock += 1_000 + self.next() % 50_000;
             let severity = [9, 9, 9, 9, 13, 17][(self.next() % 6) as usize];
-            let traced = self.next() % 4 != 0;
+            let traced = !self.next().is_multiple_of(4);
             let message = self.pick(&MESSAGES);
-            let body = format!("{message} user={} took={}ms route={}", self.next() % 100_000, self.next() % 900, self.pick(&ROUTES));
+            let body = format!(
+                "{message} user={} took={}ms route={}",
+                self.next() % 100_000,
+                self.next() % 900,
+                self.pick(&ROUTES)
+            );
             records.push(LogRecord {
                 time_unix_nano: self.clock,
                 observed_time_unix_nano: self.clock + 150_000,
@@ -144,20 +203,37 @@ impl Generator {
                     _ => "ERROR",
                 }
                 .to_owned(),
-                body: Some(AnyValue { value: Some(s(&body)) }),
+                body: Some(AnyValue {
+                    value: Some(s(&body)),
+                }),
                 attributes: vec![
                     kv("code.function", s("handle_request")),
-                    kv("thread.id", any_value::Value::IntValue((self.next() % 64) as i64)),
+                    kv(
+                        "thread.id",
+                        any_value::Value::IntValue((self.next() % 64) as i64),
+                    ),
                 ],
-                trace_id: if traced { [self.next().to_le_bytes(), self.next().to_le_bytes()].concat() } else { Vec::new() },
-                span_id: if traced { self.next().to_le_bytes().to_vec() } else { Vec::new() },
+                trace_id: if traced {
+                    [self.next().to_le_bytes(), self.next().to_le_bytes()].concat()
+                } else {
+                    Vec::new()
+                },
+                span_id: if traced {
+                    self.next().to_le_bytes().to_vec()
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             });
         }
         ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
                 resource: Some(self.resource()),
-                scope_logs: vec![ScopeLogs { scope: Some(Self::scope()), log_records: records, ..Default::default() }],
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(Self::scope()),
+                    log_records: records,
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
         }

@@ -63,12 +63,19 @@ impl Drop for SpawnedServer {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl ServerProbe {
     pub(crate) fn attach(http: &str, grpc: &str, pids: &[u32], data_dir: Option<PathBuf>) -> Self {
-        ServerProbe { http: http.trim_end_matches('/').to_owned(), grpc: grpc.to_owned(), pids: pids.to_vec(), data_dir }
+        ServerProbe {
+            http: http.trim_end_matches('/').to_owned(),
+            grpc: grpc.to_owned(),
+            pids: pids.to_vec(),
+            data_dir,
+        }
     }
 
     /// Starts `framelake serve` (this executable) on a fresh data dir and free ports.
@@ -98,7 +105,10 @@ impl ServerProbe {
             if ready.is_ok_and(|r| r.status().is_success()) {
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "the spawned server did not become ready in 30 s");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the spawned server did not become ready in 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok((probe, server))
@@ -130,17 +140,24 @@ impl ServerProbe {
         Some((objects, catalog))
     }
 
-    pub(crate) async fn measure(&mut self, phase: &Phase<'_>, tenant: &str, reference_per_core: f64) -> anyhow::Result<Row> {
+    pub(crate) async fn measure(
+        &mut self,
+        phase: &Phase<'_>,
+        tenant: &str,
+        reference_per_core: f64,
+    ) -> anyhow::Result<Row> {
         let stored_before = self.stored_bytes();
         let cpu_before = self.cpu_seconds();
         let started = Instant::now();
         let deadline = started + phase.duration;
         let mut workers = Vec::new();
         for worker in 0..phase.concurrency {
-            let sender = Sender::new(phase.protocol, &self.http, &self.grpc, phase.signal, tenant).await?;
+            let sender =
+                Sender::new(phase.protocol, &self.http, &self.grpc, phase.signal, tenant).await?;
             let (signal, batch) = (phase.signal.to_owned(), phase.batch);
             workers.push(tokio::spawn(async move {
-                let mut generator = Generator::new(worker as u64 + 1 + started.elapsed().as_nanos() as u64);
+                let mut generator =
+                    Generator::new(worker as u64 + 1 + started.elapsed().as_nanos() as u64);
                 let (mut latencies, mut failures, mut events) = (Vec::new(), 0u64, 0u64);
                 while Instant::now() < deadline {
                     let body = encode(&mut generator, &signal, batch);
@@ -181,7 +198,12 @@ impl ServerProbe {
             _ => None,
         };
         latencies.sort();
-        let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1e3).unwrap_or(f64::NAN);
+        let pct = |p: f64| {
+            latencies
+                .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+                .map(|d| d.as_secs_f64() * 1e3)
+                .unwrap_or(f64::NAN)
+        };
         let per_event = |v: f64| (events > 0).then(|| v / events as f64);
         Ok(Row {
             signal: phase.signal.to_owned(),
@@ -199,7 +221,9 @@ impl ServerProbe {
 }
 
 fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.metadata() {
@@ -212,28 +236,57 @@ fn dir_size(path: &Path) -> u64 {
 
 /// One exporter's connection.
 enum Sender {
-    Http { client: reqwest::Client, url: String, tenant: String },
-    Grpc { client: tonic::client::Grpc<tonic::transport::Channel>, path: http::uri::PathAndQuery, tenant: tonic::metadata::MetadataValue<tonic::metadata::Ascii> },
+    Http {
+        client: reqwest::Client,
+        url: String,
+        tenant: String,
+    },
+    Grpc {
+        client: tonic::client::Grpc<tonic::transport::Channel>,
+        path: http::uri::PathAndQuery,
+        tenant: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    },
 }
 
 impl Sender {
-    async fn new(protocol: &str, http: &str, grpc: &str, signal: &str, tenant: &str) -> anyhow::Result<Self> {
+    async fn new(
+        protocol: &str,
+        http: &str,
+        grpc: &str,
+        signal: &str,
+        tenant: &str,
+    ) -> anyhow::Result<Self> {
         Ok(if protocol == "http" {
             let url = format!("{http}/v1/{signal}");
-            Sender::Http { client: reqwest::Client::new(), url, tenant: tenant.to_owned() }
+            Sender::Http {
+                client: reqwest::Client::new(),
+                url,
+                tenant: tenant.to_owned(),
+            }
         } else {
-            let channel = tonic::transport::Endpoint::from_shared(grpc.to_owned())?.connect().await.with_context(|| format!("connecting to {grpc}"))?;
+            let channel = tonic::transport::Endpoint::from_shared(grpc.to_owned())?
+                .connect()
+                .await
+                .with_context(|| format!("connecting to {grpc}"))?;
             let path = match signal {
                 "traces" => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
                 _ => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
             };
-            Sender::Grpc { client: tonic::client::Grpc::new(channel), path: http::uri::PathAndQuery::from_static(path), tenant: tenant.parse()? }
+            Sender::Grpc {
+                client: tonic::client::Grpc::new(channel),
+                path: http::uri::PathAndQuery::from_static(path),
+                tenant: tenant.parse()?,
+            }
         })
     }
 
     async fn send(&self, body: Bytes) -> anyhow::Result<()> {
         match self {
-            Sender::Http { client, url, tenant } => {
+            Sender::Http {
+                client,
+                url,
+                tenant,
+            } => {
                 let response = client
                     .post(url)
                     .header("content-type", "application/x-protobuf")
@@ -244,12 +297,24 @@ impl Sender {
                 anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
                 Ok(())
             }
-            Sender::Grpc { client, path, tenant } => {
+            Sender::Grpc {
+                client,
+                path,
+                tenant,
+            } => {
                 let mut client = client.clone();
                 client.ready().await?;
                 let mut request = tonic::Request::new(body);
-                request.metadata_mut().insert("x-scope-orgid", tenant.clone());
-                client.unary::<Bytes, Bytes, _>(request, path.clone(), framelake_receiver::grpc::RawCodec).await?;
+                request
+                    .metadata_mut()
+                    .insert("x-scope-orgid", tenant.clone());
+                client
+                    .unary::<Bytes, Bytes, _>(
+                        request,
+                        path.clone(),
+                        framelake_receiver::grpc::RawCodec,
+                    )
+                    .await?;
                 Ok(())
             }
         }
@@ -259,14 +324,18 @@ impl Sender {
 /// Plain prost decode of the same kind of requests on this core: events per second.
 pub(crate) fn prost_decode_rate(signal: &str, batch: usize) -> f64 {
     let mut generator = Generator::new(42);
-    let requests: Vec<Bytes> = (0..64).map(|_| encode(&mut generator, signal, batch)).collect();
+    let requests: Vec<Bytes> = (0..64)
+        .map(|_| encode(&mut generator, signal, batch))
+        .collect();
     let started = Instant::now();
     let mut events = 0u64;
     while started.elapsed() < Duration::from_secs(2) {
         for r in &requests {
             events += match signal {
-                "traces" => ExportTraceServiceRequest::decode(r.as_ref()).map(|m| m.resource_spans[0].scope_spans[0].spans.len()),
-                _ => ExportLogsServiceRequest::decode(r.as_ref()).map(|m| m.resource_logs[0].scope_logs[0].log_records.len()),
+                "traces" => ExportTraceServiceRequest::decode(r.as_ref())
+                    .map(|m| m.resource_spans[0].scope_spans[0].spans.len()),
+                _ => ExportLogsServiceRequest::decode(r.as_ref())
+                    .map(|m| m.resource_logs[0].scope_logs[0].log_records.len()),
             }
             .expect("generated requests decode") as u64;
         }
@@ -278,14 +347,24 @@ pub(crate) fn prost_decode_rate(signal: &str, batch: usize) -> f64 {
 pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
 pub(crate) fn print_table(rows: &[Row]) {
-    let opt = |v: Option<f64>, scale: f64, digits: usize| v.map(|v| format!("{:.*}", digits, v * scale)).unwrap_or_else(|| "n/a".to_owned());
+    let opt = |v: Option<f64>, scale: f64, digits: usize| {
+        v.map(|v| format!("{:.*}", digits, v * scale))
+            .unwrap_or_else(|| "n/a".to_owned())
+    };
     println!();
-    println!("| signal | transport | events/s accepted | server CPU-s per 1M events | events per server CPU-s | prost decode events/s/core (same run) | ratio to prost | ack p50 ms | ack p99 ms | segment B/event | catalog B/event | failed requests |");
+    println!(
+        "| signal | transport | events/s accepted | server CPU-s per 1M events | events per server CPU-s | prost decode events/s/core (same run) | ratio to prost | ack p50 ms | ack p99 ms | segment B/event | catalog B/event | failed requests |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let per_cpu = r.server_cpu_per_event.map(|c| 1.0 / c);

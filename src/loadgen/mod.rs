@@ -60,7 +60,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let (probe, server) = ServerProbe::spawn().await?;
         (probe, Some(server))
     } else {
-        (ServerProbe::attach(&args.http, &args.grpc, &args.server_pids, args.server_data_dir.clone()), None)
+        (
+            ServerProbe::attach(
+                &args.http,
+                &args.grpc,
+                &args.server_pids,
+                args.server_data_dir.clone(),
+            ),
+            None,
+        )
     };
     let protocols: Vec<&str> = match args.protocol.as_str() {
         "both" => vec!["grpc", "http"],
@@ -81,8 +89,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for signal in &signals {
         let reference = measure::prost_decode_rate(signal, args.batch);
         for protocol in &protocols {
-            let phase = Phase { signal, protocol, concurrency: args.concurrency, batch: args.batch, duration: Duration::from_secs(args.duration) };
-            let row = probe.measure(&phase, &args.tenant, reference).await.with_context(|| format!("{signal} over {protocol}"))?;
+            let phase = Phase {
+                signal,
+                protocol,
+                concurrency: args.concurrency,
+                batch: args.batch,
+                duration: Duration::from_secs(args.duration),
+            };
+            let row = probe
+                .measure(&phase, &args.tenant, reference)
+                .await
+                .with_context(|| format!("{signal} over {protocol}"))?;
             rows.push(row);
         }
     }

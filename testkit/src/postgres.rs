@@ -33,6 +33,16 @@ enum Inner {
 }
 
 impl PostgresServer {
+    /// A cluster of the calling test's own, stopped when dropped: for tests that
+    /// stop and start it, which must not disturb the shared one. Always local.
+    pub fn private() -> Self {
+        let cluster = Cluster::create();
+        cluster.start();
+        Self {
+            inner: Inner::Local(cluster),
+        }
+    }
+
     fn launch() -> Self {
         if let Some(url) = std::env::var(EXTERNAL_URL_VAR)
             .ok()
@@ -134,6 +144,14 @@ fn with_database(url: &str, db: &str) -> String {
         out.push_str(query);
     }
     out
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        if let Inner::Local(cluster) = &self.inner {
+            cluster.stop();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,12 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// A server of the calling test's own, stopped when dropped: for tests that
+    /// stop and start it, which must not disturb the shared one.
+    pub fn private() -> Self {
+        Self::launch()
+    }
+
     fn launch() -> Self {
         let program = venv_dir().join("bin").join("moto_server");
         if !program.is_file() {
@@ -108,6 +114,12 @@ impl S3Server {
             std::process::id(),
             next_serial()
         );
+        self.create_bucket_named(&name).await;
+        name
+    }
+
+    /// Creates the bucket `name` (for example again, after a restart emptied the server).
+    pub async fn create_bucket_named(&self, name: &str) {
         let url = format!("{}/{name}", self.endpoint());
         let response = reqwest::Client::new()
             .put(&url)
@@ -120,7 +132,6 @@ impl S3Server {
             let body = response.text().await.unwrap_or_default();
             panic!("framelake-testkit: PUT {url} answered {status}: {body}");
         }
-        name
     }
 
     /// Kills the server and waits for it to exit. No-op if stopped. All
@@ -176,5 +187,11 @@ impl S3Server {
             );
         }
         *child = Some(running);
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -33,7 +33,9 @@ impl Source {
     pub(crate) fn from_code(code: i16) -> Result<Self> {
         match code {
             1 => Ok(Source::Otlp),
-            other => Err(Error::InvalidInput(format!("unknown process source {other}"))),
+            other => Err(Error::InvalidInput(format!(
+                "unknown process source {other}"
+            ))),
         }
     }
 }
@@ -117,7 +119,7 @@ pub trait Catalog: Debug + Send + Sync {
     /// returns how many blocks were new.
     async fn commit(&self, commits: &[TenantCommit]) -> Result<u64>;
 
-    /// Lists blocks of a tenant, oldest insert first.
+    /// Lists blocks of a tenant, oldest insert first, in segment order.
     async fn blocks(&self, tenant: &TenantId, filter: &BlockFilter) -> Result<Vec<BlockRecord>>;
 
     /// Lists the processes of a tenant.
@@ -138,7 +140,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn Catalog>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresCatalog::connect(url).await?))
     } else if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(SqliteCatalog::open(std::path::Path::new(path)).await?))
+        Ok(Arc::new(
+            SqliteCatalog::open(std::path::Path::new(path)).await?,
+        ))
     } else {
         Err(Error::InvalidInput(format!(
             "database url {url:?}: expected postgres://… or sqlite://path"
@@ -170,7 +174,8 @@ impl TryFrom<RawBlock> for BlockRecord {
 
     fn try_from(r: RawBlock) -> Result<Self> {
         let narrow = |v: i64, what: &str| {
-            u32::try_from(v).map_err(|_| Error::InvalidInput(format!("catalog {what} out of range: {v}")))
+            u32::try_from(v)
+                .map_err(|_| Error::InvalidInput(format!("catalog {what} out of range: {v}")))
         };
         Ok(BlockRecord {
             block_id: BlockId::from_slice(&r.block_id)?,

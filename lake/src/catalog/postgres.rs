@@ -18,7 +18,9 @@ pub struct PostgresCatalog {
 impl PostgresCatalog {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self> {
-        let options: PgConnectOptions = url.parse::<PgConnectOptions>()?.log_statements(tracing::log::LevelFilter::Trace);
+        let options: PgConnectOptions = url
+            .parse::<PgConnectOptions>()?
+            .log_statements(tracing::log::LevelFilter::Trace);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))

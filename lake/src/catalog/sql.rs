@@ -114,7 +114,7 @@ macro_rules! impl_sql_catalog {
                     q.push(" AND max_time >= ").push_bind(min);
                     q.push(" AND min_time <= ").push_bind(max);
                 }
-                q.push(" ORDER BY insert_time, block_id");
+                q.push(" ORDER BY insert_time, segment_id, byte_offset");
                 let rows = q.build().fetch_all(&self.pool).await?;
                 rows.into_iter()
                     .map(|r| {

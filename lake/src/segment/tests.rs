@@ -9,7 +9,11 @@ fn sample_blocks() -> Vec<EncodedBlock> {
             let codec = if i == 0 { Codec::Zstd } else { Codec::None };
             EncodedBlock {
                 block_id: BlockId::of(&[payload]),
-                kind: if i == 0 { BlockKind::OtlpLogs } else { BlockKind::OtlpSpans },
+                kind: if i == 0 {
+                    BlockKind::OtlpLogs
+                } else {
+                    BlockKind::OtlpSpans
+                },
                 codec,
                 data: codec.compress(payload, 3).expect("compresses"),
                 uncompressed_length: payload.len() as u32,
@@ -35,9 +39,18 @@ fn blocks_read_back_through_index_and_ranges() {
     assert_eq!(read_index("mem", &data).expect("index reads"), entries);
     for (entry, block) in entries.iter().zip(sample_blocks()) {
         let range = entry.offset as usize..(entry.offset + u64::from(entry.length)) as usize;
-        let payload = decode_block("mem", &data[range], entry.codec, entry.checksum, entry.uncompressed_length as usize)
-            .expect("block decodes");
-        let expected = block.codec.decompress(&block.data, 1 << 20).expect("decompresses");
+        let payload = decode_block(
+            "mem",
+            &data[range],
+            entry.codec,
+            entry.checksum,
+            entry.uncompressed_length as usize,
+        )
+        .expect("block decodes");
+        let expected = block
+            .codec
+            .decompress(&block.data, 1 << 20)
+            .expect("decompresses");
         assert_eq!(payload, expected);
     }
 }
@@ -49,9 +62,17 @@ fn version_1_fixture_still_reads_and_is_what_we_write() {
     if std::env::var_os("FRAMELAKE_BLESS").is_some() {
         std::fs::write(fixture_path, &data).expect("fixture written");
     }
-    let fixture = std::fs::read(fixture_path).expect("fixture exists (FRAMELAKE_BLESS=1 writes it)");
-    assert_eq!(read_index("fixture", &fixture).expect("fixture reads"), entries);
-    assert_eq!(fixture, data.as_ref(), "the v1 writer changed its bytes: a new format needs a new version");
+    let fixture =
+        std::fs::read(fixture_path).expect("fixture exists (FRAMELAKE_BLESS=1 writes it)");
+    assert_eq!(
+        read_index("fixture", &fixture).expect("fixture reads"),
+        entries
+    );
+    assert_eq!(
+        fixture,
+        data.as_ref(),
+        "the v1 writer changed its bytes: a new format needs a new version"
+    );
 }
 
 #[test]
@@ -61,8 +82,14 @@ fn damage_is_detected() {
     flipped[HEADER_LEN + 1] ^= 0xff;
     let first = &entries[0];
     let range = first.offset as usize..(first.offset + u64::from(first.length)) as usize;
-    let err = decode_block("mem", &flipped[range], first.codec, first.checksum, first.uncompressed_length as usize)
-        .expect_err("checksum catches a flipped byte");
+    let err = decode_block(
+        "mem",
+        &flipped[range],
+        first.codec,
+        first.checksum,
+        first.uncompressed_length as usize,
+    )
+    .expect_err("checksum catches a flipped byte");
     assert!(err.to_string().contains("checksum"), "{err}");
 
     let mut bad_index = data.to_vec();

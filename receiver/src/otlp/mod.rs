@@ -65,7 +65,9 @@ struct RpcStatus {
 impl Encoding {
     /// The encoding a `Content-Type` names, parameters ignored.
     pub fn from_content_type(value: Option<&str>) -> Result<Self, IngestError> {
-        let essence = value.and_then(|v| v.split(';').next()).map(|v| v.trim().to_ascii_lowercase());
+        let essence = value
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase());
         match essence.as_deref() {
             Some("application/x-protobuf") | Some("application/protobuf") => Ok(Encoding::Protobuf),
             Some("application/json") => Ok(Encoding::Json),
@@ -87,16 +89,36 @@ impl Encoding {
     /// An OTLP error body.
     pub fn encode_status(self, code: i32, message: &str) -> Vec<u8> {
         match self {
-            Encoding::Protobuf => RpcStatus { code, message: message.to_owned() }.encode_to_vec(),
-            Encoding::Json => serde_json::json!({ "code": code, "message": message }).to_string().into_bytes(),
+            Encoding::Protobuf => RpcStatus {
+                code,
+                message: message.to_owned(),
+            }
+            .encode_to_vec(),
+            Encoding::Json => serde_json::json!({ "code": code, "message": message })
+                .to_string()
+                .into_bytes(),
         }
     }
 
     fn encode<M: Message + serde::Serialize>(self, message: &M) -> Bytes {
         match self {
             Encoding::Protobuf => message.encode_to_vec().into(),
-            Encoding::Json => serde_json::to_vec(message).expect("OTLP responses serialize").into(),
+            Encoding::Json => {
+                // OTLP/JSON leaves unset fields out rather than writing null.
+                let mut value = serde_json::to_value(message).expect("OTLP responses serialize");
+                drop_nulls(&mut value);
+                serde_json::to_vec(&value)
+                    .expect("JSON values serialize")
+                    .into()
+            }
         }
+    }
+}
+
+fn drop_nulls(value: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = value {
+        map.retain(|_, v| !v.is_null());
+        map.values_mut().for_each(drop_nulls);
     }
 }
 
@@ -113,15 +135,30 @@ pub struct Prepared {
 
 /// Decodes, validates and indexes an OTLP request body (already decompressed)
 /// into the blocks to store. CPU-bound: call it off the async workers.
-pub fn prepare(tenant: &TenantId, signal: Signal, encoding: Encoding, body: Bytes, zstd_level: i32) -> Result<Prepared, IngestError> {
+pub fn prepare(
+    tenant: &TenantId,
+    signal: Signal,
+    encoding: Encoding,
+    body: Bytes,
+    zstd_level: i32,
+) -> Result<Prepared, IngestError> {
     match signal {
         Signal::Logs => prepare_as::<ExportLogsServiceRequest>(tenant, encoding, body, zstd_level),
-        Signal::Traces => prepare_as::<ExportTraceServiceRequest>(tenant, encoding, body, zstd_level),
-        Signal::Metrics => prepare_as::<ExportMetricsServiceRequest>(tenant, encoding, body, zstd_level),
+        Signal::Traces => {
+            prepare_as::<ExportTraceServiceRequest>(tenant, encoding, body, zstd_level)
+        }
+        Signal::Metrics => {
+            prepare_as::<ExportMetricsServiceRequest>(tenant, encoding, body, zstd_level)
+        }
     }
 }
 
-fn prepare_as<R: OtlpRequest>(tenant: &TenantId, encoding: Encoding, body: Bytes, zstd_level: i32) -> Result<Prepared, IngestError> {
+fn prepare_as<R: OtlpRequest>(
+    tenant: &TenantId,
+    encoding: Encoding,
+    body: Bytes,
+    zstd_level: i32,
+) -> Result<Prepared, IngestError> {
     let (request, raw) = match encoding {
         Encoding::Protobuf => {
             let request = R::decode(body.as_ref())
@@ -143,7 +180,12 @@ fn prepare_as<R: OtlpRequest>(tenant: &TenantId, encoding: Encoding, body: Bytes
     let now = now_nanos() as u64;
     let kind = R::KIND;
     let (mut events, mut rejected) = (0u64, 0u64);
-    let mut batch = WriteBatch { tenant: tenant.clone(), processes: Vec::new(), streams: Vec::new(), blocks: Vec::new() };
+    let mut batch = WriteBatch {
+        tenant: tenant.clone(),
+        processes: Vec::new(),
+        streams: Vec::new(),
+        blocks: Vec::new(),
+    };
     for (i, mut items) in resources.into_iter().enumerate() {
         let summary = R::index(&mut items, now);
         rejected += summary.rejected;
@@ -159,7 +201,11 @@ fn prepare_as<R: OtlpRequest>(tenant: &TenantId, encoding: Encoding, body: Bytes
         let properties = resource.encode_to_vec();
         let process_id = ProcessId::of(&[b"otlp", &properties]);
         let stream_id = StreamId::of(&[process_id.as_bytes(), &kind.code().to_le_bytes()]);
-        let block_id = BlockId::of(&[tenant.as_str().as_bytes(), &kind.code().to_le_bytes(), &payload]);
+        let block_id = BlockId::of(&[
+            tenant.as_str().as_bytes(),
+            &kind.code().to_le_bytes(),
+            &payload,
+        ]);
         let data = Codec::Zstd
             .compress(&payload, zstd_level)
             .map_err(|e| IngestError::Internal(format!("compressing a block: {e}")))?;
@@ -170,7 +216,13 @@ fn prepare_as<R: OtlpRequest>(tenant: &TenantId, encoding: Encoding, body: Bytes
             properties: properties.into(),
             insert_time: 0,
         });
-        batch.streams.push(StreamRecord { stream_id, process_id, kind, name: kind.name().to_owned(), insert_time: 0 });
+        batch.streams.push(StreamRecord {
+            stream_id,
+            process_id,
+            kind,
+            name: kind.name().to_owned(),
+            insert_time: 0,
+        });
         batch.blocks.push(PendingBlock {
             block: EncodedBlock {
                 block_id,
@@ -194,12 +246,20 @@ fn prepare_as<R: OtlpRequest>(tenant: &TenantId, encoding: Encoding, body: Bytes
         )));
     }
     let message = if rejected > 0 {
-        format!("{rejected} {} rejected: trace ids must be 16 bytes and span ids 8 bytes, not all zero; metric names non-empty", R::ITEMS)
+        format!(
+            "{rejected} {} rejected: trace ids must be 16 bytes and span ids 8 bytes, not all zero; metric names non-empty",
+            R::ITEMS
+        )
     } else {
         String::new()
     };
     let response = encoding.encode(&R::response(rejected, message));
-    Ok(Prepared { batch: (!batch.blocks.is_empty()).then_some(batch), events, rejected, response })
+    Ok(Prepared {
+        batch: (!batch.blocks.is_empty()).then_some(batch),
+        events,
+        rejected,
+        response,
+    })
 }
 
 /// The `service.name` of a resource, or OTLP's `unknown_service`.

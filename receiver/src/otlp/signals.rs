@@ -3,14 +3,20 @@
 //! Each signal drops the items OTLP calls invalid (bad trace or span ids,
 //! unnamed metrics) and reports them as rejected; everything else is kept as sent.
 
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse, ExportLogsPartialSuccess};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use framelake_lake::ids::BlockKind;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use framelake_lake::ids::BlockKind;
 
 /// What indexing learnt of one resource's items.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +42,9 @@ impl Summary {
 }
 
 /// One OTLP export request type.
-pub(crate) trait OtlpRequest: prost::Message + Default + serde::de::DeserializeOwned + Send + 'static {
+pub(crate) trait OtlpRequest:
+    prost::Message + Default + serde::de::DeserializeOwned + Send + 'static
+{
     type ResourceItems: prost::Message + Clone + Send;
     type Response: prost::Message + serde::Serialize;
     const KIND: BlockKind;
@@ -65,7 +73,9 @@ impl OtlpRequest for ExportTraceServiceRequest {
         self.resource_spans
     }
     fn from_resource(r: ResourceSpans) -> Self {
-        ExportTraceServiceRequest { resource_spans: vec![r] }
+        ExportTraceServiceRequest {
+            resource_spans: vec![r],
+        }
     }
     fn resource(r: &ResourceSpans) -> Option<&Resource> {
         r.resource.as_ref()
@@ -90,7 +100,10 @@ impl OtlpRequest for ExportTraceServiceRequest {
     }
     fn response(rejected: u64, error_message: String) -> ExportTraceServiceResponse {
         ExportTraceServiceResponse {
-            partial_success: (rejected > 0).then(|| ExportTracePartialSuccess { rejected_spans: rejected as i64, error_message }),
+            partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
+                rejected_spans: rejected as i64,
+                error_message,
+            }),
         }
     }
 }
@@ -105,7 +118,9 @@ impl OtlpRequest for ExportLogsServiceRequest {
         self.resource_logs
     }
     fn from_resource(r: ResourceLogs) -> Self {
-        ExportLogsServiceRequest { resource_logs: vec![r] }
+        ExportLogsServiceRequest {
+            resource_logs: vec![r],
+        }
     }
     fn resource(r: &ResourceLogs) -> Option<&Resource> {
         r.resource.as_ref()
@@ -119,7 +134,11 @@ impl OtlpRequest for ExportLogsServiceRequest {
                 .retain(|log| valid_id(&log.trace_id, 16, true) && valid_id(&log.span_id, 8, true));
             s.rejected += (before - scope.log_records.len()) as u64;
             for log in &scope.log_records {
-                s.time(log_time(log.time_unix_nano, log.observed_time_unix_nano, now));
+                s.time(log_time(
+                    log.time_unix_nano,
+                    log.observed_time_unix_nano,
+                    now,
+                ));
                 s.events += 1;
             }
         }
@@ -127,7 +146,10 @@ impl OtlpRequest for ExportLogsServiceRequest {
     }
     fn response(rejected: u64, error_message: String) -> ExportLogsServiceResponse {
         ExportLogsServiceResponse {
-            partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess { rejected_log_records: rejected as i64, error_message }),
+            partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
+                rejected_log_records: rejected as i64,
+                error_message,
+            }),
         }
     }
 }
@@ -153,7 +175,9 @@ impl OtlpRequest for ExportMetricsServiceRequest {
         self.resource_metrics
     }
     fn from_resource(r: ResourceMetrics) -> Self {
-        ExportMetricsServiceRequest { resource_metrics: vec![r] }
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![r],
+        }
     }
     fn resource(r: &ResourceMetrics) -> Option<&Resource> {
         r.resource.as_ref()
@@ -178,8 +202,10 @@ impl OtlpRequest for ExportMetricsServiceRequest {
     }
     fn response(rejected: u64, error_message: String) -> ExportMetricsServiceResponse {
         ExportMetricsServiceResponse {
-            partial_success: (rejected > 0)
-                .then(|| ExportMetricsPartialSuccess { rejected_data_points: rejected as i64, error_message }),
+            partial_success: (rejected > 0).then_some(ExportMetricsPartialSuccess {
+                rejected_data_points: rejected as i64,
+                error_message,
+            }),
         }
     }
 }
@@ -189,8 +215,12 @@ fn point_times(data: Option<&metric::Data>) -> Vec<u64> {
         None => Vec::new(),
         Some(metric::Data::Gauge(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
         Some(metric::Data::Sum(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
-        Some(metric::Data::Histogram(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
-        Some(metric::Data::ExponentialHistogram(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
+        Some(metric::Data::Histogram(g)) => {
+            g.data_points.iter().map(|p| p.time_unix_nano).collect()
+        }
+        Some(metric::Data::ExponentialHistogram(g)) => {
+            g.data_points.iter().map(|p| p.time_unix_nano).collect()
+        }
         Some(metric::Data::Summary(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
     }
 }

@@ -63,12 +63,17 @@ mod tests {
         let resource = |name: &str| ResourceSpans {
             schema_url: name.to_owned(),
             scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
-                spans: vec![Span { name: name.to_owned(), ..Default::default() }],
+                spans: vec![Span {
+                    name: name.to_owned(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
             ..Default::default()
         };
-        let request = ExportTraceServiceRequest { resource_spans: vec![resource("a"), resource("b"), resource("c")] };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![resource("a"), resource("b"), resource("c")],
+        };
         let bytes = request.encode_to_vec();
         let ranges = field_ranges(&bytes, 1).expect("well formed");
         assert_eq!(ranges.len(), 3);
@@ -80,7 +85,11 @@ mod tests {
 
     #[test]
     fn malformed_bytes_are_refused() {
-        assert_eq!(field_ranges(&[0x0a, 0x05, 0x01], 1), None, "length past the end");
+        assert_eq!(
+            field_ranges(&[0x0a, 0x05, 0x01], 1),
+            None,
+            "length past the end"
+        );
         assert_eq!(field_ranges(&[0x0b], 1), None, "group wire type");
         assert_eq!(field_ranges(&[0x08, 0xff], 1), None, "truncated varint");
         assert_eq!(field_ranges(&[], 1), Some(vec![]));

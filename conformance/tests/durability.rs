@@ -1,0 +1,218 @@
+//! Acknowledged means durable: under load, SIGKILL loses nothing that was
+//! acknowledged, and SIGTERM lets in-flight requests commit before exiting.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use framelake_lake::ids::BlockKind;
+use framelake_receiver::grpc::RawCodec;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+use crate::{Server, data_dir_args, embedded_lake, stored};
+
+/// A request whose spans all carry a trace id made from `seed`.
+fn request(seed: u64) -> Bytes {
+    let trace_id = [seed.to_le_bytes(), 0x5eed_u64.to_le_bytes()].concat();
+    let spans = (1..=64u64)
+        .map(|i| Span {
+            trace_id: trace_id.clone(),
+            span_id: i.to_le_bytes().to_vec(),
+            name: format!("work-{i}"),
+            start_time_unix_nano: 1_700_000_000_000_000_000 + seed * 1000 + i,
+            end_time_unix_nano: 1_700_000_000_000_000_500 + seed * 1000 + i,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+    .into()
+}
+
+/// Senders over HTTP and gRPC until `stop` or the server goes away; returns
+/// the seeds of acknowledged requests.
+fn load(server: &Server, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<u64>>> {
+    let next = Arc::new(AtomicU64::new(1));
+    let mut tasks = Vec::new();
+    for worker in 0..6 {
+        let (stop, next) = (Arc::clone(&stop), Arc::clone(&next));
+        let (http, grpc) = (server.http_url(), server.grpc_url());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let client = reqwest::Client::new();
+            let mut grpc_client = None;
+            while !stop.load(Ordering::Relaxed) {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                let ok = if worker < 4 {
+                    let response = client
+                        .post(format!("{http}/v1/traces"))
+                        .header("content-type", "application/x-protobuf")
+                        .body(request(seed))
+                        .send()
+                        .await;
+                    match response {
+                        Ok(r) => r.status().is_success(),
+                        Err(_) => break,
+                    }
+                } else {
+                    if grpc_client.is_none() {
+                        match tonic::transport::Endpoint::from_shared(grpc.clone())
+                            .expect("endpoint")
+                            .connect()
+                            .await
+                        {
+                            Ok(channel) => grpc_client = Some(tonic::client::Grpc::new(channel)),
+                            Err(_) => break,
+                        }
+                    }
+                    let client = grpc_client.as_mut().expect("connected");
+                    if client.ready().await.is_err() {
+                        break;
+                    }
+                    let path = http::uri::PathAndQuery::from_static(
+                        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                    );
+                    match client
+                        .unary::<Bytes, Bytes, _>(
+                            tonic::Request::new(request(seed)),
+                            path,
+                            RawCodec,
+                        )
+                        .await
+                    {
+                        Ok(_) => true,
+                        Err(status) if status.code() == tonic::Code::Unavailable => break,
+                        Err(_) => false,
+                    }
+                };
+                if ok {
+                    acked.push(seed);
+                }
+            }
+            acked
+        }));
+    }
+    tasks
+}
+
+async fn acked(tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>) -> Vec<u64> {
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("sender task"));
+    }
+    all
+}
+
+/// How many times each trace id's spans were stored, by seed.
+async fn stored_seeds(dir: &std::path::Path) -> HashMap<u64, usize> {
+    let lake = embedded_lake(dir).await;
+    let mut seen = HashMap::new();
+    for request in stored::<ExportTraceServiceRequest>(&lake, "default", BlockKind::OtlpSpans).await
+    {
+        for rs in request.resource_spans {
+            for ss in rs.scope_spans {
+                let first = ss.spans.first().expect("stored requests have spans");
+                let seed = u64::from_le_bytes(first.trace_id[..8].try_into().expect("8 bytes"));
+                assert_eq!(
+                    ss.spans.len(),
+                    64,
+                    "a request is stored whole or not at all"
+                );
+                *seen.entry(seed).or_insert(0) += 1;
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn sigkill_under_load_loses_no_acknowledged_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut args = data_dir_args(&data);
+    args.extend(["--flush-interval-ms".to_owned(), "50".to_owned()]);
+    let server = Server::start("serve", &args, &dir.path().join("log")).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = load(&server, Arc::clone(&stop));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.kill();
+    let acked = acked(tasks).await;
+    assert!(
+        acked.len() >= 20,
+        "the load got going: {} acknowledged",
+        acked.len()
+    );
+
+    // The server restarts on the same data, and every acknowledged request is there once.
+    let restarted = Server::start("serve", &args, &dir.path().join("log2")).await;
+    let seen = stored_seeds(&data).await;
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|seed| !seen.contains_key(seed))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged requests lost: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+    assert!(seen.values().all(|&n| n == 1), "no request stored twice");
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/traces", restarted.http_url()))
+        .header("content-type", "application/x-protobuf")
+        .body(request(1 << 40))
+        .send()
+        .await
+        .expect("answers");
+    assert!(
+        response.status().is_success(),
+        "the restarted server takes writes"
+    );
+    assert!(restarted.terminate().success());
+}
+
+#[tokio::test]
+async fn sigterm_commits_in_flight_requests_before_exiting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    // A long flush interval: at SIGTERM, requests are waiting for their flush.
+    let mut args = data_dir_args(&data);
+    args.extend(["--flush-interval-ms".to_owned(), "2000".to_owned()]);
+    let server = Server::start("serve", &args, &dir.path().join("log")).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = load(&server, Arc::clone(&stop));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let log = dir.path().join("log");
+    let status = server.terminate();
+    stop.store(true, Ordering::Relaxed);
+    let acked = acked(tasks).await;
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    assert!(!acked.is_empty());
+    let seen = stored_seeds(&data).await;
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|seed| !seen.contains_key(seed))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged requests lost at shutdown",
+        lost.len()
+    );
+}

@@ -1,0 +1,144 @@
+//! Black-box conformance: the real `framelake` binary, real OpenTelemetry SDKs
+//! (Python and JavaScript) as clients, and the lake read back field by field.
+
+mod durability;
+mod render;
+mod sdk;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use framelake_lake::catalog::BlockFilter;
+use framelake_lake::ids::{BlockKind, TenantId};
+use framelake_lake::{Lake, LakeConfig};
+use prost::Message;
+
+/// A `framelake` process.
+pub(crate) struct Server {
+    child: Child,
+    pub(crate) http_port: u16,
+    pub(crate) grpc_port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    /// `framelake <role> <args…>` on free ports; returns once `/ready` answers.
+    pub(crate) async fn start(role: &str, args: &[String], log: &Path) -> Server {
+        let (http_port, grpc_port) = (
+            framelake_testkit::free_port(),
+            framelake_testkit::free_port(),
+        );
+        let log_file = std::fs::File::create(log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_framelake"))
+            .arg(role)
+            .args(args)
+            // Addresses through the environment, as deployments often do.
+            .env("FRAMELAKE_INGEST_ADDR", format!("127.0.0.1:{http_port}"))
+            .env("FRAMELAKE_OTLP_GRPC_ADDR", format!("127.0.0.1:{grpc_port}"))
+            .env("FRAMELAKE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("framelake starts");
+        let mut server = Server {
+            child,
+            http_port,
+            grpc_port,
+            log: log.to_owned(),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("http://127.0.0.1:{}/ready", self.http_port);
+        loop {
+            if let Ok(response) = reqwest::get(&url).await
+                && response.status().is_success()
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("framelake exited with {status}; log:\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "framelake not ready in 30 s; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub(crate) fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: signalling our own child process by pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// SIGKILL: no flush, no cleanup.
+    pub(crate) fn kill(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and the exit status once it stopped.
+    pub(crate) fn terminate(mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.child.wait().expect("framelake exits")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every stored request of one kind for a tenant, decoded.
+pub(crate) async fn stored<M: Message + Default>(
+    lake: &Lake,
+    tenant: &str,
+    kind: BlockKind,
+) -> Vec<M> {
+    let tenant: TenantId = tenant.parse().expect("tenant");
+    let filter = BlockFilter {
+        kinds: vec![kind],
+        time_range: None,
+    };
+    let mut out = Vec::new();
+    for block in lake
+        .catalog
+        .blocks(&tenant, &filter)
+        .await
+        .expect("catalog answers")
+    {
+        let payload = lake.read_block(&tenant, &block).await.expect("block reads");
+        out.push(M::decode(payload.as_ref()).expect("stored payload decodes"));
+    }
+    out
+}
+
+pub(crate) async fn embedded_lake(dir: &Path) -> Lake {
+    Lake::open(&LakeConfig::embedded(dir))
+        .await
+        .expect("lake opens")
+}
+
+pub(crate) fn data_dir_args(dir: &Path) -> Vec<String> {
+    vec!["--data-dir".to_owned(), dir.display().to_string()]
+}

@@ -1,0 +1,198 @@
+//! One catalog suite, run on SQLite and on PostgreSQL.
+
+use framelake_lake::catalog::BlockFilter;
+use framelake_lake::ids::BlockKind;
+
+use crate::{sample_commit, tenant};
+
+macro_rules! catalog_suite {
+    ($backend:ident, $open:path) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn commits_are_listed_per_tenant() {
+                let (catalog, _guard) = $open().await;
+                let a = sample_commit("a", BlockKind::OtlpSpans, 3, 1_000);
+                let b = sample_commit("b", BlockKind::OtlpLogs, 2, 1_000);
+                assert_eq!(
+                    catalog
+                        .commit(&[a.clone(), b.clone()])
+                        .await
+                        .expect("commit"),
+                    5
+                );
+
+                let blocks_a = catalog
+                    .blocks(&tenant("a"), &BlockFilter::default())
+                    .await
+                    .expect("list");
+                assert_eq!(blocks_a, a.blocks, "tenant a reads back exactly its blocks");
+                let blocks_b = catalog
+                    .blocks(&tenant("b"), &BlockFilter::default())
+                    .await
+                    .expect("list");
+                assert_eq!(blocks_b.len(), 2);
+                assert!(
+                    catalog
+                        .blocks(&tenant("c"), &BlockFilter::default())
+                        .await
+                        .expect("list")
+                        .is_empty()
+                );
+
+                assert_eq!(
+                    catalog.processes(&tenant("a")).await.expect("processes"),
+                    a.processes
+                );
+                assert_eq!(
+                    catalog.streams(&tenant("b")).await.expect("streams"),
+                    b.streams
+                );
+                assert_eq!(
+                    catalog.segments(&tenant("a")).await.expect("segments"),
+                    vec![a.segment.clone()]
+                );
+            }
+
+            #[tokio::test]
+            async fn a_retried_commit_indexes_nothing_twice() {
+                let (catalog, _guard) = $open().await;
+                let first = sample_commit("a", BlockKind::OtlpSpans, 4, 1_000);
+                assert_eq!(
+                    catalog
+                        .commit(std::slice::from_ref(&first))
+                        .await
+                        .expect("commit"),
+                    4
+                );
+                // The same blocks again, as a retried request lands in a new segment.
+                let mut retry = first.clone();
+                retry.segment.segment_id = framelake_lake::ids::SegmentId::new();
+                assert_eq!(catalog.commit(&[retry]).await.expect("commit"), 0);
+                assert_eq!(
+                    catalog
+                        .blocks(&tenant("a"), &BlockFilter::default())
+                        .await
+                        .expect("list")
+                        .len(),
+                    4
+                );
+                assert_eq!(
+                    catalog
+                        .processes(&tenant("a"))
+                        .await
+                        .expect("processes")
+                        .len(),
+                    1
+                );
+            }
+
+            #[tokio::test]
+            async fn blocks_filter_by_kind_and_time_overlap() {
+                let (catalog, _guard) = $open().await;
+                let second = 1_000_000_000;
+                // Blocks at [k s, k s + 0.5 s] for k = 0..5.
+                let spans = sample_commit("a", BlockKind::OtlpSpans, 5, 0);
+                let logs = sample_commit("a", BlockKind::OtlpLogs, 5, 0);
+                catalog.commit(&[spans, logs]).await.expect("commit");
+                let filter = |kinds: Vec<BlockKind>, range| BlockFilter {
+                    kinds,
+                    time_range: range,
+                };
+                let list = |f: BlockFilter| {
+                    let catalog = std::sync::Arc::clone(&catalog);
+                    async move { catalog.blocks(&tenant("a"), &f).await.expect("list") }
+                };
+                assert_eq!(list(filter(vec![BlockKind::OtlpLogs], None)).await.len(), 5);
+                assert_eq!(list(filter(vec![], None)).await.len(), 10);
+                let overlapping = list(filter(
+                    vec![BlockKind::OtlpSpans],
+                    Some((2 * second + second / 4, 3 * second)),
+                ))
+                .await;
+                let starts: Vec<i64> = overlapping.iter().map(|b| b.min_time / second).collect();
+                assert_eq!(
+                    starts,
+                    vec![2, 3],
+                    "blocks 2 (ends after 2.25 s) and 3 (starts at 3 s) overlap"
+                );
+                assert!(
+                    list(filter(
+                        vec![BlockKind::OtlpSpans],
+                        Some((10 * second, 11 * second))
+                    ))
+                    .await
+                    .is_empty()
+                );
+                assert!(
+                    list(filter(vec![BlockKind::OtlpMetrics], None))
+                        .await
+                        .is_empty()
+                );
+            }
+
+            #[tokio::test]
+            async fn a_commit_is_all_or_nothing() {
+                let (catalog, _guard) = $open().await;
+                let good = sample_commit("a", BlockKind::OtlpSpans, 2, 0);
+                // The same segment twice violates the segments key: the whole commit fails.
+                let mut clash = sample_commit("a", BlockKind::OtlpLogs, 2, 5);
+                clash.segment.segment_id = good.segment.segment_id;
+                assert!(catalog.commit(&[good, clash]).await.is_err());
+                assert!(
+                    catalog
+                        .blocks(&tenant("a"), &BlockFilter::default())
+                        .await
+                        .expect("list")
+                        .is_empty()
+                );
+                assert!(
+                    catalog
+                        .segments(&tenant("a"))
+                        .await
+                        .expect("segments")
+                        .is_empty()
+                );
+            }
+        }
+    };
+}
+
+catalog_suite!(sqlite, crate::sqlite_catalog);
+catalog_suite!(postgres, crate::postgres_catalog);
+
+#[tokio::test]
+async fn reopening_applies_no_migration_twice() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("c.sqlite").display());
+    let first = framelake_lake::catalog::open(&url).await.expect("opens");
+    first
+        .commit(&[sample_commit("a", BlockKind::OtlpSpans, 1, 0)])
+        .await
+        .expect("commit");
+    drop(first);
+    let again = framelake_lake::catalog::open(&url).await.expect("reopens");
+    assert_eq!(
+        again
+            .blocks(&tenant("a"), &BlockFilter::default())
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+
+    let pg = framelake_testkit::postgres()
+        .create_database("reopen")
+        .await;
+    framelake_lake::catalog::open(&pg).await.expect("opens");
+    framelake_lake::catalog::open(&pg).await.expect("reopens");
+}
+
+#[tokio::test]
+async fn unknown_database_urls_are_refused() {
+    let err = framelake_lake::catalog::open("mysql://x")
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("expected postgres://"), "{err}");
+}
