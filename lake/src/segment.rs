@@ -17,6 +17,8 @@
 //! holds; the index makes a segment self-describing, so the catalog can be
 //! rebuilt from the objects alone. The full layout is in `docs/segment-format.md`.
 
+use std::cell::RefCell;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::ids::{BlockId, BlockKind};
@@ -59,7 +61,21 @@ impl Codec {
     pub fn compress(self, data: &[u8], zstd_level: i32) -> Result<Bytes> {
         match self {
             Codec::None => Ok(Bytes::copy_from_slice(data)),
-            Codec::Zstd => Ok(zstd::bulk::compress(data, zstd_level)?.into()),
+            Codec::Zstd => {
+                // A compression context costs large allocations: keep one per thread.
+                thread_local! {
+                    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+                        const { RefCell::new(None) };
+                }
+                COMPRESSOR.with(|cell| {
+                    let mut cell = cell.borrow_mut();
+                    if cell.as_ref().is_none_or(|(level, _)| *level != zstd_level) {
+                        *cell = Some((zstd_level, zstd::bulk::Compressor::new(zstd_level)?));
+                    }
+                    let (_, compressor) = cell.as_mut().expect("just set");
+                    Ok(compressor.compress(data)?.into())
+                })
+            }
         }
     }
 
