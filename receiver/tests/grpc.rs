@@ -20,11 +20,12 @@ use tonic::codec::CompressionEncoding;
 
 use crate::{Options, TOKENS, TestServer, encode, traces};
 
-const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+pub(crate) const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
-struct Call<'a> {
+/// One unary call to a receiver's OTLP gRPC service.
+pub(crate) struct Call<'a> {
     path: &'static str,
     body: Bytes,
     gzip: bool,
@@ -32,7 +33,7 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    fn new(path: &'static str, body: Bytes) -> Self {
+    pub(crate) fn new(path: &'static str, body: Bytes) -> Self {
         Call {
             path,
             body,
@@ -41,7 +42,7 @@ impl<'a> Call<'a> {
         }
     }
 
-    async fn send(self, server: &TestServer) -> Result<Bytes, tonic::Status> {
+    pub(crate) async fn send(self, server: &TestServer) -> Result<Bytes, tonic::Status> {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
             .expect("endpoint")
             .connect()

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use framelake_lake::LakeConfig;
 use framelake_lake::store::S3Options;
-use framelake_receiver::grpc::RawCodec;
 use framelake_testkit::{PostgresServer, S3Server};
 use reqwest::StatusCode;
 use tonic::Code;
 
+use crate::grpc::{Call, TRACES};
 use crate::{Options, TestServer, encode, traces};
 
 async fn post(server: &TestServer, seed: u8) -> reqwest::Response {
@@ -23,22 +23,8 @@ async fn post(server: &TestServer, seed: u8) -> reqwest::Response {
 }
 
 async fn grpc(server: &TestServer, seed: u8) -> Result<(), tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connects");
-    let mut client = tonic::client::Grpc::new(channel);
-    client.ready().await.expect("ready");
-    let path = http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    );
-    client
-        .unary::<bytes::Bytes, bytes::Bytes, _>(
-            tonic::Request::new(encode(&traces(seed, 3))),
-            path,
-            RawCodec,
-        )
+    Call::new(TRACES, encode(&traces(seed, 3)))
+        .send(server)
         .await
         .map(|_| ())
 }
