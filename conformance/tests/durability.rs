@@ -137,15 +137,45 @@ async fn stored_seeds(dir: &std::path::Path) -> HashMap<u64, usize> {
     seen
 }
 
+/// `framelake serve` on `dir/data` with a flush interval, under load.
+async fn serve_under_load(
+    dir: &std::path::Path,
+    flush_interval_ms: u64,
+) -> (
+    Server,
+    Vec<String>,
+    Arc<AtomicBool>,
+    Vec<tokio::task::JoinHandle<Vec<u64>>>,
+) {
+    let mut args = data_dir_args(&dir.join("data"));
+    args.extend([
+        "--flush-interval-ms".to_owned(),
+        flush_interval_ms.to_string(),
+    ]);
+    let server = Server::start("serve", &args, &dir.join("log")).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = load(&server, Arc::clone(&stop));
+    (server, args, stop, tasks)
+}
+
+fn assert_none_lost(acked: &[u64], seen: &HashMap<u64, usize>) {
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|seed| !seen.contains_key(seed))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged requests lost: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+}
+
 #[tokio::test]
 async fn sigkill_under_load_loses_no_acknowledged_request() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let mut args = data_dir_args(&data);
-    args.extend(["--flush-interval-ms".to_owned(), "50".to_owned()]);
-    let server = Server::start("serve", &args, &dir.path().join("log")).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = load(&server, Arc::clone(&stop));
+    let (server, args, _stop, tasks) = serve_under_load(dir.path(), 50).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     server.kill();
     let acked = acked(tasks).await;
@@ -158,16 +188,7 @@ async fn sigkill_under_load_loses_no_acknowledged_request() {
     // The server restarts on the same data, and every acknowledged request is there once.
     let restarted = Server::start("serve", &args, &dir.path().join("log2")).await;
     let seen = stored_seeds(&data).await;
-    let lost: Vec<_> = acked
-        .iter()
-        .filter(|seed| !seen.contains_key(seed))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged requests lost: {lost:?}",
-        lost.len(),
-        acked.len()
-    );
+    assert_none_lost(&acked, &seen);
     assert!(seen.values().all(|&n| n == 1), "no request stored twice");
 
     let response = reqwest::Client::new()
@@ -189,11 +210,7 @@ async fn sigterm_commits_in_flight_requests_before_exiting() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     // A long flush interval: at SIGTERM, requests are waiting for their flush.
-    let mut args = data_dir_args(&data);
-    args.extend(["--flush-interval-ms".to_owned(), "2000".to_owned()]);
-    let server = Server::start("serve", &args, &dir.path().join("log")).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = load(&server, Arc::clone(&stop));
+    let (server, _, stop, tasks) = serve_under_load(dir.path(), 2000).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let log = dir.path().join("log");
     let status = server.terminate();
@@ -206,13 +223,5 @@ async fn sigterm_commits_in_flight_requests_before_exiting() {
     );
     assert!(!acked.is_empty());
     let seen = stored_seeds(&data).await;
-    let lost: Vec<_> = acked
-        .iter()
-        .filter(|seed| !seen.contains_key(seed))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged requests lost at shutdown",
-        lost.len()
-    );
+    assert_none_lost(&acked, &seen);
 }

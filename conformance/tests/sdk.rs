@@ -59,56 +59,49 @@ fn node() -> std::path::PathBuf {
     "node".into()
 }
 
+/// Checks that `stored` (resource, item) pairs are exactly the items `sent[list]`
+/// describes, matched by `key`, each under the resource that was sent.
+fn assert_items(sent: &Value, stored: Vec<(Value, Value)>, list: &str, key: &str) {
+    let service = &sent["service_name"];
+    let expected_items = sent[list].as_array().expect("a list of sent items");
+    assert_eq!(
+        stored.len(),
+        expected_items.len(),
+        "{service}: every one of {list} stored once"
+    );
+    for expected in expected_items {
+        let (resource, item) = stored
+            .iter()
+            .find(|(_, item)| item[key] == expected[key])
+            .unwrap_or_else(|| panic!("{service}: {list} item {} not stored", expected[key]));
+        assert_matches(&sent["resource"], resource, &format!("{service}.resource"));
+        assert_matches(
+            expected,
+            item,
+            &format!("{service}.{list}[{}]", expected[key]),
+        );
+    }
+}
+
 /// Checks that the lake holds, for `tenant`, exactly what `sent` describes.
 async fn assert_stored(lake: &Lake, tenant: &str, sent: &Value) {
     let service = sent["service_name"].as_str().expect("service_name");
     let ours = |(resource, _): &(Value, Value)| resource["service.name"] == service;
 
-    let spans: Vec<_> = render::spans(&stored(lake, tenant, BlockKind::OtlpSpans).await)
-        .into_iter()
-        .filter(ours)
-        .collect();
-    let expected_spans = sent["spans"].as_array().expect("spans");
-    assert_eq!(
-        spans.len(),
-        expected_spans.len(),
-        "{service}: every span stored once"
+    let spans = render::spans(&stored(lake, tenant, BlockKind::OtlpSpans).await);
+    assert_items(
+        sent,
+        spans.into_iter().filter(ours).collect(),
+        "spans",
+        "span_id",
     );
-    for expected in expected_spans {
-        let (resource, span) = spans
-            .iter()
-            .find(|(_, s)| s["span_id"] == expected["span_id"])
-            .unwrap_or_else(|| panic!("{service}: span {} not stored", expected["span_id"]));
-        assert_matches(&sent["resource"], resource, &format!("{service}.resource"));
-        assert_matches(
-            expected,
-            span,
-            &format!("{service}.span[{}]", expected["name"]),
-        );
-    }
-
-    let logs: Vec<_> = render::logs(&stored(lake, tenant, BlockKind::OtlpLogs).await)
-        .into_iter()
-        .filter(ours)
-        .collect();
-    let expected_logs = sent["logs"].as_array().expect("logs");
-    assert_eq!(
-        logs.len(),
-        expected_logs.len(),
-        "{service}: every log record stored once"
+    let logs = render::logs(&stored(lake, tenant, BlockKind::OtlpLogs).await);
+    assert_items(
+        sent,
+        logs.into_iter().filter(ours).collect(),
+        "logs",
+        "body",
     );
-    for expected in expected_logs {
-        let (resource, log) = logs
-            .iter()
-            .find(|(_, l)| l["body"] == expected["body"])
-            .unwrap_or_else(|| panic!("{service}: log {} not stored", expected["body"]));
-        assert_matches(&sent["resource"], resource, &format!("{service}.resource"));
-        assert_matches(
-            expected,
-            log,
-            &format!("{service}.log[{}]", expected["body"]),
-        );
-    }
 
     let metrics: Vec<_> = render::metrics(&stored(lake, tenant, BlockKind::OtlpMetrics).await)
         .into_iter()
