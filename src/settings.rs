@@ -27,7 +27,7 @@ macro_rules! settings {
             pub(crate) config: Option<PathBuf>,
             $(
                 $(#[doc = $doc])*
-                #[arg(long, env = $env, global = true)]
+                #[arg(long, env = $env, global = true, allow_negative_numbers = true)]
                 pub(crate) $name: Option<$ty>,
             )*
         }
@@ -76,7 +76,7 @@ settings! {
     max_body_bytes: usize = "FRAMELAKE_MAX_BODY_BYTES";
     /// Largest request body once decompressed [default: 64 MiB].
     max_decoded_bytes: usize = "FRAMELAKE_MAX_DECODED_BYTES";
-    /// zstd level of stored blocks [default: 1].
+    /// zstd level of stored blocks; negative levels are zstd's fast ones [default: -1].
     zstd_level: i32 = "FRAMELAKE_ZSTD_LEVEL";
     /// Log format: text or json [default: text].
     log_format: String = "FRAMELAKE_LOG_FORMAT";
@@ -151,7 +151,7 @@ impl Settings {
     }
 
     pub(crate) fn zstd_level(&self) -> i32 {
-        self.zstd_level.unwrap_or(1)
+        self.zstd_level.unwrap_or(-1)
     }
 }
 

@@ -6,6 +6,8 @@
 //! stored as the exact bytes the client sent; JSON, and resources that lost
 //! invalid items, are encoded once as protobuf.
 
+mod scan;
+mod schema;
 mod signals;
 mod wire;
 
@@ -21,7 +23,7 @@ use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use self::signals::OtlpRequest;
+use self::signals::{OtlpRequest, Summary};
 use crate::error::IngestError;
 
 /// Version of the OTLP block payload format: an export request of one resource, protobuf.
@@ -159,25 +161,30 @@ fn prepare_as<R: OtlpRequest>(
     body: Bytes,
     zstd_level: i32,
 ) -> Result<Prepared, IngestError> {
-    let (request, raw) = match encoding {
-        Encoding::Protobuf => {
-            let request = R::decode(body.as_ref())
-                .map_err(|e| IngestError::BadRequest(format!("invalid OTLP protobuf: {e}")))?;
-            (request, Some(body))
-        }
-        Encoding::Json => {
-            let request: R = serde_json::from_slice(&body)
-                .map_err(|e| IngestError::BadRequest(format!("invalid OTLP JSON: {e}")))?;
-            (request, None)
-        }
-    };
-    let resources = request.into_resources();
-    // Where each resource lies in the body, to store it as sent.
-    let ranges = raw
-        .as_ref()
-        .and_then(|raw| wire::field_ranges(raw, 1))
-        .filter(|ranges| ranges.len() == resources.len());
     let now = now_nanos() as u64;
+    let scanned = match encoding {
+        Encoding::Protobuf => scan::scan(R::SHAPE, &body, now),
+        Encoding::Json => None,
+    };
+    let resources = match scanned {
+        Some(scanned) => scanned
+            .into_iter()
+            .map(|s| {
+                let resource = s
+                    .resource
+                    .map(Resource::decode)
+                    .transpose()
+                    .map_err(|e| IngestError::BadRequest(format!("invalid OTLP resource: {e}")))?
+                    .unwrap_or_default();
+                Ok(Indexed {
+                    summary: s.summary,
+                    payload: body.slice_ref(s.entry),
+                    resource,
+                })
+            })
+            .collect::<Result<Vec<_>, IngestError>>()?,
+        None => decode_and_index::<R>(encoding, body, now)?,
+    };
     let kind = R::KIND;
     let (mut events, mut rejected) = (0u64, 0u64);
     let mut batch = WriteBatch {
@@ -186,18 +193,17 @@ fn prepare_as<R: OtlpRequest>(
         streams: Vec::new(),
         blocks: Vec::new(),
     };
-    for (i, mut items) in resources.into_iter().enumerate() {
-        let summary = R::index(&mut items, now);
+    for Indexed {
+        summary,
+        payload,
+        resource,
+    } in resources
+    {
         rejected += summary.rejected;
         if summary.events == 0 {
             continue;
         }
         events += summary.events;
-        let payload: Bytes = match (&raw, &ranges) {
-            (Some(raw), Some(ranges)) if summary.rejected == 0 => raw.slice(ranges[i].clone()),
-            _ => R::from_resource(items.clone()).encode_to_vec().into(),
-        };
-        let resource = R::resource(&items).cloned().unwrap_or_default();
         let properties = resource.encode_to_vec();
         let process_id = ProcessId::of(&[b"otlp", &properties]);
         let stream_id = StreamId::of(&[process_id.as_bytes(), &kind.code().to_le_bytes()]);
@@ -260,6 +266,59 @@ fn prepare_as<R: OtlpRequest>(
         rejected,
         response,
     })
+}
+
+/// One resource of a request: what indexing learnt, the payload to store (an
+/// export request of just this resource) and the resource itself.
+struct Indexed {
+    summary: Summary,
+    payload: Bytes,
+    resource: Resource,
+}
+
+/// The general path: decodes the request with prost (or serde for JSON), drops
+/// invalid items, and stores each resource as sent when nothing of it was
+/// dropped, else encoded anew.
+fn decode_and_index<R: OtlpRequest>(
+    encoding: Encoding,
+    body: Bytes,
+    now: u64,
+) -> Result<Vec<Indexed>, IngestError> {
+    let (request, raw) = match encoding {
+        Encoding::Protobuf => {
+            let request = R::decode(body.as_ref())
+                .map_err(|e| IngestError::BadRequest(format!("invalid OTLP protobuf: {e}")))?;
+            (request, Some(body))
+        }
+        Encoding::Json => {
+            let request: R = serde_json::from_slice(&body)
+                .map_err(|e| IngestError::BadRequest(format!("invalid OTLP JSON: {e}")))?;
+            (request, None)
+        }
+    };
+    let resources = request.into_resources();
+    // Where each resource lies in the body, to store it as sent.
+    let ranges = raw
+        .as_ref()
+        .and_then(|raw| wire::field_ranges(raw, 1))
+        .filter(|ranges| ranges.len() == resources.len());
+    Ok(resources
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut items)| {
+            let summary = R::index(&mut items, now);
+            let resource = R::resource(&items).cloned().unwrap_or_default();
+            let payload = match (&raw, &ranges) {
+                (Some(raw), Some(ranges)) if summary.rejected == 0 => raw.slice(ranges[i].clone()),
+                _ => R::from_resource(items).encode_to_vec().into(),
+            };
+            Indexed {
+                summary,
+                payload,
+                resource,
+            }
+        })
+        .collect())
 }
 
 /// The `service.name` of a resource, or OTLP's `unknown_service`.

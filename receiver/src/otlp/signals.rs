@@ -18,6 +18,8 @@ use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
+use super::scan::{self, Shape};
+
 /// What indexing learnt of one resource's items.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Summary {
@@ -30,7 +32,7 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    fn time(&mut self, t: u64) {
+    pub(crate) fn time(&mut self, t: u64) {
         let t = i64::try_from(t).unwrap_or(i64::MAX);
         if self.events == 0 || t < self.min_time {
             self.min_time = t;
@@ -48,6 +50,8 @@ pub(crate) trait OtlpRequest:
     type ResourceItems: prost::Message + Clone + Send;
     type Response: prost::Message + serde::Serialize;
     const KIND: BlockKind;
+    /// How the protobuf fast path walks the request.
+    const SHAPE: &'static Shape;
     /// The word OTLP uses in partial success (`rejected_spans`, …), for messages.
     const ITEMS: &'static str;
     fn into_resources(self) -> Vec<Self::ResourceItems>;
@@ -59,7 +63,7 @@ pub(crate) trait OtlpRequest:
     fn response(rejected: u64, message: String) -> Self::Response;
 }
 
-fn valid_id(id: &[u8], len: usize, optional: bool) -> bool {
+pub(crate) fn valid_id(id: &[u8], len: usize, optional: bool) -> bool {
     (optional && id.is_empty()) || (id.len() == len && id.iter().any(|&b| b != 0))
 }
 
@@ -67,6 +71,7 @@ impl OtlpRequest for ExportTraceServiceRequest {
     type ResourceItems = ResourceSpans;
     type Response = ExportTraceServiceResponse;
     const KIND: BlockKind = BlockKind::OtlpSpans;
+    const SHAPE: &'static Shape = &scan::TRACES;
     const ITEMS: &'static str = "spans";
 
     fn into_resources(self) -> Vec<ResourceSpans> {
@@ -112,6 +117,7 @@ impl OtlpRequest for ExportLogsServiceRequest {
     type ResourceItems = ResourceLogs;
     type Response = ExportLogsServiceResponse;
     const KIND: BlockKind = BlockKind::OtlpLogs;
+    const SHAPE: &'static Shape = &scan::LOGS;
     const ITEMS: &'static str = "log records";
 
     fn into_resources(self) -> Vec<ResourceLogs> {
@@ -155,7 +161,7 @@ impl OtlpRequest for ExportLogsServiceRequest {
 }
 
 /// A log record's time: its event time, else when it was observed, else when it arrived.
-fn log_time(time: u64, observed: u64, now: u64) -> u64 {
+pub(crate) fn log_time(time: u64, observed: u64, now: u64) -> u64 {
     if time != 0 {
         time
     } else if observed != 0 {
@@ -169,6 +175,7 @@ impl OtlpRequest for ExportMetricsServiceRequest {
     type ResourceItems = ResourceMetrics;
     type Response = ExportMetricsServiceResponse;
     const KIND: BlockKind = BlockKind::OtlpMetrics;
+    const SHAPE: &'static Shape = &scan::METRICS;
     const ITEMS: &'static str = "data points";
 
     fn into_resources(self) -> Vec<ResourceMetrics> {

@@ -1,53 +1,265 @@
-//! Just enough of the protobuf wire format to find where each top-level entry of
-//! a repeated field lies, so that valid resources are stored as the exact bytes
-//! the client sent, without encoding them again.
+//! The protobuf wire format, read in place: a field reader and a validator that
+//! checks a message against a [`Schema`] as strictly as prost's decoder does
+//! (wire types of known fields, lengths, UTF-8 of strings, packed arrays),
+//! without building anything.
+//!
+//! Everything here answers `None` for bytes it does not accept. Callers treat
+//! `None` as "let prost decide": the validator may be stricter than prost (it
+//! refuses groups and deep nesting), never laxer.
 
 use std::ops::Range;
+
+/// How deep messages may nest before the validator gives up (prost allows 100).
+pub(crate) const MAX_DEPTH: u32 = 64;
+
+/// The wire type of a field, from its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Varint,
+    I64,
+    Len,
+    I32,
+}
+
+/// What a known field holds, as the validator checks it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    /// int32, int64, uint32, uint64, sint32, sint64, bool, enum.
+    Varint,
+    /// fixed64, sfixed64, double.
+    I64,
+    /// fixed32, sfixed32, float.
+    I32,
+    /// A string: valid UTF-8.
+    Str,
+    Bytes,
+    /// A message the validator checks against its schema.
+    Msg(&'static Schema),
+    /// A message the caller walks itself; the validator checks only its wire type.
+    Visit(
+        #[cfg_attr(not(test), expect(dead_code, reason = "read by the descriptor test"))]
+        &'static Schema,
+    ),
+    /// Repeated fixed64 or double: packed or one at a time.
+    RepeatedI64,
+    /// Repeated varints: packed or one at a time.
+    RepeatedVarint,
+}
+
+/// Field numbers a schema can hold (OTLP's largest is 16).
+const MAX_FIELD: usize = 16;
+
+/// The fields of one message type, by number; absent numbers are unknown fields.
+#[derive(Debug)]
+pub(crate) struct Schema {
+    /// The protobuf full name, e.g. `opentelemetry.proto.trace.v1.Span`.
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by the descriptor test"))]
+    pub(crate) name: &'static str,
+    /// Indexed by field number, for a lookup per field read.
+    fields: [Option<Kind>; MAX_FIELD + 1],
+}
+
+impl Schema {
+    /// A schema of `fields`, each (number, kind); numbers are at most [`MAX_FIELD`].
+    pub(crate) const fn new(name: &'static str, fields: &[(u32, Kind)]) -> Schema {
+        let mut table = [None; MAX_FIELD + 1];
+        let mut i = 0;
+        while i < fields.len() {
+            let (number, kind) = fields[i];
+            assert!(number as usize <= MAX_FIELD, "field number above MAX_FIELD");
+            table[number as usize] = Some(kind);
+            i += 1;
+        }
+        Schema {
+            name,
+            fields: table,
+        }
+    }
+
+    #[inline]
+    fn kind(&self, number: u32) -> Option<Kind> {
+        self.fields.get(number as usize).copied().flatten()
+    }
+
+    /// The known fields, by number.
+    #[cfg(test)]
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (u32, Kind)> + '_ {
+        (0..).zip(self.fields).filter_map(|(n, k)| Some((n, k?)))
+    }
+}
+
+/// One field's value as read from the wire.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Value<'a> {
+    Varint(u64),
+    I64(u64),
+    I32(u32),
+    Len(&'a [u8]),
+}
+
+impl<'a> Value<'a> {
+    pub(crate) fn bytes(self) -> &'a [u8] {
+        match self {
+            Value::Len(b) => b,
+            _ => &[],
+        }
+    }
+
+    pub(crate) fn u64(self) -> u64 {
+        match self {
+            Value::Varint(v) | Value::I64(v) => v,
+            Value::I32(v) => u64::from(v),
+            Value::Len(_) => 0,
+        }
+    }
+}
+
+/// A cursor over the fields of one message.
+#[derive(Debug, Clone)]
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// The next field: its number, and where it starts. `Some(None)` at the end.
+    #[inline]
+    fn key(&mut self) -> Option<Option<(u32, Wire, usize)>> {
+        if self.pos == self.buf.len() {
+            return Some(None);
+        }
+        let start = self.pos;
+        let key = self.varint()?;
+        let number = u32::try_from(key >> 3).ok().filter(|&n| n != 0)?;
+        let wire = match key & 7 {
+            0 => Wire::Varint,
+            1 => Wire::I64,
+            2 => Wire::Len,
+            5 => Wire::I32,
+            // Groups (3, 4) are legal but obsolete; 6 and 7 are not wire types.
+            _ => return None,
+        };
+        Some(Some((number, wire, start)))
+    }
+
+    /// A varint of at most 10 bytes whose value fits 64 bits, as prost requires.
+    #[inline]
+    fn varint(&mut self) -> Option<u64> {
+        let first = *self.buf.get(self.pos)?;
+        if first < 0x80 {
+            self.pos += 1;
+            return Some(u64::from(first));
+        }
+        let mut value = 0u64;
+        for i in 0..10 {
+            let byte = *self.buf.get(self.pos + i)?;
+            if i == 9 && byte > 1 {
+                return None;
+            }
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                self.pos += i + 1;
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len())?;
+        let bytes = &self.buf[self.pos..end];
+        self.pos = end;
+        Some(bytes)
+    }
+
+    #[inline]
+    fn value(&mut self, wire: Wire) -> Option<Value<'a>> {
+        Some(match wire {
+            Wire::Varint => Value::Varint(self.varint()?),
+            Wire::I64 => Value::I64(u64::from_le_bytes(self.take(8)?.try_into().ok()?)),
+            Wire::I32 => Value::I32(u32::from_le_bytes(self.take(4)?.try_into().ok()?)),
+            Wire::Len => {
+                let len = usize::try_from(self.varint()?).ok()?;
+                Value::Len(self.take(len)?)
+            }
+        })
+    }
+}
+
+/// Checks one field's value against what the schema says it holds.
+#[inline]
+fn check(kind: Option<Kind>, value: Value<'_>, depth: u32) -> Option<()> {
+    let Some(kind) = kind else {
+        return Some(()); // unknown fields are kept and not interpreted, as prost does
+    };
+    let ok = match (kind, value) {
+        (Kind::Varint, Value::Varint(_)) | (Kind::I64, Value::I64(_)) => true,
+        (Kind::I32, Value::I32(_)) | (Kind::Bytes, Value::Len(_)) => true,
+        (Kind::Visit(_), Value::Len(_)) => true,
+        (Kind::Str, Value::Len(b)) => b.is_ascii() || std::str::from_utf8(b).is_ok(),
+        (Kind::Msg(schema), Value::Len(b)) => validate(b, schema, depth).is_some(),
+        (Kind::RepeatedI64, Value::I64(_)) | (Kind::RepeatedVarint, Value::Varint(_)) => true,
+        (Kind::RepeatedI64, Value::Len(b)) => b.len() % 8 == 0,
+        (Kind::RepeatedVarint, Value::Len(b)) => packed_varints(b),
+        _ => false,
+    };
+    ok.then_some(())
+}
+
+fn packed_varints(buf: &[u8]) -> bool {
+    let mut r = Reader::new(buf);
+    while r.pos < buf.len() {
+        if r.varint().is_none() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Walks a message: checks every field against `schema` (known message fields
+/// recursively, except [`Kind::Visit`] ones) and hands each to `on` with its
+/// number, value and the byte range of the whole field (key included) in `buf`.
+/// `depth` is how many more levels of nesting are allowed below this message.
+pub(crate) fn walk<'a>(
+    buf: &'a [u8],
+    schema: &Schema,
+    depth: u32,
+    mut on: impl FnMut(u32, Value<'a>, Range<usize>) -> Option<()>,
+) -> Option<()> {
+    let depth = depth.checked_sub(1)?;
+    let mut r = Reader::new(buf);
+    while let Some((number, wire, start)) = r.key()? {
+        let value = r.value(wire)?;
+        check(schema.kind(number), value, depth)?;
+        on(number, value, start..r.pos)?;
+    }
+    Some(())
+}
+
+/// Whether `buf` is a well-formed message of `schema` (see the module docs).
+pub(crate) fn validate(buf: &[u8], schema: &Schema, depth: u32) -> Option<()> {
+    walk(buf, schema, depth, |_, _, _| Some(()))
+}
 
 /// The byte ranges of every occurrence of length-delimited `field` at the top
 /// level of `msg`, each including its key and length, so that each range is
 /// itself a valid encoding of a message holding just that entry.
 /// `None` when the bytes are not well-formed protobuf.
 pub(crate) fn field_ranges(msg: &[u8], field: u32) -> Option<Vec<Range<usize>>> {
+    static ANY: Schema = Schema::new("any", &[]);
     let mut ranges = Vec::new();
-    let mut pos = 0;
-    while pos < msg.len() {
-        let start = pos;
-        let key = read_varint(msg, &mut pos)?;
-        let number = u32::try_from(key >> 3).ok()?;
-        match key & 7 {
-            0 => {
-                read_varint(msg, &mut pos)?;
-            }
-            1 => pos = pos.checked_add(8)?,
-            2 => {
-                let len = usize::try_from(read_varint(msg, &mut pos)?).ok()?;
-                pos = pos.checked_add(len)?;
-                if pos <= msg.len() && number == field {
-                    ranges.push(start..pos);
-                }
-            }
-            5 => pos = pos.checked_add(4)?,
-            _ => return None,
+    walk(msg, &ANY, 1, |number, value, range| {
+        if number == field && matches!(value, Value::Len(_)) {
+            ranges.push(range);
         }
-        if pos > msg.len() {
-            return None;
-        }
-    }
+        Some(())
+    })?;
     Some(ranges)
-}
-
-fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *buf.get(*pos)?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -92,6 +304,75 @@ mod tests {
         );
         assert_eq!(field_ranges(&[0x0b], 1), None, "group wire type");
         assert_eq!(field_ranges(&[0x08, 0xff], 1), None, "truncated varint");
+        assert_eq!(field_ranges(&[0x00, 0x01], 1), None, "field number 0");
+        assert_eq!(
+            field_ranges(
+                &[
+                    0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02
+                ],
+                1
+            ),
+            None,
+            "varint past 64 bits"
+        );
         assert_eq!(field_ranges(&[], 1), Some(vec![]));
+    }
+
+    static INNER: Schema = Schema::new(
+        "inner",
+        &[
+            (1, Kind::Str),
+            (2, Kind::RepeatedI64),
+            (3, Kind::RepeatedVarint),
+        ],
+    );
+    static OUTER: Schema = Schema::new(
+        "outer",
+        &[(1, Kind::Msg(&INNER)), (2, Kind::Varint), (3, Kind::I64)],
+    );
+
+    #[test]
+    fn the_validator_checks_known_fields_and_skips_unknown_ones() {
+        let ok = |b: &[u8]| validate(b, &OUTER, MAX_DEPTH).is_some();
+        assert!(ok(&[0x0a, 0x02, 0x0a, 0x00]), "empty string in a message");
+        assert!(ok(&[0x10, 0x05, 0x19, 1, 2, 3, 4, 5, 6, 7, 8]));
+        assert!(ok(&[0x22, 0x01, 0xff]), "unknown field 4 holds anything");
+        assert!(!ok(&[0x11, 1, 2, 3, 4, 5, 6, 7, 8]), "field 2 is a varint");
+        assert!(!ok(&[0x18, 0x01]), "field 3 is fixed64");
+        assert!(
+            !ok(&[0x0a, 0x03, 0x0a, 0x01, 0xff]),
+            "a string must be UTF-8"
+        );
+        assert!(
+            ok(&[0x0a, 0x0a, 0x12, 0x08, 1, 2, 3, 4, 5, 6, 7, 8]),
+            "packed fixed64"
+        );
+        assert!(
+            !ok(&[0x0a, 0x05, 0x12, 0x03, 1, 2, 3]),
+            "packed fixed64 of 3 bytes"
+        );
+        assert!(ok(&[0x0a, 0x04, 0x1a, 0x02, 0x01, 0x7f]), "packed varints");
+        assert!(
+            !ok(&[0x0a, 0x03, 0x1a, 0x01, 0x81]),
+            "a truncated packed varint"
+        );
+        assert!(ok(&[0x0a, 0x02, 0x18, 0x05]), "an unpacked repeated varint");
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        static SELF: Schema = Schema::new("self", &[(1, Kind::Msg(&SELF))]);
+        // `levels[k]` is k empty messages wrapped around an empty one: k + 1 levels.
+        let mut levels: Vec<Vec<u8>> = vec![Vec::new()];
+        for k in 1..=MAX_DEPTH as usize {
+            let inner = &levels[k - 1];
+            let mut outer = vec![0x0a];
+            prost::encoding::encode_varint(inner.len() as u64, &mut outer);
+            outer.extend_from_slice(inner);
+            levels.push(outer);
+        }
+        let deepest = MAX_DEPTH as usize - 1;
+        assert!(validate(&levels[deepest], &SELF, MAX_DEPTH).is_some());
+        assert!(validate(&levels[deepest + 1], &SELF, MAX_DEPTH).is_none());
     }
 }
