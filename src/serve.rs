@@ -61,7 +61,14 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let stopped = stop.clone().cancelled_owned();
     tracker.spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
-        let server = tonic::transport::Server::builder().add_routes(routes);
+        // OTLP requests are often larger than HTTP/2's 64 KiB default window and
+        // 16 KiB frames: larger ones spare a client round trips and the server
+        // per-frame work.
+        let server = tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(16 << 20))
+            .max_frame_size(Some(1 << 20))
+            .add_routes(routes);
         if let Err(e) = server.serve_with_incoming_shutdown(incoming, stopped).await {
             tracing::error!(error = %e, "otlp-grpc listener failed");
         }

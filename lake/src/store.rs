@@ -1,7 +1,8 @@
 //! The object store, chosen by URL: `file://`, `memory://` or `s3://bucket/prefix`.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,9 +29,20 @@ pub struct S3Options {
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
-    /// For local files: the root folder, so writes can be synced to disk.
-    local_root: Option<PathBuf>,
+    /// For local files: what syncing writes to disk needs.
+    local: Option<Arc<LocalFiles>>,
     url: String,
+}
+
+/// A local-files store's root, and the folders under it whose own entries are
+/// known to be on disk, so that a write syncs only its file, its folder and
+/// the folders created for it (a directory sync is a device cache flush).
+/// Nothing removes folders while the process runs; whatever comes to (retention)
+/// must forget them here.
+#[derive(Debug)]
+struct LocalFiles {
+    root: PathBuf,
+    durable_dirs: Mutex<HashSet<PathBuf>>,
 }
 
 impl Store {
@@ -43,7 +55,7 @@ impl Store {
         match scheme {
             "memory" => Ok(Store {
                 inner: Arc::new(InMemory::new()),
-                local_root: None,
+                local: None,
                 url: url.to_owned(),
             }),
             "file" => {
@@ -53,7 +65,10 @@ impl Store {
                 let local = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
                 Ok(Store {
                     inner: Arc::new(local),
-                    local_root: Some(root),
+                    local: Some(Arc::new(LocalFiles {
+                        root,
+                        durable_dirs: Mutex::default(),
+                    })),
                     url: url.to_owned(),
                 })
             }
@@ -96,7 +111,7 @@ impl Store {
                 };
                 Ok(Store {
                     inner,
-                    local_root: None,
+                    local: None,
                     url: url.to_owned(),
                 })
             }
@@ -128,10 +143,10 @@ impl Store {
     /// this process (and, for local files, of the machine).
     pub async fn put_durable(&self, path: &object_store::path::Path, data: Bytes) -> Result<()> {
         self.inner.put(path, PutPayload::from_bytes(data)).await?;
-        if let Some(root) = &self.local_root {
-            let root = root.clone();
-            let file = root.join(path.as_ref());
-            tokio::task::spawn_blocking(move || sync_file_and_dirs(&root, &file))
+        if let Some(local) = &self.local {
+            let local = Arc::clone(local);
+            let file = local.root.join(path.as_ref());
+            tokio::task::spawn_blocking(move || local.sync_new_file(&file))
                 .await
                 .map_err(|e| Error::FlushFailed(format!("sync task: {e}")))??;
         }
@@ -153,17 +168,30 @@ impl Store {
     }
 }
 
-/// Syncs a new file and every folder from it up to the root, since the object
-/// store may have created the folders for it.
-fn sync_file_and_dirs(root: &Path, file: &Path) -> Result<()> {
-    std::fs::File::open(file)?.sync_all()?;
-    let mut dir = file.parent();
-    while let Some(d) = dir {
-        std::fs::File::open(d)?.sync_all()?;
-        if d == root {
-            break;
+impl LocalFiles {
+    /// Syncs a new file, the folder holding it, and every folder from there up
+    /// to the root that the object store may have created for it.
+    fn sync_new_file(&self, file: &Path) -> Result<()> {
+        let sync = |path: &Path| std::fs::File::open(path)?.sync_all();
+        sync(file)?;
+        let mut dir = file.parent().unwrap_or(&self.root);
+        sync(dir)?;
+        while dir != self.root && dir.starts_with(&self.root) && !self.is_durable(dir) {
+            let parent = dir.parent().unwrap_or(&self.root);
+            sync(parent)?;
+            self.durable_dirs
+                .lock()
+                .expect("durable dirs lock")
+                .insert(dir.to_owned());
+            dir = parent;
         }
-        dir = d.parent();
+        Ok(())
     }
-    Ok(())
+
+    fn is_durable(&self, dir: &Path) -> bool {
+        self.durable_dirs
+            .lock()
+            .expect("durable dirs lock")
+            .contains(dir)
+    }
 }

@@ -1,11 +1,14 @@
 //! Measuring a phase: server CPU from /proc, latency percentiles, bytes at rest,
-//! and the same-run reference (prost decode on one core).
+//! and the same-run references: prost decode on one core, and the receiver's
+//! own request preparation on one core (no I/O).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use framelake_lake::ids::TenantId;
+use framelake_receiver::otlp::{Encoding, Signal, prepare};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -31,6 +34,7 @@ pub(crate) struct Row {
     events_per_sec: f64,
     server_cpu_per_event: Option<f64>,
     reference_per_core: f64,
+    prepare_per_core: f64,
     p50_ms: f64,
     p99_ms: f64,
     segment_bytes_per_event: Option<f64>,
@@ -79,7 +83,7 @@ impl ServerProbe {
     }
 
     /// Starts `framelake serve` (this executable) on a fresh data dir and free ports.
-    pub(crate) async fn spawn() -> anyhow::Result<(Self, SpawnedServer)> {
+    pub(crate) async fn spawn(zstd_level: i32) -> anyhow::Result<(Self, SpawnedServer)> {
         let dir = tempfile::tempdir()?;
         let (http_port, grpc_port) = (free_port()?, free_port()?);
         let child = std::process::Command::new(std::env::current_exe()?)
@@ -88,6 +92,7 @@ impl ServerProbe {
             .arg(dir.path())
             .arg(format!("--ingest-addr=127.0.0.1:{http_port}"))
             .arg(format!("--otlp-grpc-addr=127.0.0.1:{grpc_port}"))
+            .arg(format!("--zstd-level={zstd_level}"))
             .env("FRAMELAKE_LOG", "warn")
             .spawn()
             .context("starting framelake serve")?;
@@ -145,6 +150,7 @@ impl ServerProbe {
         phase: &Phase<'_>,
         tenant: &str,
         reference_per_core: f64,
+        prepare_per_core: f64,
     ) -> anyhow::Result<Row> {
         let stored_before = self.stored_bytes();
         let cpu_before = self.cpu_seconds();
@@ -211,6 +217,7 @@ impl ServerProbe {
             events_per_sec: events as f64 / wall,
             server_cpu_per_event: cpu.and_then(per_event),
             reference_per_core,
+            prepare_per_core,
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
             segment_bytes_per_event: stored.and_then(|(o, _)| per_event(o)),
@@ -321,8 +328,8 @@ impl Sender {
     }
 }
 
-/// Plain prost decode of the same kind of requests on this core: events per second.
-pub(crate) fn prost_decode_rate(signal: &str, batch: usize) -> f64 {
+/// Events per second on this core of `f` over 64 requests of `signal`.
+fn rate(signal: &str, batch: usize, mut f: impl FnMut(&Bytes) -> usize) -> f64 {
     let mut generator = Generator::new(42);
     let requests: Vec<Bytes> = (0..64)
         .map(|_| encode(&mut generator, signal, batch))
@@ -331,16 +338,45 @@ pub(crate) fn prost_decode_rate(signal: &str, batch: usize) -> f64 {
     let mut events = 0u64;
     while started.elapsed() < Duration::from_secs(2) {
         for r in &requests {
-            events += match signal {
-                "traces" => ExportTraceServiceRequest::decode(r.as_ref())
-                    .map(|m| m.resource_spans[0].scope_spans[0].spans.len()),
-                _ => ExportLogsServiceRequest::decode(r.as_ref())
-                    .map(|m| m.resource_logs[0].scope_logs[0].log_records.len()),
-            }
-            .expect("generated requests decode") as u64;
+            events += f(r) as u64;
         }
     }
     events as f64 / secs(started)
+}
+
+/// Plain prost decode of the same kind of requests on this core: events per second.
+pub(crate) fn prost_decode_rate(signal: &str, batch: usize) -> f64 {
+    rate(signal, batch, |r| {
+        match signal {
+            "traces" => ExportTraceServiceRequest::decode(r.as_ref())
+                .map(|m| m.resource_spans[0].scope_spans[0].spans.len()),
+            _ => ExportLogsServiceRequest::decode(r.as_ref())
+                .map(|m| m.resource_logs[0].scope_logs[0].log_records.len()),
+        }
+        .expect("generated requests decode")
+    })
+}
+
+/// The receiver's own work on the same kind of requests on this core (validate,
+/// index, compress; no I/O): events per second.
+pub(crate) fn prepare_rate(signal: &str, batch: usize, zstd_level: i32) -> f64 {
+    let tenant: TenantId = "loadgen".parse().expect("a valid tenant");
+    let signal_kind = if signal == "traces" {
+        Signal::Traces
+    } else {
+        Signal::Logs
+    };
+    rate(signal, batch, |r| {
+        let prepared = prepare(
+            &tenant,
+            signal_kind,
+            Encoding::Protobuf,
+            r.clone(),
+            zstd_level,
+        )
+        .expect("generated requests are valid");
+        prepared.events as usize
+    })
 }
 
 /// The host CPU model, from /proc/cpuinfo.
@@ -363,13 +399,13 @@ pub(crate) fn print_table(rows: &[Row]) {
     };
     println!();
     println!(
-        "| signal | transport | events/s accepted | server CPU-s per 1M events | events per server CPU-s | prost decode events/s/core (same run) | ratio to prost | ack p50 ms | ack p99 ms | segment B/event | catalog B/event | failed requests |"
+        "| signal | transport | events/s accepted | server CPU-s per 1M events | events per server CPU-s | prost decode events/s/core (same run) | ratio to prost | receiver prepare events/s/core (same run) | ack p50 ms | ack p99 ms | segment B/event | catalog B/event | failed requests |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let per_cpu = r.server_cpu_per_event.map(|c| 1.0 / c);
         println!(
-            "| {} | {} | {:.0} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {:.0} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
             r.signal,
             r.protocol,
             r.events_per_sec,
@@ -377,6 +413,7 @@ pub(crate) fn print_table(rows: &[Row]) {
             opt(per_cpu, 1.0, 0),
             r.reference_per_core,
             opt(per_cpu.map(|p| p / r.reference_per_core), 1.0, 2),
+            r.prepare_per_core,
             r.p50_ms,
             r.p99_ms,
             opt(r.segment_bytes_per_event, 1.0, 1),

@@ -50,14 +50,39 @@ pub(crate) struct Args {
     /// Seconds per phase.
     #[arg(long, default_value_t = 20)]
     duration: u64,
+    /// Print only the in-process references (prost decode, receiver prepare) and exit.
+    #[arg(long)]
+    references_only: bool,
     /// Tenant to send as (X-Scope-OrgID).
     #[arg(long, default_value = "loadgen")]
     tenant: String,
 }
 
-pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+/// Runs the load; `zstd_level` is the server's, for the in-process reference.
+pub(crate) async fn run(args: Args, zstd_level: i32) -> anyhow::Result<()> {
+    let signals: Vec<&str> = match args.signal.as_str() {
+        "both" => vec!["traces", "logs"],
+        s @ ("traces" | "logs") => vec![s],
+        other => anyhow::bail!("--signal {other:?}: use traces, logs or both"),
+    };
+    if args.references_only {
+        println!("host CPU: {}", measure::cpu_model());
+        println!(
+            "| signal | prost decode events/s/core | receiver prepare events/s/core | ratio |"
+        );
+        println!("|---|---:|---:|---:|");
+        for signal in &signals {
+            let reference = measure::prost_decode_rate(signal, args.batch);
+            let prepare = measure::prepare_rate(signal, args.batch, zstd_level);
+            println!(
+                "| {signal} | {reference:.0} | {prepare:.0} | {:.2} |",
+                prepare / reference
+            );
+        }
+        return Ok(());
+    }
     let (mut probe, _server) = if args.spawn {
-        let (probe, server) = ServerProbe::spawn().await?;
+        let (probe, server) = ServerProbe::spawn(zstd_level).await?;
         (probe, Some(server))
     } else {
         (
@@ -75,11 +100,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         p @ ("grpc" | "http") => vec![p],
         other => anyhow::bail!("--protocol {other:?}: use grpc, http or both"),
     };
-    let signals: Vec<&str> = match args.signal.as_str() {
-        "both" => vec!["traces", "logs"],
-        s @ ("traces" | "logs") => vec![s],
-        other => anyhow::bail!("--signal {other:?}: use traces, logs or both"),
-    };
     println!("host CPU: {}", measure::cpu_model());
     println!(
         "load: {} exporters, {} events per request, {} s per phase, every request unique",
@@ -88,6 +108,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for signal in &signals {
         let reference = measure::prost_decode_rate(signal, args.batch);
+        let prepare = measure::prepare_rate(signal, args.batch, zstd_level);
         for protocol in &protocols {
             let phase = Phase {
                 signal,
@@ -97,7 +118,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 duration: Duration::from_secs(args.duration),
             };
             let row = probe
-                .measure(&phase, &args.tenant, reference)
+                .measure(&phase, &args.tenant, reference, prepare)
                 .await
                 .with_context(|| format!("{signal} over {protocol}"))?;
             rows.push(row);

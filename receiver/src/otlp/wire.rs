@@ -12,15 +12,6 @@ use std::ops::Range;
 /// How deep messages may nest before the validator gives up (prost allows 100).
 pub(crate) const MAX_DEPTH: u32 = 64;
 
-/// The wire type of a field, from its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wire {
-    Varint,
-    I64,
-    Len,
-    I32,
-}
-
 /// What a known field holds, as the validator checks it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {
@@ -49,14 +40,55 @@ pub(crate) enum Kind {
 /// Field numbers a schema can hold (OTLP's largest is 16).
 const MAX_FIELD: usize = 16;
 
+/// What to do with a field, from its number and wire type: the validator's
+/// inner loop dispatches on this once per field.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// A wire type the field cannot have (or a group, or field number 0).
+    Invalid,
+    Varint,
+    I64,
+    I32,
+    /// Length-delimited bytes taken as they are.
+    Len,
+    Str,
+    Msg(&'static Schema),
+    PackedI64,
+    PackedVarint,
+}
+
+impl Op {
+    /// The op for a field of `kind` (`None`: unknown) read with `wire` type.
+    const fn of(kind: Option<Kind>, wire: u8) -> Op {
+        match (kind, wire) {
+            (None, 0) => Op::Varint,
+            (None, 1) => Op::I64,
+            (None, 2) => Op::Len,
+            (None, 5) => Op::I32,
+            (Some(Kind::Varint | Kind::RepeatedVarint), 0) => Op::Varint,
+            (Some(Kind::I64 | Kind::RepeatedI64), 1) => Op::I64,
+            (Some(Kind::I32), 5) => Op::I32,
+            (Some(Kind::Bytes | Kind::Visit(_)), 2) => Op::Len,
+            (Some(Kind::Str), 2) => Op::Str,
+            (Some(Kind::Msg(schema)), 2) => Op::Msg(schema),
+            (Some(Kind::RepeatedI64), 2) => Op::PackedI64,
+            (Some(Kind::RepeatedVarint), 2) => Op::PackedVarint,
+            // Groups (3, 4) are legal but obsolete; 6 and 7 are not wire types.
+            _ => Op::Invalid,
+        }
+    }
+}
+
 /// The fields of one message type, by number; absent numbers are unknown fields.
 #[derive(Debug)]
 pub(crate) struct Schema {
     /// The protobuf full name, e.g. `opentelemetry.proto.trace.v1.Span`.
     #[cfg_attr(not(test), expect(dead_code, reason = "read by the descriptor test"))]
     pub(crate) name: &'static str,
-    /// Indexed by field number, for a lookup per field read.
+    /// Indexed by field number.
     fields: [Option<Kind>; MAX_FIELD + 1],
+    /// Indexed by a one-byte key (field numbers 1 to 15, every wire type).
+    ops: [Op; 128],
 }
 
 impl Schema {
@@ -66,19 +98,42 @@ impl Schema {
         let mut i = 0;
         while i < fields.len() {
             let (number, kind) = fields[i];
-            assert!(number as usize <= MAX_FIELD, "field number above MAX_FIELD");
+            assert!(
+                number as usize <= MAX_FIELD && number > 0,
+                "field numbers are 1 to MAX_FIELD"
+            );
             table[number as usize] = Some(kind);
             i += 1;
+        }
+        let mut ops = [Op::Invalid; 128];
+        let mut key = 8; // field number 0 is invalid
+        while key < 128 {
+            ops[key] = Op::of(table[key >> 3], (key & 7) as u8);
+            key += 1;
         }
         Schema {
             name,
             fields: table,
+            ops,
         }
     }
 
+    /// The op for a field key of any length.
     #[inline]
-    fn kind(&self, number: u32) -> Option<Kind> {
-        self.fields.get(number as usize).copied().flatten()
+    fn op(&self, key: u64) -> Op {
+        if key < 128 {
+            return self.ops[key as usize];
+        }
+        if key > u64::from(u32::MAX) {
+            return Op::Invalid; // as prost: keys are 32 bits
+        }
+        let number = (key >> 3) as usize;
+        let kind = if number <= MAX_FIELD {
+            self.fields[number]
+        } else {
+            None
+        };
+        Op::of(kind, (key & 7) as u8)
     }
 
     /// The known fields, by number.
@@ -126,26 +181,6 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
-    /// The next field: its number, and where it starts. `Some(None)` at the end.
-    #[inline]
-    fn key(&mut self) -> Option<Option<(u32, Wire, usize)>> {
-        if self.pos == self.buf.len() {
-            return Some(None);
-        }
-        let start = self.pos;
-        let key = self.varint()?;
-        let number = u32::try_from(key >> 3).ok().filter(|&n| n != 0)?;
-        let wire = match key & 7 {
-            0 => Wire::Varint,
-            1 => Wire::I64,
-            2 => Wire::Len,
-            5 => Wire::I32,
-            // Groups (3, 4) are legal but obsolete; 6 and 7 are not wire types.
-            _ => return None,
-        };
-        Some(Some((number, wire, start)))
-    }
-
     /// A varint of at most 10 bytes whose value fits 64 bits, as prost requires.
     #[inline]
     fn varint(&mut self) -> Option<u64> {
@@ -178,37 +213,16 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    fn value(&mut self, wire: Wire) -> Option<Value<'a>> {
-        Some(match wire {
-            Wire::Varint => Value::Varint(self.varint()?),
-            Wire::I64 => Value::I64(u64::from_le_bytes(self.take(8)?.try_into().ok()?)),
-            Wire::I32 => Value::I32(u32::from_le_bytes(self.take(4)?.try_into().ok()?)),
-            Wire::Len => {
-                let len = usize::try_from(self.varint()?).ok()?;
-                Value::Len(self.take(len)?)
-            }
-        })
+    fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
     }
-}
 
-/// Checks one field's value against what the schema says it holds.
-#[inline]
-fn check(kind: Option<Kind>, value: Value<'_>, depth: u32) -> Option<()> {
-    let Some(kind) = kind else {
-        return Some(()); // unknown fields are kept and not interpreted, as prost does
-    };
-    let ok = match (kind, value) {
-        (Kind::Varint, Value::Varint(_)) | (Kind::I64, Value::I64(_)) => true,
-        (Kind::I32, Value::I32(_)) | (Kind::Bytes, Value::Len(_)) => true,
-        (Kind::Visit(_), Value::Len(_)) => true,
-        (Kind::Str, Value::Len(b)) => b.is_ascii() || std::str::from_utf8(b).is_ok(),
-        (Kind::Msg(schema), Value::Len(b)) => validate(b, schema, depth).is_some(),
-        (Kind::RepeatedI64, Value::I64(_)) | (Kind::RepeatedVarint, Value::Varint(_)) => true,
-        (Kind::RepeatedI64, Value::Len(b)) => b.len() % 8 == 0,
-        (Kind::RepeatedVarint, Value::Len(b)) => packed_varints(b),
-        _ => false,
-    };
-    ok.then_some(())
+    /// A length-delimited value.
+    #[inline]
+    fn len_delimited(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        self.take(len)
+    }
 }
 
 fn packed_varints(buf: &[u8]) -> bool {
@@ -233,10 +247,43 @@ pub(crate) fn walk<'a>(
 ) -> Option<()> {
     let depth = depth.checked_sub(1)?;
     let mut r = Reader::new(buf);
-    while let Some((number, wire, start)) = r.key()? {
-        let value = r.value(wire)?;
-        check(schema.kind(number), value, depth)?;
-        on(number, value, start..r.pos)?;
+    while r.pos < buf.len() {
+        let start = r.pos;
+        let key = r.varint()?;
+        let value = match schema.op(key) {
+            Op::Invalid => return None,
+            Op::Varint => Value::Varint(r.varint()?),
+            Op::I64 => Value::I64(u64::from_le_bytes(r.fixed()?)),
+            Op::I32 => Value::I32(u32::from_le_bytes(r.fixed()?)),
+            Op::Len => Value::Len(r.len_delimited()?),
+            Op::Str => {
+                let b = r.len_delimited()?;
+                if !(b.is_ascii() || std::str::from_utf8(b).is_ok()) {
+                    return None;
+                }
+                Value::Len(b)
+            }
+            Op::Msg(inner) => {
+                let b = r.len_delimited()?;
+                validate(b, inner, depth)?;
+                Value::Len(b)
+            }
+            Op::PackedI64 => {
+                let b = r.len_delimited()?;
+                if b.len() % 8 != 0 {
+                    return None;
+                }
+                Value::Len(b)
+            }
+            Op::PackedVarint => {
+                let b = r.len_delimited()?;
+                if !packed_varints(b) {
+                    return None;
+                }
+                Value::Len(b)
+            }
+        };
+        on((key >> 3) as u32, value, start..r.pos)?;
     }
     Some(())
 }
