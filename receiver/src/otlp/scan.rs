@@ -155,11 +155,10 @@ fn metric(buf: &[u8], summary: &mut Summary, _now: u64) -> Option<()> {
         match number {
             1 => named = !value.bytes().is_empty(),
             // prost merges or replaces a repeated `data`; leave that to prost.
-            5 | 7 | 9 | 10 | 11 => {
-                if data.replace((number, value.bytes())).is_some() {
-                    return None;
-                }
-            }
+            5 | 7 | 9 | 10 | 11 => data
+                .replace((number, value.bytes()))
+                .is_none()
+                .then_some(())?,
             _ => {}
         }
         Some(())

@@ -45,7 +45,7 @@ fn attributes(n: u64) -> Vec<KeyValue> {
     };
     vec![
         kv("s", StringValue(format!("value-{n}"))),
-        kv("b", BoolValue(n % 2 == 0)),
+        kv("b", BoolValue(n.is_multiple_of(2))),
         kv("i", IntValue(-(n as i64))),
         kv("d", DoubleValue(n as f64 / 3.0)),
         kv("bytes", BytesValue(vec![0, 1, 2, n as u8])),
@@ -101,7 +101,7 @@ fn traces() -> ExportTraceServiceRequest {
         trace_id: vec![i + 1; 16],
         span_id: vec![i + 2; 8],
         trace_state: "k=v".to_owned(),
-        parent_span_id: if i % 2 == 0 { vec![] } else { vec![9; 8] },
+        parent_span_id: if i.is_multiple_of(2) { vec![] } else { vec![9; 8] },
         flags: 0x301,
         name: format!("span {i}"),
         kind: 2,
