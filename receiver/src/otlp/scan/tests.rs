@@ -101,7 +101,11 @@ fn traces() -> ExportTraceServiceRequest {
         trace_id: vec![i + 1; 16],
         span_id: vec![i + 2; 8],
         trace_state: "k=v".to_owned(),
-        parent_span_id: if i.is_multiple_of(2) { vec![] } else { vec![9; 8] },
+        parent_span_id: if i.is_multiple_of(2) {
+            vec![]
+        } else {
+            vec![9; 8]
+        },
         flags: 0x301,
         name: format!("span {i}"),
         kind: 2,
