@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
                 );
                 serve::run(settings).await
             }
-            Command::Loadgen(args) => loadgen::run(args, settings.zstd_level()).await,
+            Command::Loadgen(args) => loadgen::run(args, settings.compression()?).await,
         }
     })
 }

@@ -38,7 +38,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         writer: Arc::clone(&writer),
         tenancy,
         limits: settings.limits(),
-        zstd_level: settings.zstd_level(),
+        compression: settings.compression()?,
     });
 
     let stop = CancellationToken::new();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use framelake_lake::LakeConfig;
+use framelake_lake::segment::Compression;
 use framelake_lake::store::S3Options;
 use framelake_lake::writer::WriterConfig;
 use framelake_receiver::Limits;
@@ -76,8 +77,8 @@ settings! {
     max_body_bytes: usize = "FRAMELAKE_MAX_BODY_BYTES";
     /// Largest request body once decompressed [default: 64 MiB].
     max_decoded_bytes: usize = "FRAMELAKE_MAX_DECODED_BYTES";
-    /// zstd level of stored blocks; negative levels are zstd's fast ones [default: -1].
-    zstd_level: i32 = "FRAMELAKE_ZSTD_LEVEL";
+    /// Compression of stored blocks: lz4, zstd (level 3), zstd:LEVEL (-7 to 22; negative levels are zstd's fast ones) or none [default: lz4].
+    block_compression: String = "FRAMELAKE_BLOCK_COMPRESSION";
     /// Log format: text or json [default: text].
     log_format: String = "FRAMELAKE_LOG_FORMAT";
 }
@@ -150,8 +151,11 @@ impl Settings {
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4318)))
     }
 
-    pub(crate) fn zstd_level(&self) -> i32 {
-        self.zstd_level.unwrap_or(-1)
+    pub(crate) fn compression(&self) -> anyhow::Result<Compression> {
+        Ok(match &self.block_compression {
+            Some(text) => text.parse()?,
+            None => Compression::default(),
+        })
     }
 }
 
@@ -161,17 +165,21 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
-        let file: Settings =
-            toml::from_str("data_dir = \"/from/file\"\nflush_interval_ms = 100\nzstd_level = 5")
-                .expect("valid toml");
+        let file: Settings = toml::from_str(
+            "data_dir = \"/from/file\"\nflush_interval_ms = 100\nblock_compression = \"zstd:5\"",
+        )
+        .expect("valid toml");
         let flags = Settings {
-            zstd_level: Some(1),
+            block_compression: Some("zstd:1".to_owned()),
             ..Settings::default()
         };
         let merged = flags.or(file);
         assert_eq!(merged.data_dir(), Path::new("/from/file"));
         assert_eq!(merged.writer().flush_interval, Duration::from_millis(100));
-        assert_eq!(merged.zstd_level(), 1);
+        assert_eq!(
+            merged.compression().expect("valid"),
+            Compression::Zstd { level: 1 }
+        );
         assert_eq!(merged.ingest_addr().port(), 4318);
         assert!(
             merged

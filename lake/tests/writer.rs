@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use framelake_lake::catalog::{BlockFilter, ProcessRecord, Source, StreamRecord};
 use framelake_lake::ids::{BlockId, BlockKind, ProcessId, StreamId};
-use framelake_lake::segment::{Codec, EncodedBlock};
+use framelake_lake::segment::{Codec, Compression, EncodedBlock};
 use framelake_lake::writer::{PendingBlock, WriteBatch, Writer, WriterConfig};
 use framelake_lake::{Error, Lake, LakeConfig};
 
@@ -35,8 +35,8 @@ fn batch(tenant_name: &str, payload: &[u8]) -> WriteBatch {
             block: EncodedBlock {
                 block_id: BlockId::of(&[tenant_name.as_bytes(), payload]),
                 kind,
-                codec: Codec::Zstd,
-                data: Codec::Zstd.compress(payload, 3).expect("compresses"),
+                codec: Codec::Lz4,
+                data: Compression::Lz4.compress(payload).expect("compresses"),
                 uncompressed_length: payload.len() as u32,
                 event_count: 1,
                 min_time: 5,

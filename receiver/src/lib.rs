@@ -15,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use framelake_lake::Lake;
 use framelake_lake::ids::TenantId;
+use framelake_lake::segment::Compression;
 use framelake_lake::tenancy::{AuthError, Role, Tenancy};
 use framelake_lake::writer::Writer;
 
@@ -50,8 +51,8 @@ pub struct Ingest {
     pub writer: Arc<Writer>,
     pub tenancy: Tenancy,
     pub limits: Limits,
-    /// zstd level for stored blocks.
-    pub zstd_level: i32,
+    /// How stored blocks are compressed.
+    pub compression: Compression,
 }
 
 impl Ingest {
@@ -80,16 +81,16 @@ impl Ingest {
         compression: ContentEncoding,
         body: Bytes,
     ) -> Result<Bytes, IngestError> {
-        let (limit, level) = (self.limits.max_decoded_bytes, self.zstd_level);
+        let (limit, block_compression) = (self.limits.max_decoded_bytes, self.compression);
         // A small protobuf body takes well under the ~500 µs an async worker may
-        // block (the scan and zstd run at over 400 MB/s), less than handing it to
+        // block (the scan and compression run at over 400 MB/s), less than handing it to
         // the blocking pool and back costs; JSON, compressed and large bodies go there.
         let inline = encoding == Encoding::Protobuf
             && compression == ContentEncoding::Identity
             && body.len() <= INLINE_BODY_BYTES;
         let prepare = move || {
             let body = compression.decode(body, limit)?;
-            otlp::prepare(&tenant, signal, encoding, body, level)
+            otlp::prepare(&tenant, signal, encoding, body, block_compression)
         };
         let prepared = if inline {
             prepare()?

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use framelake_lake::catalog::BlockFilter;
 use framelake_lake::ids::{BlockKind, TenantId};
+use framelake_lake::segment::Compression;
 use framelake_lake::tenancy::Tenancy;
 use framelake_lake::writer::{Writer, WriterConfig};
 use framelake_lake::{Lake, LakeConfig};
@@ -70,7 +71,7 @@ impl TestServer {
             writer,
             tenancy: options.tenancy,
             limits: options.limits,
-            zstd_level: 3,
+            compression: Compression::Zstd { level: 3 },
         });
         let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

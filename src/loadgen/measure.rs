@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use framelake_lake::ids::TenantId;
+use framelake_lake::segment::Compression;
 use framelake_receiver::otlp::{Encoding, Signal, prepare};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -83,7 +84,7 @@ impl ServerProbe {
     }
 
     /// Starts `framelake serve` (this executable) on a fresh data dir and free ports.
-    pub(crate) async fn spawn(zstd_level: i32) -> anyhow::Result<(Self, SpawnedServer)> {
+    pub(crate) async fn spawn(compression: Compression) -> anyhow::Result<(Self, SpawnedServer)> {
         let dir = tempfile::tempdir()?;
         let (http_port, grpc_port) = (free_port()?, free_port()?);
         let child = std::process::Command::new(std::env::current_exe()?)
@@ -92,7 +93,7 @@ impl ServerProbe {
             .arg(dir.path())
             .arg(format!("--ingest-addr=127.0.0.1:{http_port}"))
             .arg(format!("--otlp-grpc-addr=127.0.0.1:{grpc_port}"))
-            .arg(format!("--zstd-level={zstd_level}"))
+            .arg(format!("--block-compression={compression}"))
             .env("FRAMELAKE_LOG", "warn")
             .spawn()
             .context("starting framelake serve")?;
@@ -359,7 +360,7 @@ pub(crate) fn prost_decode_rate(signal: &str, batch: usize) -> f64 {
 
 /// The receiver's own work on the same kind of requests on this core (validate,
 /// index, compress; no I/O): events per second.
-pub(crate) fn prepare_rate(signal: &str, batch: usize, zstd_level: i32) -> f64 {
+pub(crate) fn prepare_rate(signal: &str, batch: usize, compression: Compression) -> f64 {
     let tenant: TenantId = "loadgen".parse().expect("a valid tenant");
     let signal_kind = if signal == "traces" {
         Signal::Traces
@@ -372,7 +373,7 @@ pub(crate) fn prepare_rate(signal: &str, batch: usize, zstd_level: i32) -> f64 {
             signal_kind,
             Encoding::Protobuf,
             r.clone(),
-            zstd_level,
+            compression,
         )
         .expect("generated requests are valid");
         prepared.events as usize

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use framelake_lake::segment::Compression;
 use prost::Message;
 
 use self::generate::Generator;
@@ -58,8 +59,8 @@ pub(crate) struct Args {
     tenant: String,
 }
 
-/// Runs the load; `zstd_level` is the server's, for the in-process reference.
-pub(crate) async fn run(args: Args, zstd_level: i32) -> anyhow::Result<()> {
+/// Runs the load; `compression` is the server's, for the in-process reference.
+pub(crate) async fn run(args: Args, compression: Compression) -> anyhow::Result<()> {
     let signals: Vec<&str> = match args.signal.as_str() {
         "both" => vec!["traces", "logs"],
         s @ ("traces" | "logs") => vec![s],
@@ -73,7 +74,7 @@ pub(crate) async fn run(args: Args, zstd_level: i32) -> anyhow::Result<()> {
         println!("|---|---:|---:|---:|");
         for signal in &signals {
             let reference = measure::prost_decode_rate(signal, args.batch);
-            let prepare = measure::prepare_rate(signal, args.batch, zstd_level);
+            let prepare = measure::prepare_rate(signal, args.batch, compression);
             println!(
                 "| {signal} | {reference:.0} | {prepare:.0} | {:.2} |",
                 prepare / reference
@@ -82,7 +83,7 @@ pub(crate) async fn run(args: Args, zstd_level: i32) -> anyhow::Result<()> {
         return Ok(());
     }
     let (mut probe, _server) = if args.spawn {
-        let (probe, server) = ServerProbe::spawn(zstd_level).await?;
+        let (probe, server) = ServerProbe::spawn(compression).await?;
         (probe, Some(server))
     } else {
         (
@@ -108,7 +109,7 @@ pub(crate) async fn run(args: Args, zstd_level: i32) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for signal in &signals {
         let reference = measure::prost_decode_rate(signal, args.batch);
-        let prepare = measure::prepare_rate(signal, args.batch, zstd_level);
+        let prepare = measure::prepare_rate(signal, args.batch, compression);
         for protocol in &protocols {
             let phase = Phase {
                 signal,

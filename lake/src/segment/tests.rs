@@ -6,7 +6,12 @@ fn sample_blocks() -> Vec<EncodedBlock> {
         .iter()
         .enumerate()
         .map(|(i, payload)| {
-            let codec = if i == 0 { Codec::Zstd } else { Codec::None };
+            let compression = if i == 0 {
+                Compression::Zstd { level: 3 }
+            } else {
+                Compression::None
+            };
+            let codec = compression.codec();
             EncodedBlock {
                 block_id: BlockId::of(&[payload]),
                 kind: if i == 0 {
@@ -15,7 +20,7 @@ fn sample_blocks() -> Vec<EncodedBlock> {
                     BlockKind::OtlpSpans
                 },
                 codec,
-                data: codec.compress(payload, 3).expect("compresses"),
+                data: compression.compress(payload).expect("compresses"),
                 uncompressed_length: payload.len() as u32,
                 event_count: 3 + i as u32,
                 min_time: 1_700_000_000_000_000_000 + i as i64,
@@ -101,4 +106,45 @@ fn damage_is_detected() {
     future[8] = 9;
     let err = read_index("mem", &future).expect_err("unknown version");
     assert!(err.to_string().contains("version 9"), "{err}");
+}
+
+#[test]
+fn every_compression_round_trips_through_a_segment() {
+    let payload = b"a payload, a payload, a payload with some repetition in it".repeat(50);
+    for text in ["none", "lz4", "zstd", "zstd:-1", "zstd:19"] {
+        let compression: Compression = text.parse().expect("valid");
+        assert_eq!(
+            compression.to_string().split(':').next(),
+            text.split(':').next()
+        );
+        let data = compression.compress(&payload).expect("compresses");
+        let mut builder = SegmentBuilder::with_capacity(0);
+        let entry = builder
+            .push(&EncodedBlock {
+                block_id: BlockId::of(&[&payload]),
+                kind: BlockKind::OtlpLogs,
+                codec: compression.codec(),
+                data,
+                uncompressed_length: payload.len() as u32,
+                event_count: 1,
+                min_time: 0,
+                max_time: 0,
+            })
+            .expect("pushes")
+            .clone();
+        let (segment, _) = builder.finish();
+        let range = entry.offset as usize..(entry.offset + u64::from(entry.length)) as usize;
+        let decoded = decode_block(
+            "mem",
+            &segment[range],
+            entry.codec,
+            entry.checksum,
+            payload.len(),
+        )
+        .expect("decodes");
+        assert_eq!(decoded, payload, "{text}");
+    }
+    for bad in ["gzip", "zstd:99", "zstd:x", "lz4:1", ""] {
+        assert!(bad.parse::<Compression>().is_err(), "{bad:?}");
+    }
 }

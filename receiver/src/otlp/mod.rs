@@ -14,7 +14,7 @@ mod wire;
 use bytes::Bytes;
 use framelake_lake::catalog::{ProcessRecord, Source, StreamRecord};
 use framelake_lake::ids::{BlockId, BlockKind, ProcessId, StreamId, TenantId};
-use framelake_lake::segment::{Codec, EncodedBlock};
+use framelake_lake::segment::{Compression, EncodedBlock};
 use framelake_lake::writer::{PendingBlock, WriteBatch, now_nanos};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -142,15 +142,15 @@ pub fn prepare(
     signal: Signal,
     encoding: Encoding,
     body: Bytes,
-    zstd_level: i32,
+    compression: Compression,
 ) -> Result<Prepared, IngestError> {
     match signal {
-        Signal::Logs => prepare_as::<ExportLogsServiceRequest>(tenant, encoding, body, zstd_level),
+        Signal::Logs => prepare_as::<ExportLogsServiceRequest>(tenant, encoding, body, compression),
         Signal::Traces => {
-            prepare_as::<ExportTraceServiceRequest>(tenant, encoding, body, zstd_level)
+            prepare_as::<ExportTraceServiceRequest>(tenant, encoding, body, compression)
         }
         Signal::Metrics => {
-            prepare_as::<ExportMetricsServiceRequest>(tenant, encoding, body, zstd_level)
+            prepare_as::<ExportMetricsServiceRequest>(tenant, encoding, body, compression)
         }
     }
 }
@@ -159,7 +159,7 @@ fn prepare_as<R: OtlpRequest>(
     tenant: &TenantId,
     encoding: Encoding,
     body: Bytes,
-    zstd_level: i32,
+    compression: Compression,
 ) -> Result<Prepared, IngestError> {
     let now = now_nanos() as u64;
     let scanned = match encoding {
@@ -212,8 +212,8 @@ fn prepare_as<R: OtlpRequest>(
             &kind.code().to_le_bytes(),
             &payload,
         ]);
-        let data = Codec::Zstd
-            .compress(&payload, zstd_level)
+        let data = compression
+            .compress(&payload)
             .map_err(|e| IngestError::Internal(format!("compressing a block: {e}")))?;
         batch.processes.push(ProcessRecord {
             process_id,
@@ -233,7 +233,7 @@ fn prepare_as<R: OtlpRequest>(
             block: EncodedBlock {
                 block_id,
                 kind,
-                codec: Codec::Zstd,
+                codec: compression.codec(),
                 data,
                 uncompressed_length: payload.len() as u32,
                 event_count: u32::try_from(summary.events).unwrap_or(u32::MAX),

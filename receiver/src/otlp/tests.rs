@@ -59,8 +59,11 @@ fn payloads(prepared: &Prepared) -> Vec<Vec<u8>> {
         .blocks
         .iter()
         .map(|b| {
-            zstd::bulk::decompress(&b.block.data, b.block.uncompressed_length as usize)
+            b.block
+                .codec
+                .decompress(&b.block.data, b.block.uncompressed_length as usize)
                 .expect("decompresses")
+                .to_vec()
         })
         .collect()
 }
@@ -72,7 +75,14 @@ fn each_resource_becomes_a_block_holding_its_bytes_as_sent() {
         ("b", vec![span(2, 3, 7)]),
     ]);
     let body = Bytes::from(request.encode_to_vec());
-    let prepared = prepare(&tenant(), Signal::Traces, Encoding::Protobuf, body, 3).expect("valid");
+    let prepared = prepare(
+        &tenant(),
+        Signal::Traces,
+        Encoding::Protobuf,
+        body,
+        Compression::default(),
+    )
+    .expect("valid");
     assert_eq!((prepared.events, prepared.rejected), (3, 0));
     let batch = prepared.batch.as_ref().expect("blocks");
     assert_eq!(batch.blocks.len(), 2);
@@ -102,8 +112,14 @@ fn each_resource_becomes_a_block_holding_its_bytes_as_sent() {
 fn the_same_request_maps_to_the_same_blocks() {
     let body = Bytes::from(traces(vec![("a", vec![span(1, 1, 100)])]).encode_to_vec());
     let ids = |body: Bytes| {
-        let prepared =
-            prepare(&tenant(), Signal::Traces, Encoding::Protobuf, body, 3).expect("valid");
+        let prepared = prepare(
+            &tenant(),
+            Signal::Traces,
+            Encoding::Protobuf,
+            body,
+            Compression::default(),
+        )
+        .expect("valid");
         prepared
             .batch
             .expect("blocks")
@@ -118,7 +134,7 @@ fn the_same_request_maps_to_the_same_blocks() {
         Signal::Traces,
         Encoding::Protobuf,
         body.clone(),
-        3,
+        Compression::default(),
     )
     .expect("valid");
     assert_ne!(
@@ -140,7 +156,7 @@ fn json_follows_the_otlp_json_rules() {
         Signal::Traces,
         Encoding::Json,
         Bytes::from(json),
-        3,
+        Compression::default(),
     )
     .expect("valid JSON");
     let stored = ExportTraceServiceRequest::decode(payloads(&prepared)[0].as_slice())
@@ -181,7 +197,7 @@ fn invalid_spans_are_rejected_and_the_rest_kept() {
         Signal::Traces,
         Encoding::Protobuf,
         request.encode_to_vec().into(),
-        3,
+        Compression::default(),
     )
     .expect("partly valid");
     assert_eq!((prepared.events, prepared.rejected), (1, 2));
@@ -207,7 +223,7 @@ fn invalid_spans_are_rejected_and_the_rest_kept() {
         Signal::Traces,
         Encoding::Protobuf,
         all_bad.encode_to_vec().into(),
-        3,
+        Compression::default(),
     )
     .expect_err("nothing valid");
     assert!(matches!(err, IngestError::BadRequest(_)), "{err}");
@@ -236,7 +252,7 @@ fn malformed_bodies_are_bad_requests() {
             Signal::Traces,
             encoding,
             Bytes::from_static(body),
-            3,
+            Compression::default(),
         )
         .expect_err("malformed");
         assert!(
@@ -268,7 +284,7 @@ fn logs_without_a_time_are_indexed_at_their_observed_or_arrival_time() {
         Signal::Logs,
         Encoding::Protobuf,
         request.encode_to_vec().into(),
-        3,
+        Compression::default(),
     )
     .expect("valid");
     let block = &prepared.batch.as_ref().expect("blocks").blocks[0].block;
@@ -310,7 +326,7 @@ fn metrics_count_data_points_and_refuse_unnamed_metrics() {
         Signal::Metrics,
         Encoding::Protobuf,
         request.encode_to_vec().into(),
-        3,
+        Compression::default(),
     )
     .expect("valid");
     assert_eq!((prepared.events, prepared.rejected), (3, 1));
@@ -325,7 +341,7 @@ fn empty_requests_store_nothing_and_succeed() {
         Signal::Traces,
         Encoding::Protobuf,
         Bytes::new(),
-        3,
+        Compression::default(),
     )
     .expect("empty is valid");
     assert!(prepared.batch.is_none());
