@@ -51,6 +51,10 @@ pub(crate) struct Args {
     /// Seconds per phase.
     #[arg(long, default_value_t = 20)]
     duration: u64,
+    /// Seconds of unmeasured load before each phase (the server's caches, WAL,
+    /// threads and connections settle).
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
     /// Print only the in-process references (prost decode, receiver prepare) and exit.
     #[arg(long)]
     references_only: bool,
@@ -106,20 +110,27 @@ pub(crate) async fn run(args: Args, compression: Compression) -> anyhow::Result<
         "load: {} exporters, {} events per request, {} s per phase, every request unique",
         args.concurrency, args.batch, args.duration
     );
+    println!("each phase after {} s of unmeasured load", args.warmup);
     let mut rows = Vec::new();
     for signal in &signals {
         let reference = measure::prost_decode_rate(signal, args.batch);
         let prepare = measure::prepare_rate(signal, args.batch, compression);
         for protocol in &protocols {
-            let phase = Phase {
+            let phase = |seconds| Phase {
                 signal,
                 protocol,
                 concurrency: args.concurrency,
                 batch: args.batch,
-                duration: Duration::from_secs(args.duration),
+                duration: Duration::from_secs(seconds),
             };
+            if args.warmup > 0 {
+                probe
+                    .measure(&phase(args.warmup), &args.tenant, reference, prepare)
+                    .await
+                    .with_context(|| format!("warming up {signal} over {protocol}"))?;
+            }
             let row = probe
-                .measure(&phase, &args.tenant, reference, prepare)
+                .measure(&phase(args.duration), &args.tenant, reference, prepare)
                 .await
                 .with_context(|| format!("{signal} over {protocol}"))?;
             rows.push(row);
