@@ -2,17 +2,12 @@
 //! object per tenant plus one catalog transaction, every flush interval or when
 //! the pending bytes reach a threshold, whichever comes first. A write returns
 //! only after both succeeded, so an acknowledged request is durable.
-//!
-//! Writes join a shared queue; the flush task is woken only by the first write
-//! of a batch (to start its timer) and by the one that fills it, not by each
-//! request: at a few requests per flush, waking a thread per request cost more
-//! than the flush.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -88,32 +83,10 @@ struct Pending {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Writes waiting for the next flush.
-#[derive(Debug, Default)]
-struct Queue {
-    pending: Vec<Pending>,
-    bytes: usize,
-    /// When the oldest pending write arrived: its flush is due an interval later.
-    since: Option<Instant>,
-    /// Set once the writer stops: later writes are refused.
-    closed: bool,
-}
-
-impl Queue {
-    fn take(&mut self) -> Vec<Pending> {
-        self.bytes = 0;
-        self.since = None;
-        std::mem::take(&mut self.pending)
-    }
-}
-
 /// The group-commit writer. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Writer {
-    queue: Arc<Mutex<Queue>>,
-    /// Wakes the flush task: a batch started, or filled up.
-    wake: Arc<Notify>,
-    flush_bytes: usize,
+    tx: mpsc::UnboundedSender<Pending>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
     stop: CancellationToken,
@@ -132,22 +105,12 @@ impl std::fmt::Debug for Pending {
 impl Writer {
     /// Starts the writer's flush task on the current runtime.
     pub fn start(lake: Arc<Lake>, config: WriterConfig) -> Self {
-        let queue = Arc::new(Mutex::new(Queue::default()));
-        let wake = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::unbounded_channel();
         let budget_bytes = config.max_pending_bytes.min(Semaphore::MAX_PERMITS);
         let stop = CancellationToken::new();
-        let flush_bytes = config.flush_bytes;
-        let task = tokio::spawn(run(
-            lake,
-            config,
-            Arc::clone(&queue),
-            Arc::clone(&wake),
-            stop.clone(),
-        ));
+        let task = tokio::spawn(run(lake, config, rx, stop.clone()));
         Writer {
-            queue,
-            wake,
-            flush_bytes,
+            tx,
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
             stop,
@@ -168,27 +131,14 @@ impl Writer {
                 },
             })?;
         let (done, wait) = oneshot::channel();
-        let wake = {
-            let mut queue = self.queue.lock().expect("writer queue lock");
-            if queue.closed {
-                return Err(Error::ShuttingDown);
-            }
-            let first = queue.pending.is_empty();
-            if first {
-                queue.since = Some(Instant::now());
-            }
-            queue.bytes += bytes;
-            queue.pending.push(Pending {
+        self.tx
+            .send(Pending {
                 batch,
                 bytes,
                 done,
                 _permit: permit,
-            });
-            first || queue.bytes >= self.flush_bytes
-        };
-        if wake {
-            self.wake.notify_one();
-        }
+            })
+            .map_err(|_| Error::ShuttingDown)?;
         wait.await
             .map_err(|_| Error::FlushFailed("the writer stopped before the flush".to_owned()))?
     }
@@ -209,57 +159,53 @@ impl Writer {
 async fn run(
     lake: Arc<Lake>,
     config: WriterConfig,
-    queue: Arc<Mutex<Queue>>,
-    wake: Arc<Notify>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_concurrent_flushes.max(1)));
     let tracker = TaskTracker::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut pending_bytes = 0usize;
+    let mut deadline = Instant::now();
+    let mut stopping = false;
     loop {
-        let due = {
-            let queue = queue.lock().expect("writer queue lock");
-            match queue.since {
-                Some(_) if queue.bytes >= config.flush_bytes => Some(Instant::now()),
-                Some(since) => Some(since + config.flush_interval),
-                None => None,
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::select! {
+            // Stop taking writes; what is queued is still received, then `recv` ends.
+            () = stop.cancelled(), if !stopping => {
+                stopping = true;
+                rx.close();
+                continue;
             }
-        };
-        // A write that lands between the look above and the wait below leaves
-        // `wake` a permit, so the wait returns at once.
-        match due {
-            Some(due) if due > Instant::now() => tokio::select! {
-                () = stop.cancelled() => break,
-                () = wake.notified() => continue,
-                () = tokio::time::sleep_until(due) => {}
+            msg = rx.recv() => match msg {
+                Some(p) => {
+                    if pending.is_empty() {
+                        deadline = Instant::now() + config.flush_interval;
+                    }
+                    pending_bytes += p.bytes;
+                    pending.push(p);
+                    if pending_bytes < config.flush_bytes {
+                        continue;
+                    }
+                }
+                None => break,
             },
-            Some(_) => {}
-            None => tokio::select! {
-                () = stop.cancelled() => break,
-                () = wake.notified() => continue,
-            },
+            () = timer, if !pending.is_empty() => {}
         }
         let slot = Arc::clone(&slots)
             .acquire_owned()
             .await
             .expect("flush slots are never closed");
-        let batch = queue.lock().expect("writer queue lock").take();
-        if batch.is_empty() {
-            continue;
-        }
+        let batch = std::mem::take(&mut pending);
+        pending_bytes = 0;
         let lake = Arc::clone(&lake);
         tracker.spawn(async move {
             flush(&lake, batch).await;
             drop(slot);
         });
     }
-    // Stop taking writes; what was queued is still flushed.
-    let rest = {
-        let mut queue = queue.lock().expect("writer queue lock");
-        queue.closed = true;
-        queue.take()
-    };
-    if !rest.is_empty() {
-        flush(&lake, rest).await;
+    if !pending.is_empty() {
+        flush(&lake, pending).await;
     }
     tracker.close();
     tracker.wait().await;
