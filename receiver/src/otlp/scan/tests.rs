@@ -512,7 +512,21 @@ fn the_schemas_match_the_otlp_descriptors() {
                 .expect("compared above");
             let repeated = field.label() == Label::Repeated;
             let what = format!("{}.{} ({:?})", schema.name, field.name(), field.r#type());
-            match (field.r#type(), kind) {
+            let ty = field.r#type();
+            let varint = matches!(
+                ty,
+                Type::Int32
+                    | Type::Int64
+                    | Type::Uint32
+                    | Type::Uint64
+                    | Type::Sint32
+                    | Type::Sint64
+                    | Type::Bool
+                    | Type::Enum
+            );
+            let i64 = matches!(ty, Type::Fixed64 | Type::Sfixed64 | Type::Double);
+            let i32 = matches!(ty, Type::Fixed32 | Type::Sfixed32 | Type::Float);
+            match (ty, kind) {
                 (Type::Message, Kind::Msg(inner) | Kind::Visit(inner)) => {
                     assert_eq!(
                         inner.name,
@@ -522,31 +536,11 @@ fn the_schemas_match_the_otlp_descriptors() {
                     todo.push(inner);
                 }
                 (Type::String, Kind::Str) | (Type::Bytes, Kind::Bytes) => {}
-                (
-                    Type::Int32
-                    | Type::Int64
-                    | Type::Uint32
-                    | Type::Uint64
-                    | Type::Sint32
-                    | Type::Sint64
-                    | Type::Bool
-                    | Type::Enum,
-                    Kind::Varint,
-                ) if !repeated => {}
-                (
-                    Type::Int32
-                    | Type::Int64
-                    | Type::Uint32
-                    | Type::Uint64
-                    | Type::Sint32
-                    | Type::Sint64
-                    | Type::Bool
-                    | Type::Enum,
-                    Kind::RepeatedVarint,
-                ) if repeated => {}
-                (Type::Fixed64 | Type::Sfixed64 | Type::Double, Kind::I64) if !repeated => {}
-                (Type::Fixed64 | Type::Sfixed64 | Type::Double, Kind::RepeatedI64) if repeated => {}
-                (Type::Fixed32 | Type::Sfixed32 | Type::Float, Kind::I32) if !repeated => {}
+                (_, Kind::Varint) if varint && !repeated => {}
+                (_, Kind::RepeatedVarint) if varint && repeated => {}
+                (_, Kind::I64) if i64 && !repeated => {}
+                (_, Kind::RepeatedI64) if i64 && repeated => {}
+                (_, Kind::I32) if i32 && !repeated => {}
                 (_, kind) => panic!("{what} is not {kind:?}"),
             }
         }
