@@ -38,20 +38,24 @@ fn build() -> (Bytes, Vec<IndexEntry>) {
     builder.finish()
 }
 
+/// Reads the block an index entry points at in a segment's bytes.
+fn read_block(segment: &[u8], entry: &IndexEntry) -> Result<Bytes> {
+    let range = entry.offset as usize..(entry.offset + u64::from(entry.length)) as usize;
+    decode_block(
+        "mem",
+        &segment[range],
+        entry.codec,
+        entry.checksum,
+        entry.uncompressed_length as usize,
+    )
+}
+
 #[test]
 fn blocks_read_back_through_index_and_ranges() {
     let (data, entries) = build();
     assert_eq!(read_index("mem", &data).expect("index reads"), entries);
     for (entry, block) in entries.iter().zip(sample_blocks()) {
-        let range = entry.offset as usize..(entry.offset + u64::from(entry.length)) as usize;
-        let payload = decode_block(
-            "mem",
-            &data[range],
-            entry.codec,
-            entry.checksum,
-            entry.uncompressed_length as usize,
-        )
-        .expect("block decodes");
+        let payload = read_block(&data, entry).expect("block decodes");
         let expected = block
             .codec
             .decompress(&block.data, 1 << 20)
@@ -85,16 +89,7 @@ fn damage_is_detected() {
     let (data, entries) = build();
     let mut flipped = data.to_vec();
     flipped[HEADER_LEN + 1] ^= 0xff;
-    let first = &entries[0];
-    let range = first.offset as usize..(first.offset + u64::from(first.length)) as usize;
-    let err = decode_block(
-        "mem",
-        &flipped[range],
-        first.codec,
-        first.checksum,
-        first.uncompressed_length as usize,
-    )
-    .expect_err("checksum catches a flipped byte");
+    let err = read_block(&flipped, &entries[0]).expect_err("checksum catches a flipped byte");
     assert!(err.to_string().contains("checksum"), "{err}");
 
     let mut bad_index = data.to_vec();
@@ -133,15 +128,7 @@ fn every_compression_round_trips_through_a_segment() {
             .expect("pushes")
             .clone();
         let (segment, _) = builder.finish();
-        let range = entry.offset as usize..(entry.offset + u64::from(entry.length)) as usize;
-        let decoded = decode_block(
-            "mem",
-            &segment[range],
-            entry.codec,
-            entry.checksum,
-            payload.len(),
-        )
-        .expect("decodes");
+        let decoded = read_block(&segment, &entry).expect("decodes");
         assert_eq!(decoded, payload, "{text}");
     }
     for bad in ["gzip", "zstd:99", "zstd:x", "lz4:1", ""] {

@@ -47,7 +47,7 @@ impl Summary {
 pub(crate) trait OtlpRequest:
     prost::Message + Default + serde::de::DeserializeOwned + Send + 'static
 {
-    type ResourceItems: prost::Message + Clone + Send;
+    type ResourceItems: prost::Message + Send;
     type Response: prost::Message + serde::Serialize;
     const KIND: BlockKind;
     /// How the protobuf fast path walks the request.

@@ -53,6 +53,17 @@ fn traces(resources: Vec<(&str, Vec<Span>)>) -> ExportTraceServiceRequest {
     }
 }
 
+/// Prepares a protobuf body for the test tenant, with the default compression.
+fn protobuf(signal: Signal, body: impl Into<Bytes>) -> Result<Prepared, IngestError> {
+    prepare(
+        &tenant(),
+        signal,
+        Encoding::Protobuf,
+        body.into(),
+        Compression::default(),
+    )
+}
+
 fn payloads(prepared: &Prepared) -> Vec<Vec<u8>> {
     let batch = prepared.batch.as_ref().expect("blocks to store");
     batch
@@ -75,14 +86,7 @@ fn each_resource_becomes_a_block_holding_its_bytes_as_sent() {
         ("b", vec![span(2, 3, 7)]),
     ]);
     let body = Bytes::from(request.encode_to_vec());
-    let prepared = prepare(
-        &tenant(),
-        Signal::Traces,
-        Encoding::Protobuf,
-        body,
-        Compression::default(),
-    )
-    .expect("valid");
+    let prepared = protobuf(Signal::Traces, body).expect("valid");
     assert_eq!((prepared.events, prepared.rejected), (3, 0));
     let batch = prepared.batch.as_ref().expect("blocks");
     assert_eq!(batch.blocks.len(), 2);
@@ -112,14 +116,7 @@ fn each_resource_becomes_a_block_holding_its_bytes_as_sent() {
 fn the_same_request_maps_to_the_same_blocks() {
     let body = Bytes::from(traces(vec![("a", vec![span(1, 1, 100)])]).encode_to_vec());
     let ids = |body: Bytes| {
-        let prepared = prepare(
-            &tenant(),
-            Signal::Traces,
-            Encoding::Protobuf,
-            body,
-            Compression::default(),
-        )
-        .expect("valid");
+        let prepared = protobuf(Signal::Traces, body).expect("valid");
         prepared
             .batch
             .expect("blocks")
@@ -192,14 +189,7 @@ fn invalid_spans_are_rejected_and_the_rest_kept() {
     let mut short_span = span(3, 8, 1);
     short_span.span_id = vec![1, 2, 3];
     let request = traces(vec![("a", vec![span(1, 1, 5), zero_trace, short_span])]);
-    let prepared = prepare(
-        &tenant(),
-        Signal::Traces,
-        Encoding::Protobuf,
-        request.encode_to_vec().into(),
-        Compression::default(),
-    )
-    .expect("partly valid");
+    let prepared = protobuf(Signal::Traces, request.encode_to_vec()).expect("partly valid");
     assert_eq!((prepared.events, prepared.rejected), (1, 2));
     let stored =
         ExportTraceServiceRequest::decode(payloads(&prepared)[0].as_slice()).expect("decodes");
@@ -218,14 +208,7 @@ fn invalid_spans_are_rejected_and_the_rest_kept() {
     );
 
     let all_bad = traces(vec![("a", vec![short_span_only()])]);
-    let err = prepare(
-        &tenant(),
-        Signal::Traces,
-        Encoding::Protobuf,
-        all_bad.encode_to_vec().into(),
-        Compression::default(),
-    )
-    .expect_err("nothing valid");
+    let err = protobuf(Signal::Traces, all_bad.encode_to_vec()).expect_err("nothing valid");
     assert!(matches!(err, IngestError::BadRequest(_)), "{err}");
 }
 
@@ -279,14 +262,7 @@ fn logs_without_a_time_are_indexed_at_their_observed_or_arrival_time() {
             ..Default::default()
         }],
     };
-    let prepared = prepare(
-        &tenant(),
-        Signal::Logs,
-        Encoding::Protobuf,
-        request.encode_to_vec().into(),
-        Compression::default(),
-    )
-    .expect("valid");
+    let prepared = protobuf(Signal::Logs, request.encode_to_vec()).expect("valid");
     let block = &prepared.batch.as_ref().expect("blocks").blocks[0].block;
     assert_eq!(
         (block.event_count, block.min_time, block.max_time),
@@ -321,14 +297,7 @@ fn metrics_count_data_points_and_refuse_unnamed_metrics() {
             ..Default::default()
         }],
     };
-    let prepared = prepare(
-        &tenant(),
-        Signal::Metrics,
-        Encoding::Protobuf,
-        request.encode_to_vec().into(),
-        Compression::default(),
-    )
-    .expect("valid");
+    let prepared = protobuf(Signal::Metrics, request.encode_to_vec()).expect("valid");
     assert_eq!((prepared.events, prepared.rejected), (3, 1));
     let block = &prepared.batch.as_ref().expect("blocks").blocks[0].block;
     assert_eq!((block.min_time, block.max_time), (10, 30));
@@ -336,14 +305,7 @@ fn metrics_count_data_points_and_refuse_unnamed_metrics() {
 
 #[test]
 fn empty_requests_store_nothing_and_succeed() {
-    let prepared = prepare(
-        &tenant(),
-        Signal::Traces,
-        Encoding::Protobuf,
-        Bytes::new(),
-        Compression::default(),
-    )
-    .expect("empty is valid");
+    let prepared = protobuf(Signal::Traces, Bytes::new()).expect("empty is valid");
     assert!(prepared.batch.is_none());
     assert_eq!(prepared.events, 0);
 }
