@@ -142,15 +142,32 @@ impl Store {
     /// Writes an object durably: when this returns, the bytes survive a crash of
     /// this process (and, for local files, of the machine).
     pub async fn put_durable(&self, path: &object_store::path::Path, data: Bytes) -> Result<()> {
-        self.inner.put(path, PutPayload::from_bytes(data)).await?;
-        if let Some(local) = &self.local {
-            let local = Arc::clone(local);
-            let file = local.root.join(path.as_ref());
-            tokio::task::spawn_blocking(move || local.sync_new_file(&file))
-                .await
-                .map_err(|e| Error::FlushFailed(format!("sync task: {e}")))??;
+        match &self.local {
+            Some(local) => {
+                let local = Arc::clone(local);
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || local.write_durable(&path, &data))
+                    .await
+                    .map_err(|e| Error::FlushFailed(format!("write task: {e}")))?
+            }
+            None => {
+                self.inner.put(path, PutPayload::from_bytes(data)).await?;
+                Ok(())
+            }
         }
-        Ok(())
+    }
+
+    /// For local files, writes an object durably in the calling thread, which
+    /// may block (a flush writes its segment in the thread that built it):
+    /// `None` for the other stores, which [`Store::put_durable`] serves.
+    pub fn put_durable_blocking(
+        &self,
+        path: &object_store::path::Path,
+        data: &[u8],
+    ) -> Option<Result<()>> {
+        self.local
+            .as_ref()
+            .map(|local| local.write_durable(path, data))
     }
 
     /// Reads a byte range of an object.
@@ -169,12 +186,50 @@ impl Store {
 }
 
 impl LocalFiles {
-    /// Syncs a new file, the folder holding it, and every folder from there up
-    /// to the root that the object store may have created for it.
-    fn sync_new_file(&self, file: &Path) -> Result<()> {
+    /// Writes `data` to a staging file next to its object (named as
+    /// `object_store`'s local store names them, so that listings skip it), syncs
+    /// it, renames it into place and syncs the folder holding it and every
+    /// folder created for it: one open, one write, two or more syncs.
+    fn write_durable(&self, path: &object_store::path::Path, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let target = self.root.join(path.as_ref());
+        let dir = target.parent().unwrap_or(&self.root).to_owned();
+        let (mut file, staged) = Self::create_staged(&target, &dir)?;
+        let written = file.write_all(data).and_then(|()| file.sync_all());
+        drop(file);
+        if let Err(e) = written.and_then(|()| std::fs::rename(&staged, &target)) {
+            let _ = std::fs::remove_file(&staged);
+            return Err(e.into());
+        }
+        self.sync_dirs(&dir)
+    }
+
+    /// Creates `target#N` for the first free N, creating its folders as needed.
+    fn create_staged(target: &Path, dir: &Path) -> Result<(std::fs::File, PathBuf)> {
+        let mut n = 1u32;
+        loop {
+            let mut staged = target.as_os_str().to_owned();
+            staged.push(format!("#{n}"));
+            let staged = PathBuf::from(staged);
+            match std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&staged)
+            {
+                Ok(file) => return Ok((file, staged)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() => {
+                    std::fs::create_dir_all(dir)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Syncs `dir` (it holds a new entry) and every folder from there up to the
+    /// root not yet known to be on disk.
+    fn sync_dirs<'a>(&'a self, mut dir: &'a Path) -> Result<()> {
         let sync = |path: &Path| std::fs::File::open(path)?.sync_all();
-        sync(file)?;
-        let mut dir = file.parent().unwrap_or(&self.root);
         sync(dir)?;
         while dir != self.root && dir.starts_with(&self.root) && !self.is_durable(dir) {
             let parent = dir.parent().unwrap_or(&self.root);

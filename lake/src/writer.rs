@@ -215,14 +215,30 @@ async fn run(
 async fn flush(lake: &Lake, batch: Vec<Pending>) {
     let waiters = batch.len();
     let started = std::time::Instant::now();
-    let (commits, done) = match tokio::task::spawn_blocking(move || build_segments(batch)).await {
+    let store = lake.store.clone();
+    // Local files are written and synced in the thread that built the segments:
+    // one hand-off to the blocking pool per flush, not one per step.
+    let built = tokio::task::spawn_blocking(move || {
+        let (commits, done) = build_segments(batch);
+        let stored = commits
+            .iter()
+            .map(|(path, data, _)| store.put_durable_blocking(&path.to_object_path(), data))
+            .collect::<Option<Result<()>>>();
+        (commits, done, stored)
+    })
+    .await;
+    let (commits, done, stored) = match built {
         Ok(built) => built,
         Err(e) => {
             tracing::error!(error = %e, "building segments panicked");
             return;
         }
     };
-    let result = store_and_commit(lake, commits).await;
+    let result = match stored {
+        Some(Ok(())) => lake.catalog.commit(&into_commits(commits)).await,
+        Some(Err(e)) => Err(e),
+        None => store_and_commit(lake, commits).await,
+    };
     let outcome = match &result {
         Ok(new_blocks) => {
             tracing::debug!(
@@ -336,6 +352,7 @@ fn build_segments(batch: Vec<Pending>) -> Built {
     (commits, done)
 }
 
+/// Uploads the segments (remote stores) and commits their rows.
 async fn store_and_commit(
     lake: &Lake,
     built: Vec<(SegmentPath, bytes::Bytes, TenantCommit)>,
@@ -347,8 +364,11 @@ async fn store_and_commit(
     for result in futures::future::join_all(uploads).await {
         result?;
     }
-    let commits: Vec<TenantCommit> = built.into_iter().map(|(_, _, c)| c).collect();
-    lake.catalog.commit(&commits).await
+    lake.catalog.commit(&into_commits(built)).await
+}
+
+fn into_commits(built: Vec<(SegmentPath, bytes::Bytes, TenantCommit)>) -> Vec<TenantCommit> {
+    built.into_iter().map(|(_, _, c)| c).collect()
 }
 
 /// Nanoseconds since the Unix epoch.

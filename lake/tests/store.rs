@@ -46,6 +46,43 @@ async fn local_files() {
             .is_file(),
         "objects live under data-dir/objects"
     );
+
+    // A staging file left by a crash neither blocks a write nor shows as an object;
+    // a write replaces the object; the blocking entry point writes the same way.
+    let folder = dir.path().join("objects/tenants/b/segments");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join("y.flseg#1"), b"torn").expect("leftover");
+    let path = object_store::path::Path::from("tenants/b/segments/y.flseg");
+    store
+        .put_durable(&path, Bytes::from_static(b"first"))
+        .await
+        .expect("put");
+    let second = tokio::task::spawn_blocking({
+        let (store, path) = (store.clone(), path.clone());
+        move || store.put_durable_blocking(&path, b"second")
+    })
+    .await
+    .expect("task");
+    assert!(matches!(second, Some(Ok(()))), "{second:?}");
+    assert_eq!(store.get(&path).await.expect("get").as_ref(), b"second");
+    let listed: Vec<String> = futures::TryStreamExt::try_collect::<Vec<_>>(
+        store
+            .object_store()
+            .list(Some(&object_store::path::Path::from("tenants/b"))),
+    )
+    .await
+    .expect("list")
+    .into_iter()
+    .map(|meta| meta.location.to_string())
+    .collect();
+    assert_eq!(listed, ["tenants/b/segments/y.flseg"]);
+    assert!(
+        Store::open("memory://", &S3Options::default())
+            .expect("opens")
+            .put_durable_blocking(&path, b"x")
+            .is_none(),
+        "only local files write in the calling thread"
+    );
 }
 
 #[tokio::test]
