@@ -207,11 +207,14 @@ fn prepare_as<R: OtlpRequest>(
         let properties = resource.encode_to_vec();
         let process_id = ProcessId::of(&[b"otlp", &properties]);
         let stream_id = StreamId::of(&[process_id.as_bytes(), &kind.code().to_le_bytes()]);
-        let block_id = BlockId::of(&[
-            tenant.as_str().as_bytes(),
-            &kind.code().to_le_bytes(),
-            &payload,
-        ]);
+        let block_id = BlockId::of_timed(
+            summary.min_time,
+            &[
+                tenant.as_str().as_bytes(),
+                &kind.code().to_le_bytes(),
+                &payload,
+            ],
+        );
         let data = compression
             .compress(&payload)
             .map_err(|e| IngestError::Internal(format!("compressing a block: {e}")))?;
