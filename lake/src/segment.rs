@@ -190,24 +190,60 @@ pub struct EncodedBlock {
     pub max_time: i64,
 }
 
-/// Builds a segment in memory.
+/// Builds a segment in memory. The blocks' bytes are not copied: the segment
+/// is the list of its parts, which a store writes with one vectored write (or
+/// one multipart body).
 #[derive(Debug)]
 pub struct SegmentBuilder {
-    buf: BytesMut,
+    parts: Vec<Bytes>,
+    len: u64,
     entries: Vec<IndexEntry>,
 }
 
+/// A built segment: its bytes in order, as the header, each block, then the
+/// index and footer.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    parts: Vec<Bytes>,
+    len: u64,
+}
+
+impl Segment {
+    /// The size of the object.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the segment has no bytes (never: a segment has a header and a footer).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The object's bytes in order.
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    /// The object's bytes as one buffer (a copy).
+    pub fn to_bytes(&self) -> Bytes {
+        self.parts.concat().into()
+    }
+}
+
 impl SegmentBuilder {
-    /// An empty segment with room for `capacity` bytes of blocks.
-    pub fn with_capacity(capacity: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(HEADER_LEN + capacity + FOOTER_LEN);
-        buf.put_slice(MAGIC);
-        buf.put_u16_le(VERSION);
-        buf.put_u16_le(0);
-        buf.put_u32_le(0);
+    /// An empty segment with room for `blocks` blocks.
+    pub fn with_capacity(blocks: usize) -> Self {
+        let mut header = BytesMut::with_capacity(HEADER_LEN);
+        header.put_slice(MAGIC);
+        header.put_u16_le(VERSION);
+        header.put_u16_le(0);
+        header.put_u32_le(0);
+        let mut parts = Vec::with_capacity(blocks + 2);
+        parts.push(header.freeze());
         SegmentBuilder {
-            buf,
-            entries: Vec::new(),
+            parts,
+            len: HEADER_LEN as u64,
+            entries: Vec::with_capacity(blocks),
         }
     }
 
@@ -219,7 +255,7 @@ impl SegmentBuilder {
             block_id: block.block_id,
             kind: block.kind,
             codec: block.codec,
-            offset: self.buf.len() as u64,
+            offset: self.len,
             length,
             uncompressed_length: block.uncompressed_length,
             checksum: checksum(&block.data),
@@ -227,7 +263,8 @@ impl SegmentBuilder {
             min_time: block.min_time,
             max_time: block.max_time,
         };
-        self.buf.put_slice(&block.data);
+        self.len += u64::from(length);
+        self.parts.push(block.data.clone());
         self.entries.push(entry);
         Ok(self.entries.last().expect("just pushed"))
     }
@@ -237,31 +274,40 @@ impl SegmentBuilder {
         &self.entries
     }
 
-    /// Writes index and footer and returns the object bytes and the entries.
-    pub fn finish(mut self) -> (Bytes, Vec<IndexEntry>) {
-        let index_offset = self.buf.len() as u64;
+    /// Writes index and footer and returns the segment and its entries.
+    pub fn finish(mut self) -> (Segment, Vec<IndexEntry>) {
+        let index_offset = self.len;
+        let mut tail = BytesMut::with_capacity(self.entries.len() * ENTRY_LEN + FOOTER_LEN);
         for e in &self.entries {
-            self.buf.put_slice(e.block_id.as_bytes());
-            self.buf.put_i16_le(e.kind.code());
-            self.buf.put_u8(e.codec.code());
-            self.buf.put_u8(0);
-            self.buf.put_u32_le(0);
-            self.buf.put_u64_le(e.offset);
-            self.buf.put_u32_le(e.length);
-            self.buf.put_u32_le(e.uncompressed_length);
-            self.buf.put_u64_le(e.checksum);
-            self.buf.put_u32_le(e.event_count);
-            self.buf.put_u32_le(0);
-            self.buf.put_i64_le(e.min_time);
-            self.buf.put_i64_le(e.max_time);
+            tail.put_slice(e.block_id.as_bytes());
+            tail.put_i16_le(e.kind.code());
+            tail.put_u8(e.codec.code());
+            tail.put_u8(0);
+            tail.put_u32_le(0);
+            tail.put_u64_le(e.offset);
+            tail.put_u32_le(e.length);
+            tail.put_u32_le(e.uncompressed_length);
+            tail.put_u64_le(e.checksum);
+            tail.put_u32_le(e.event_count);
+            tail.put_u32_le(0);
+            tail.put_i64_le(e.min_time);
+            tail.put_i64_le(e.max_time);
         }
-        let index_checksum = checksum(&self.buf[index_offset as usize..]);
-        self.buf.put_u64_le(index_offset);
-        self.buf.put_u32_le(self.entries.len() as u32);
-        self.buf.put_u32_le(0);
-        self.buf.put_u64_le(index_checksum);
-        self.buf.put_slice(MAGIC);
-        (self.buf.freeze(), self.entries)
+        let index_checksum = checksum(&tail);
+        tail.put_u64_le(index_offset);
+        tail.put_u32_le(self.entries.len() as u32);
+        tail.put_u32_le(0);
+        tail.put_u64_le(index_checksum);
+        tail.put_slice(MAGIC);
+        self.len += tail.len() as u64;
+        self.parts.push(tail.freeze());
+        (
+            Segment {
+                parts: self.parts,
+                len: self.len,
+            },
+            self.entries,
+        )
     }
 }
 

@@ -141,29 +141,35 @@ impl Store {
 
     /// Writes an object durably: when this returns, the bytes survive a crash of
     /// this process (and, for local files, of the machine).
-    pub async fn put_durable(&self, path: &object_store::path::Path, data: Bytes) -> Result<()> {
+    pub async fn put_durable(
+        &self,
+        path: &object_store::path::Path,
+        data: impl Into<PutPayload>,
+    ) -> Result<()> {
+        let data = data.into();
         match &self.local {
             Some(local) => {
                 let local = Arc::clone(local);
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || local.write_durable(&path, &data))
+                tokio::task::spawn_blocking(move || local.write_durable(&path, data.as_ref()))
                     .await
                     .map_err(|e| Error::FlushFailed(format!("write task: {e}")))?
             }
             None => {
-                self.inner.put(path, PutPayload::from_bytes(data)).await?;
+                self.inner.put(path, data).await?;
                 Ok(())
             }
         }
     }
 
-    /// For local files, writes an object durably in the calling thread, which
-    /// may block (a flush writes its segment in the thread that built it):
-    /// `None` for the other stores, which [`Store::put_durable`] serves.
+    /// For local files, writes an object (given as its parts, in order) durably
+    /// in the calling thread, which may block (a flush writes its segment in
+    /// the thread that built it): `None` for the other stores, which
+    /// [`Store::put_durable`] serves.
     pub fn put_durable_blocking(
         &self,
         path: &object_store::path::Path,
-        data: &[u8],
+        data: &[Bytes],
     ) -> Option<Result<()>> {
         self.local
             .as_ref()
@@ -189,13 +195,12 @@ impl LocalFiles {
     /// Writes `data` to a staging file next to its object (named as
     /// `object_store`'s local store names them, so that listings skip it), syncs
     /// it, renames it into place and syncs the folder holding it and every
-    /// folder created for it: one open, one write, two or more syncs.
-    fn write_durable(&self, path: &object_store::path::Path, data: &[u8]) -> Result<()> {
-        use std::io::Write;
+    /// folder created for it: one open, vectored writes, two or more syncs.
+    fn write_durable(&self, path: &object_store::path::Path, data: &[Bytes]) -> Result<()> {
         let target = self.root.join(path.as_ref());
         let dir = target.parent().unwrap_or(&self.root).to_owned();
         let (mut file, staged) = Self::create_staged(&target, &dir)?;
-        let written = file.write_all(data).and_then(|()| file.sync_all());
+        let written = write_all_vectored(&mut file, data).and_then(|()| file.sync_all());
         drop(file);
         if let Err(e) = written.and_then(|()| std::fs::rename(&staged, &target)) {
             let _ = std::fs::remove_file(&staged);
@@ -249,4 +254,20 @@ impl LocalFiles {
             .expect("durable dirs lock")
             .contains(dir)
     }
+}
+
+/// Writes every part in order, as few system calls as the kernel allows.
+fn write_all_vectored(file: &mut std::fs::File, parts: &[Bytes]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

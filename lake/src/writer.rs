@@ -17,7 +17,7 @@ use crate::Lake;
 use crate::catalog::{BlockRecord, ProcessRecord, SegmentRecord, StreamRecord, TenantCommit};
 use crate::ids::{ProcessId, SegmentId, StreamId, TenantId};
 use crate::paths::SegmentPath;
-use crate::segment::{EncodedBlock, SegmentBuilder};
+use crate::segment::{EncodedBlock, Segment, SegmentBuilder};
 use crate::{Error, Result};
 
 /// When the writer flushes and how much it may hold.
@@ -222,7 +222,7 @@ async fn flush(lake: &Lake, batch: Vec<Pending>) {
         let (commits, done) = build_segments(batch);
         let stored = commits
             .iter()
-            .map(|(path, data, _)| store.put_durable_blocking(&path.to_object_path(), data))
+            .map(|(path, data, _)| store.put_durable_blocking(&path.to_object_path(), data.parts()))
             .collect::<Option<Result<()>>>();
         (commits, done, stored)
     })
@@ -260,7 +260,7 @@ async fn flush(lake: &Lake, batch: Vec<Pending>) {
 }
 
 type Built = (
-    Vec<(SegmentPath, bytes::Bytes, TenantCommit)>,
+    Vec<(SegmentPath, Segment, TenantCommit)>,
     Vec<oneshot::Sender<Result<()>>>,
 );
 
@@ -279,12 +279,8 @@ fn build_segments(batch: Vec<Pending>) -> Built {
         .into_iter()
         .map(|(tenant, batches)| {
             let segment_id = SegmentId::new();
-            let size: usize = batches
-                .iter()
-                .flat_map(|b| &b.blocks)
-                .map(|b| b.block.data.len())
-                .sum();
-            let mut builder = SegmentBuilder::with_capacity(size);
+            let block_count = batches.iter().map(|b| b.blocks.len()).sum();
+            let mut builder = SegmentBuilder::with_capacity(block_count);
             let (mut seen_blocks, mut seen_processes, mut seen_streams) =
                 (HashSet::new(), HashSet::new(), HashSet::new());
             let (mut blocks, mut processes, mut streams) = (Vec::new(), Vec::new(), Vec::new());
@@ -331,7 +327,7 @@ fn build_segments(batch: Vec<Pending>) -> Built {
             let (data, _) = builder.finish();
             let segment = SegmentRecord {
                 segment_id,
-                size: data.len() as u64,
+                size: data.len(),
                 block_count: blocks.len() as u32,
                 insert_time,
             };
@@ -355,10 +351,13 @@ fn build_segments(batch: Vec<Pending>) -> Built {
 /// Uploads the segments (remote stores) and commits their rows.
 async fn store_and_commit(
     lake: &Lake,
-    built: Vec<(SegmentPath, bytes::Bytes, TenantCommit)>,
+    built: Vec<(SegmentPath, Segment, TenantCommit)>,
 ) -> Result<u64> {
     let uploads = built.iter().map(|(path, data, _)| {
-        let (path, data) = (path.to_object_path(), data.clone());
+        let (path, data) = (
+            path.to_object_path(),
+            data.parts().iter().cloned().collect::<object_store::PutPayload>(),
+        );
         async move { lake.store.put_durable(&path, data).await }
     });
     for result in futures::future::join_all(uploads).await {
@@ -367,7 +366,7 @@ async fn store_and_commit(
     lake.catalog.commit(&into_commits(built)).await
 }
 
-fn into_commits(built: Vec<(SegmentPath, bytes::Bytes, TenantCommit)>) -> Vec<TenantCommit> {
+fn into_commits(built: Vec<(SegmentPath, Segment, TenantCommit)>) -> Vec<TenantCommit> {
     built.into_iter().map(|(_, _, c)| c).collect()
 }
 

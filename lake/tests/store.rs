@@ -25,7 +25,11 @@ async fn exercise(store: &Store) {
             .flat_map(|i| i.to_le_bytes())
             .collect::<Vec<u8>>(),
     );
-    store.put_durable(&path, data.clone()).await.expect("put");
+    // In parts, as a flush writes a segment (header, blocks, index).
+    let parts: object_store::PutPayload = [data.slice(..1000), data.slice(1000..)]
+        .into_iter()
+        .collect();
+    store.put_durable(&path, parts).await.expect("put");
     assert_eq!(store.get(&path).await.expect("get"), data);
     assert_eq!(
         store.get_range(&path, 100..164).await.expect("range"),
@@ -59,7 +63,12 @@ async fn local_files() {
         .expect("put");
     let second = tokio::task::spawn_blocking({
         let (store, path) = (store.clone(), path.clone());
-        move || store.put_durable_blocking(&path, b"second")
+        move || {
+            store.put_durable_blocking(
+                &path,
+                &[Bytes::from_static(b"sec"), Bytes::from_static(b"ond")],
+            )
+        }
     })
     .await
     .expect("task");
@@ -79,7 +88,7 @@ async fn local_files() {
     assert!(
         Store::open("memory://", &S3Options::default())
             .expect("opens")
-            .put_durable_blocking(&path, b"x")
+            .put_durable_blocking(&path, &[Bytes::from_static(b"x")])
             .is_none(),
         "only local files write in the calling thread"
     );
