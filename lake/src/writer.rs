@@ -3,7 +3,7 @@
 //! the pending bytes reach a threshold, whichever comes first. A write returns
 //! only after both succeeded, so an acknowledged request is durable.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -163,6 +163,7 @@ async fn run(
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_concurrent_flushes.max(1)));
+    let known = Arc::new(Known::default());
     let tracker = TaskTracker::new();
     let mut pending: Vec<Pending> = Vec::new();
     let mut pending_bytes = 0usize;
@@ -198,28 +199,29 @@ async fn run(
             .expect("flush slots are never closed");
         let batch = std::mem::take(&mut pending);
         pending_bytes = 0;
-        let lake = Arc::clone(&lake);
+        let (lake, known) = (Arc::clone(&lake), Arc::clone(&known));
         tracker.spawn(async move {
-            flush(&lake, batch).await;
+            flush(&lake, &known, batch).await;
             drop(slot);
         });
     }
     if !pending.is_empty() {
-        flush(&lake, pending).await;
+        flush(&lake, &known, pending).await;
     }
     tracker.close();
     tracker.wait().await;
 }
 
 /// Writes one segment per tenant, commits them in one transaction and answers every waiter.
-async fn flush(lake: &Lake, batch: Vec<Pending>) {
+async fn flush(lake: &Lake, known: &Arc<Known>, batch: Vec<Pending>) {
     let waiters = batch.len();
     let started = std::time::Instant::now();
     let store = lake.store.clone();
+    let known_now = Arc::clone(known);
     // Local files are written and synced in the thread that built the segments:
     // one hand-off to the blocking pool per flush, not one per step.
     let built = tokio::task::spawn_blocking(move || {
-        let (commits, done) = build_segments(batch);
+        let (commits, done) = build_segments(batch, &known_now);
         let stored = commits
             .iter()
             .map(|(path, data, _)| store.put_durable_blocking(&path.to_object_path(), data.parts()))
@@ -235,9 +237,9 @@ async fn flush(lake: &Lake, batch: Vec<Pending>) {
         }
     };
     let result = match stored {
-        Some(Ok(())) => lake.catalog.commit(&into_commits(commits)).await,
+        Some(Ok(())) => commit(lake, known, into_commits(commits)).await,
         Some(Err(e)) => Err(e),
-        None => store_and_commit(lake, commits).await,
+        None => store_and_commit(lake, known, commits).await,
     };
     let outcome = match &result {
         Ok(new_blocks) => {
@@ -264,7 +266,7 @@ type Built = (
     Vec<oneshot::Sender<Result<()>>>,
 );
 
-fn build_segments(batch: Vec<Pending>) -> Built {
+fn build_segments(batch: Vec<Pending>, known: &Known) -> Built {
     let insert_time = now_nanos();
     let mut by_tenant: BTreeMap<TenantId, Vec<WriteBatch>> = BTreeMap::new();
     let mut done = Vec::with_capacity(batch.len());
@@ -286,13 +288,16 @@ fn build_segments(batch: Vec<Pending>) -> Built {
             let (mut blocks, mut processes, mut streams) = (Vec::new(), Vec::new(), Vec::new());
             for b in batches {
                 for mut p in b.processes {
-                    if seen_processes.insert(p.process_id) {
+                    if seen_processes.insert(p.process_id)
+                        && !known.has_process(&tenant, &p.process_id)
+                    {
                         p.insert_time = insert_time;
                         processes.push(p);
                     }
                 }
                 for mut s in b.streams {
-                    if seen_streams.insert(s.stream_id) {
+                    if seen_streams.insert(s.stream_id) && !known.has_stream(&tenant, &s.stream_id)
+                    {
                         s.insert_time = insert_time;
                         streams.push(s);
                     }
@@ -351,19 +356,85 @@ fn build_segments(batch: Vec<Pending>) -> Built {
 /// Uploads the segments (remote stores) and commits their rows.
 async fn store_and_commit(
     lake: &Lake,
+    known: &Known,
     built: Vec<(SegmentPath, Segment, TenantCommit)>,
 ) -> Result<u64> {
     let uploads = built.iter().map(|(path, data, _)| {
         let (path, data) = (
             path.to_object_path(),
-            data.parts().iter().cloned().collect::<object_store::PutPayload>(),
+            data.parts()
+                .iter()
+                .cloned()
+                .collect::<object_store::PutPayload>(),
         );
         async move { lake.store.put_durable(&path, data).await }
     });
     for result in futures::future::join_all(uploads).await {
         result?;
     }
-    lake.catalog.commit(&into_commits(built)).await
+    commit(lake, known, into_commits(built)).await
+}
+
+/// Commits the rows of a flush and remembers its processes and streams.
+async fn commit(lake: &Lake, known: &Known, commits: Vec<TenantCommit>) -> Result<u64> {
+    let new_blocks = lake.catalog.commit(&commits).await?;
+    known.remember(&commits);
+    Ok(new_blocks)
+}
+
+/// The processes and streams this writer has committed, so that later flushes
+/// do not insert them again: each insert that finds its row still costs an
+/// index lookup, a statement and a round trip to the database per flush. Only
+/// what a committed transaction wrote is remembered; the catalog's
+/// `ON CONFLICT DO NOTHING` keeps a repeat harmless (another receiver, or a
+/// tenant forgotten because the memory was full). Whatever deletes processes
+/// or streams from the catalog (retention) must forget them here.
+#[derive(Debug, Default)]
+struct Known {
+    tenants: Mutex<HashMap<TenantId, KnownIds>>,
+}
+
+#[derive(Debug, Default)]
+struct KnownIds {
+    processes: HashSet<ProcessId>,
+    streams: HashSet<StreamId>,
+}
+
+impl Known {
+    /// Ids remembered at most; past it, the memory starts over.
+    const LIMIT: usize = 1 << 20;
+
+    fn has_process(&self, tenant: &TenantId, id: &ProcessId) -> bool {
+        let tenants = self.tenants.lock().expect("known ids lock");
+        tenants
+            .get(tenant)
+            .is_some_and(|t| t.processes.contains(id))
+    }
+
+    fn has_stream(&self, tenant: &TenantId, id: &StreamId) -> bool {
+        let tenants = self.tenants.lock().expect("known ids lock");
+        tenants.get(tenant).is_some_and(|t| t.streams.contains(id))
+    }
+
+    fn remember(&self, commits: &[TenantCommit]) {
+        let mut tenants = self.tenants.lock().expect("known ids lock");
+        let size: usize = tenants
+            .values()
+            .map(|t| t.processes.len() + t.streams.len())
+            .sum();
+        if size > Self::LIMIT {
+            tenants.clear();
+        }
+        for c in commits {
+            if c.processes.is_empty() && c.streams.is_empty() {
+                continue;
+            }
+            let ids = tenants.entry(c.tenant.clone()).or_default();
+            ids.processes
+                .extend(c.processes.iter().map(|p| p.process_id));
+            ids.streams.extend(c.streams.iter().map(|s| s.stream_id));
+        }
+    }
 }
 
 fn into_commits(built: Vec<(SegmentPath, Segment, TenantCommit)>) -> Vec<TenantCommit> {

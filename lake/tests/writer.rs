@@ -134,6 +134,25 @@ async fn duplicates_in_a_flush_and_across_flushes_are_indexed_once() {
         .await
         .expect("blocks");
     assert_eq!(blocks.len(), 1);
+    // The same process and stream sent by another tenant, after the first
+    // tenant's were committed, are that tenant's too.
+    writer
+        .write(batch("other", b"same"))
+        .await
+        .expect("other tenant");
+    for name in ["t", "other"] {
+        let t = tenant(name);
+        assert_eq!(
+            lake.catalog.processes(&t).await.expect("processes").len(),
+            1,
+            "{name}"
+        );
+        assert_eq!(
+            lake.catalog.streams(&t).await.expect("streams").len(),
+            1,
+            "{name}"
+        );
+    }
     writer.shutdown().await;
 }
 
@@ -205,6 +224,10 @@ async fn a_failed_flush_acknowledges_nothing_and_the_writer_recovers() {
         .write(batch("t", b"during"))
         .await
         .expect_err("store is down");
+    writer
+        .write(batch("u", b"during"))
+        .await
+        .expect_err("store is down");
     s3.start();
     assert!(err.is_retryable(), "{err}");
     let blocks = lake
@@ -228,5 +251,17 @@ async fn a_failed_flush_acknowledges_nothing_and_the_writer_recovers() {
             .len(),
         2
     );
+    // The processes and streams of a failed flush were not remembered as
+    // committed: the next write of that tenant records them.
+    writer
+        .write(batch("u", b"after"))
+        .await
+        .expect("stored after recovery");
+    let u = tenant("u");
+    assert_eq!(
+        lake.catalog.processes(&u).await.expect("processes").len(),
+        1
+    );
+    assert_eq!(lake.catalog.streams(&u).await.expect("streams").len(), 1);
     writer.shutdown().await;
 }
