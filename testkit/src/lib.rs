@@ -37,13 +37,19 @@ use std::path::{Path, PathBuf};
 pub use postgres::{PostgresServer, postgres};
 pub use s3::{S3Server, s3};
 
-/// Root of the framelake Cargo workspace (the parent of this crate's dir).
+/// Root of the framelake Cargo workspace: the nearest folder holding
+/// `Cargo.lock` above the running test's package. Read at run time (cargo
+/// sets `CARGO_MANIFEST_DIR` for every test it runs), so that a target
+/// directory shared between checkouts never points a test at another checkout.
 pub fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .expect("testkit's manifest dir has a parent (the workspace root)")
-        .to_path_buf()
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    package
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or(package)
 }
 
 /// The Python virtualenv used by tests: `$FRAMELAKE_TEST_VENV` if set,

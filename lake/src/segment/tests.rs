@@ -69,13 +69,16 @@ fn blocks_read_back_through_index_and_ranges() {
 
 #[test]
 fn version_1_fixture_still_reads_and_is_what_we_write() {
-    let fixture_path = concat!(env!("CARGO_MANIFEST_DIR"), "/test-data/segment-v1.flseg");
+    let fixture_path = std::path::Path::new(
+        &std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo runs the tests"),
+    )
+    .join("test-data/segment-v1.flseg");
     let (data, entries) = build();
     if std::env::var_os("FRAMELAKE_BLESS").is_some() {
-        std::fs::write(fixture_path, &data).expect("fixture written");
+        std::fs::write(&fixture_path, &data).expect("fixture written");
     }
     let fixture =
-        std::fs::read(fixture_path).expect("fixture exists (FRAMELAKE_BLESS=1 writes it)");
+        std::fs::read(&fixture_path).expect("fixture exists (FRAMELAKE_BLESS=1 writes it)");
     assert_eq!(
         read_index("fixture", &fixture).expect("fixture reads"),
         entries
