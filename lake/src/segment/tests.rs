@@ -110,6 +110,27 @@ fn damage_is_detected() {
 }
 
 #[test]
+fn lz4_blocks_of_the_wrong_length_or_garbage_are_refused() {
+    let payload = b"a log line, a log line, a log line, a log line".repeat(20);
+    let data = Compression::Lz4.compress(&payload).expect("compresses");
+    assert_eq!(
+        Codec::Lz4
+            .decompress(&data, payload.len())
+            .expect("decodes"),
+        payload.as_slice()
+    );
+    for (bytes, len) in [
+        (&data[..], payload.len() + 1),
+        (&data[..], payload.len() - 1),
+        (&data[..data.len() / 2], payload.len()),
+        (&b"\xff\xff\xff\xff garbage"[..], 100),
+    ] {
+        let err = Codec::Lz4.decompress(bytes, len).expect_err("refused");
+        assert!(err.to_string().contains("corrupt lz4 block"), "{err}");
+    }
+}
+
+#[test]
 fn every_compression_round_trips_through_a_segment() {
     let payload = b"a payload, a payload, a payload with some repetition in it".repeat(50);
     for text in ["none", "lz4", "zstd", "zstd:-1", "zstd:19"] {
