@@ -423,3 +423,60 @@ pub(crate) fn print_table(rows: &[Row]) {
         );
     }
 }
+
+/// Per signal and transport over repeated phases: the median, lowest and
+/// highest ratio to prost and events per server CPU-second.
+pub(crate) fn print_summary(rows: &[Row]) {
+    println!();
+    println!(
+        "| signal | transport | phases | ratio to prost: median | min | max | events per server CPU-s: median |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    let mut groups: Vec<(&str, &str, Vec<(f64, f64)>)> = Vec::new();
+    for r in rows {
+        let Some(cpu) = r.server_cpu_per_event else {
+            continue;
+        };
+        let (per_cpu, ratio) = (1.0 / cpu, 1.0 / cpu / r.reference_per_core);
+        match groups
+            .iter_mut()
+            .find(|(s, p, _)| *s == r.signal && *p == r.protocol)
+        {
+            Some((_, _, values)) => values.push((ratio, per_cpu)),
+            None => groups.push((&r.signal, &r.protocol, vec![(ratio, per_cpu)])),
+        }
+    }
+    for (signal, protocol, values) in groups {
+        let ratios: Vec<f64> = values.iter().map(|v| v.0).collect();
+        let (min, max) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        println!(
+            "| {signal} | {protocol} | {} | {:.2} | {min:.2} | {max:.2} | {:.0} |",
+            values.len(),
+            median(ratios),
+            median(values.iter().map(|v| v.1).collect()),
+        );
+    }
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(super::median(vec![0.5, 0.3, 0.4]), 0.4);
+        assert_eq!(super::median(vec![0.5, 0.25, 0.75, 0.1]), 0.375);
+        assert!(super::median(Vec::new()).is_nan());
+    }
+}

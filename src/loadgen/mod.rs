@@ -55,6 +55,11 @@ pub(crate) struct Args {
     /// threads and connections settle).
     #[arg(long, default_value_t = 5)]
     warmup: u64,
+    /// Times to measure every phase, one after another on the same server, each
+    /// beside references measured just before it; a summary gives the median
+    /// ratio (run-to-run spread on a small VM is about ±10%).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
     /// Print only the in-process references (prost decode, receiver prepare) and exit.
     #[arg(long)]
     references_only: bool,
@@ -113,8 +118,6 @@ pub(crate) async fn run(args: Args, compression: Compression) -> anyhow::Result<
     println!("each phase after {} s of unmeasured load", args.warmup);
     let mut rows = Vec::new();
     for signal in &signals {
-        let reference = measure::prost_decode_rate(signal, args.batch);
-        let prepare = measure::prepare_rate(signal, args.batch, compression);
         for protocol in &protocols {
             let phase = |seconds| Phase {
                 signal,
@@ -123,20 +126,27 @@ pub(crate) async fn run(args: Args, compression: Compression) -> anyhow::Result<
                 batch: args.batch,
                 duration: Duration::from_secs(seconds),
             };
-            if args.warmup > 0 {
-                probe
-                    .measure(&phase(args.warmup), &args.tenant, reference, prepare)
+            for _ in 0..args.repeat {
+                let reference = measure::prost_decode_rate(signal, args.batch);
+                let prepare = measure::prepare_rate(signal, args.batch, compression);
+                if args.warmup > 0 {
+                    probe
+                        .measure(&phase(args.warmup), &args.tenant, reference, prepare)
+                        .await
+                        .with_context(|| format!("warming up {signal} over {protocol}"))?;
+                }
+                let row = probe
+                    .measure(&phase(args.duration), &args.tenant, reference, prepare)
                     .await
-                    .with_context(|| format!("warming up {signal} over {protocol}"))?;
+                    .with_context(|| format!("{signal} over {protocol}"))?;
+                rows.push(row);
             }
-            let row = probe
-                .measure(&phase(args.duration), &args.tenant, reference, prepare)
-                .await
-                .with_context(|| format!("{signal} over {protocol}"))?;
-            rows.push(row);
         }
     }
     measure::print_table(&rows);
+    if args.repeat > 1 {
+        measure::print_summary(&rows);
+    }
     Ok(())
 }
 
