@@ -432,21 +432,36 @@ pub(crate) fn print_summary(rows: &[Row]) {
         "| signal | transport | phases | ratio to prost: median | min | max | events per server CPU-s: median |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|");
-    let mut groups: Vec<(&str, &str, Vec<(f64, f64)>)> = Vec::new();
+    /// One signal and transport: (ratio to prost, events per CPU-s) per phase.
+    struct Group<'a> {
+        signal: &'a str,
+        protocol: &'a str,
+        values: Vec<(f64, f64)>,
+    }
+    let mut groups: Vec<Group<'_>> = Vec::new();
     for r in rows {
         let Some(cpu) = r.server_cpu_per_event else {
             continue;
         };
-        let (per_cpu, ratio) = (1.0 / cpu, 1.0 / cpu / r.reference_per_core);
+        let value = (1.0 / cpu / r.reference_per_core, 1.0 / cpu);
         match groups
             .iter_mut()
-            .find(|(s, p, _)| *s == r.signal && *p == r.protocol)
+            .find(|g| g.signal == r.signal && g.protocol == r.protocol)
         {
-            Some((_, _, values)) => values.push((ratio, per_cpu)),
-            None => groups.push((&r.signal, &r.protocol, vec![(ratio, per_cpu)])),
+            Some(g) => g.values.push(value),
+            None => groups.push(Group {
+                signal: &r.signal,
+                protocol: &r.protocol,
+                values: vec![value],
+            }),
         }
     }
-    for (signal, protocol, values) in groups {
+    for Group {
+        signal,
+        protocol,
+        values,
+    } in groups
+    {
         let ratios: Vec<f64> = values.iter().map(|v| v.0).collect();
         let (min, max) = ratios
             .iter()
