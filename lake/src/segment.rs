@@ -14,8 +14,9 @@
 //!
 //! All integers are little-endian. A block is a plain byte range, so a reader
 //! fetches one block with one ranged GET using the offset and length the catalog
-//! holds; the index makes a segment self-describing, so the catalog can be
-//! rebuilt from the objects alone. The full layout is in `docs/segment-format.md`.
+//! holds; the index makes a segment self-describing, so the catalog could be
+//! rebuilt from the objects alone (processes and streams by decoding the
+//! payloads). The full layout is in `docs/segment-format.md`.
 
 use std::cell::RefCell;
 
