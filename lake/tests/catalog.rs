@@ -56,6 +56,27 @@ macro_rules! catalog_suite {
             }
 
             #[tokio::test]
+            async fn known_segments_are_told_apart_per_tenant() {
+                let (catalog, _guard) = $open().await;
+                let a = sample_commit("a", BlockKind::OtlpLogs, 1, 1_000);
+                catalog.commit(&[a.clone()]).await.expect("commit");
+                let other = framelake_lake::ids::SegmentId::new();
+                let known = catalog
+                    .known_segments(&tenant("a"), &[a.segment.segment_id, other])
+                    .await
+                    .expect("known");
+                assert_eq!(known, [a.segment.segment_id].into_iter().collect());
+                assert!(
+                    catalog
+                        .known_segments(&tenant("b"), &[a.segment.segment_id])
+                        .await
+                        .expect("known")
+                        .is_empty(),
+                    "another tenant's segment is not known to b"
+                );
+            }
+
+            #[tokio::test]
             async fn a_retried_commit_indexes_nothing_twice() {
                 let (catalog, _guard) = $open().await;
                 let first = sample_commit("a", BlockKind::OtlpSpans, 4, 1_000);

@@ -131,6 +131,13 @@ pub trait Catalog: Debug + Send + Sync {
     /// Lists the segments of a tenant.
     async fn segments(&self, tenant: &TenantId) -> Result<Vec<SegmentRecord>>;
 
+    /// Which of these segments of a tenant the catalog records.
+    async fn known_segments(
+        &self,
+        tenant: &TenantId,
+        segments: &[SegmentId],
+    ) -> Result<std::collections::HashSet<SegmentId>>;
+
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
 }

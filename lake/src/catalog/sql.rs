@@ -207,6 +207,31 @@ macro_rules! impl_sql_catalog {
                     .collect()
             }
 
+            async fn known_segments(
+                &self,
+                tenant: &$crate::ids::TenantId,
+                segments: &[$crate::ids::SegmentId],
+            ) -> $crate::Result<std::collections::HashSet<$crate::ids::SegmentId>> {
+                use sqlx::Row;
+                use $crate::catalog::sql::INSERT_CHUNK;
+                let mut known = std::collections::HashSet::new();
+                for chunk in segments.chunks(INSERT_CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT segment_id FROM segments WHERE tenant = ",
+                    );
+                    q.push_bind(tenant.as_str()).push(" AND segment_id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.as_bytes().as_slice());
+                    }
+                    q.push(")");
+                    for row in q.build().fetch_all(&self.pool).await? {
+                        known.insert($crate::ids::SegmentId::from_slice(&row.try_get::<Vec<u8>, _>(0)?)?);
+                    }
+                }
+                Ok(known)
+            }
+
             async fn ping(&self) -> $crate::Result<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
