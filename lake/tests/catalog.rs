@@ -59,7 +59,7 @@ macro_rules! catalog_suite {
             async fn known_segments_are_told_apart_per_tenant() {
                 let (catalog, _guard) = $open().await;
                 let a = sample_commit("a", BlockKind::OtlpLogs, 1, 1_000);
-                catalog.commit(&[a.clone()]).await.expect("commit");
+                catalog.commit(std::slice::from_ref(&a)).await.expect("commit");
                 let other = framelake_lake::ids::SegmentId::new();
                 let known = catalog
                     .known_segments(&tenant("a"), &[a.segment.segment_id, other])
