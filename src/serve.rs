@@ -23,6 +23,15 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let lake_config = settings.lake();
     let lake = Arc::new(Lake::open(&lake_config).await.context("opening the lake")?);
     tracing::info!(catalog = %redact(&lake_config.database_url), objects = %lake.store.url(), "lake open");
+    // Before taking writes: stored segments whose commit was lost are recorded.
+    let recovered = framelake_receiver::recovery::recover(&lake)
+        .await
+        .context("recovering stored segments the catalog lacks")?;
+    tracing::info!(
+        checked = recovered.checked,
+        recorded = recovered.recorded,
+        "segments checked against the catalog"
+    );
     let tenancy = match &settings.auth_file {
         Some(path) => Tenancy::from_file(path)?,
         None => Tenancy::open(),

@@ -59,7 +59,10 @@ macro_rules! catalog_suite {
             async fn known_segments_are_told_apart_per_tenant() {
                 let (catalog, _guard) = $open().await;
                 let a = sample_commit("a", BlockKind::OtlpLogs, 1, 1_000);
-                catalog.commit(std::slice::from_ref(&a)).await.expect("commit");
+                catalog
+                    .commit(std::slice::from_ref(&a))
+                    .await
+                    .expect("commit");
                 let other = framelake_lake::ids::SegmentId::new();
                 let known = catalog
                     .known_segments(&tenant("a"), &[a.segment.segment_id, other])
@@ -86,6 +89,14 @@ macro_rules! catalog_suite {
                         .await
                         .expect("commit"),
                     4
+                );
+                // The same segment again, as when recovery recorded it first.
+                assert_eq!(
+                    catalog
+                        .commit(std::slice::from_ref(&first))
+                        .await
+                        .expect("the same commit again"),
+                    0
                 );
                 // The same blocks again, as a retried request lands in a new segment.
                 let mut retry = first.clone();

@@ -9,6 +9,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod otlp;
+pub mod recovery;
 
 use std::sync::Arc;
 

@@ -3,6 +3,7 @@
 
 mod grpc;
 mod http;
+mod recovery;
 mod unavailable;
 
 use std::net::SocketAddr;

@@ -204,9 +204,8 @@ fn prepare_as<R: OtlpRequest>(
             continue;
         }
         events += summary.events;
-        let properties = resource.encode_to_vec();
-        let process_id = ProcessId::of(&[b"otlp", &properties]);
-        let stream_id = StreamId::of(&[process_id.as_bytes(), &kind.code().to_le_bytes()]);
+        let (process, stream) = process_and_stream(&resource, kind);
+        let (process_id, stream_id) = (process.process_id, stream.stream_id);
         let block_id = BlockId::of_timed(
             summary.min_time,
             &[
@@ -218,20 +217,8 @@ fn prepare_as<R: OtlpRequest>(
         let data = compression
             .compress(&payload)
             .map_err(|e| IngestError::Internal(format!("compressing a block: {e}")))?;
-        batch.processes.push(ProcessRecord {
-            process_id,
-            source: Source::Otlp,
-            service_name: service_name(&resource),
-            properties: properties.into(),
-            insert_time: 0,
-        });
-        batch.streams.push(StreamRecord {
-            stream_id,
-            process_id,
-            kind,
-            name: kind.name().to_owned(),
-            insert_time: 0,
-        });
+        batch.processes.push(process);
+        batch.streams.push(stream);
         batch.blocks.push(PendingBlock {
             block: EncodedBlock {
                 block_id,
@@ -322,6 +309,52 @@ fn decode_and_index<R: OtlpRequest>(
             }
         })
         .collect())
+}
+
+/// The process an OTLP resource is (its id derives from its encoding) and the
+/// stream of one signal of it; insert times are left to the writer.
+pub fn process_and_stream(resource: &Resource, kind: BlockKind) -> (ProcessRecord, StreamRecord) {
+    let properties = resource.encode_to_vec();
+    let process_id = ProcessId::of(&[b"otlp", &properties]);
+    let stream_id = StreamId::of(&[process_id.as_bytes(), &kind.code().to_le_bytes()]);
+    (
+        ProcessRecord {
+            process_id,
+            source: Source::Otlp,
+            service_name: service_name(resource),
+            properties: properties.into(),
+            insert_time: 0,
+        },
+        StreamRecord {
+            stream_id,
+            process_id,
+            kind,
+            name: kind.name().to_owned(),
+            insert_time: 0,
+        },
+    )
+}
+
+/// The resource of a stored OTLP block (format 1: an export request of one resource).
+pub fn block_resource(kind: BlockKind, payload: &[u8]) -> Result<Resource, prost::DecodeError> {
+    let resource = match kind {
+        BlockKind::OtlpLogs => ExportLogsServiceRequest::decode(payload)?
+            .resource_logs
+            .into_iter()
+            .next()
+            .and_then(|r| r.resource),
+        BlockKind::OtlpSpans => ExportTraceServiceRequest::decode(payload)?
+            .resource_spans
+            .into_iter()
+            .next()
+            .and_then(|r| r.resource),
+        BlockKind::OtlpMetrics => ExportMetricsServiceRequest::decode(payload)?
+            .resource_metrics
+            .into_iter()
+            .next()
+            .and_then(|r| r.resource),
+    };
+    Ok(resource.unwrap_or_default())
 }
 
 /// The `service.name` of a resource, or OTLP's `unknown_service`.

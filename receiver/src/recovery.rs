@@ -1,0 +1,184 @@
+//! Recovery of segments the catalog does not record: a flush whose segment was
+//! stored but whose transaction failed (its writes were refused, and a retry
+//! may come), or was lost with the machine. At startup, the newest segments of
+//! every tenant are checked against the catalog and the missing ones recorded
+//! from the segments themselves: block rows from the segment index, processes
+//! and streams from the payloads (an OTLP block is an export request of one
+//! resource). Block ids derive from the content, so a block both recovered and
+//! retried is indexed once.
+
+use std::collections::BTreeSet;
+
+use framelake_lake::Lake;
+use framelake_lake::catalog::{BlockRecord, SegmentRecord, TenantCommit};
+use framelake_lake::ids::{SegmentId, TenantId};
+use framelake_lake::paths::SegmentPath;
+use framelake_lake::segment;
+use framelake_lake::{Error, Result};
+use futures::TryStreamExt;
+use object_store::path::Path;
+
+use crate::otlp::{OTLP_PAYLOAD_FORMAT, block_resource, process_and_stream};
+
+/// Hour folders per tenant checked, newest first: a crash loses at most the
+/// last seconds of commits, and the hour may have just turned.
+const HOURS_CHECKED: usize = 2;
+
+/// What a recovery did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Segments checked against the catalog.
+    pub checked: usize,
+    /// Segments recorded in the catalog now.
+    pub recorded: usize,
+    /// Blocks of those segments new to the catalog.
+    pub new_blocks: u64,
+}
+
+/// Records in the catalog every segment of the newest hours that it lacks.
+/// Segments that do not read back whole (never the case for a segment this
+/// code wrote: it is renamed into place only once synced) are reported and left.
+pub async fn recover(lake: &Lake) -> Result<Recovered> {
+    let mut recovered = Recovered::default();
+    let store = lake.store.object_store();
+    for tenant_dir in folders(store, &Path::from("tenants")).await? {
+        let Some(tenant) = tenant_dir
+            .filename()
+            .and_then(|name| name.parse::<TenantId>().ok())
+        else {
+            continue;
+        };
+        let segments_dir = tenant_dir.clone().join("segments");
+        let mut hours = Vec::new();
+        for date in newest(folders(store, &segments_dir).await?, HOURS_CHECKED) {
+            hours.extend(folders(store, &date).await?);
+        }
+        let mut ids = BTreeSet::new();
+        for hour in newest(hours, HOURS_CHECKED) {
+            let objects: Vec<_> = store.list(Some(&hour)).try_collect().await?;
+            ids.extend(
+                objects
+                    .iter()
+                    .filter_map(|o| o.location.as_ref().parse::<SegmentPath>().ok())
+                    .filter(|p| p.tenant() == &tenant)
+                    .map(|p| p.segment()),
+            );
+        }
+        let ids: Vec<SegmentId> = ids.into_iter().collect();
+        recovered.checked += ids.len();
+        let known = lake.catalog.known_segments(&tenant, &ids).await?;
+        for id in ids.into_iter().filter(|id| !known.contains(id)) {
+            match record(lake, &tenant, id).await {
+                Ok(new_blocks) => {
+                    recovered.recorded += 1;
+                    recovered.new_blocks += new_blocks;
+                }
+                Err(e @ Error::Corrupt { .. }) => {
+                    tracing::error!(error = %e, "a stored segment does not read back; left unrecorded");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if recovered.recorded > 0 {
+        tracing::warn!(
+            recorded = recovered.recorded,
+            new_blocks = recovered.new_blocks,
+            "recorded stored segments the catalog lacked"
+        );
+    }
+    Ok(recovered)
+}
+
+/// Records one segment: its blocks, and the processes and streams they belong to.
+async fn record(lake: &Lake, tenant: &TenantId, id: SegmentId) -> Result<u64> {
+    let path = SegmentPath::new(tenant.clone(), id);
+    let location = path.to_string();
+    let data = lake.store.get(&path.to_object_path()).await?;
+    let commit = tokio::task::spawn_blocking(move || -> Result<TenantCommit> {
+        let entries = segment::read_index(&location, &data)?;
+        let insert_time = i64::try_from(id.unix_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
+        let corrupt = |reason: String| Error::Corrupt {
+            location: location.clone(),
+            reason,
+        };
+        let mut commit = TenantCommit {
+            tenant: path.tenant().clone(),
+            segment: SegmentRecord {
+                segment_id: id,
+                size: data.len() as u64,
+                block_count: entries.len() as u32,
+                insert_time,
+            },
+            processes: Vec::new(),
+            streams: Vec::new(),
+            blocks: Vec::new(),
+        };
+        for e in entries {
+            let start = usize::try_from(e.offset).map_err(|_| corrupt("offset".to_owned()))?;
+            let stored = data
+                .get(start..start + e.length as usize)
+                .ok_or_else(|| corrupt(format!("block at {start} is out of the object")))?;
+            let payload = segment::decode_block(
+                &location,
+                stored,
+                e.codec,
+                e.checksum,
+                e.uncompressed_length as usize,
+            )?;
+            let resource = block_resource(e.kind, &payload)
+                .map_err(|err| corrupt(format!("block at {start} is not OTLP: {err}")))?;
+            let (mut process, mut stream) = process_and_stream(&resource, e.kind);
+            (process.insert_time, stream.insert_time) = (insert_time, insert_time);
+            commit.blocks.push(BlockRecord {
+                block_id: e.block_id,
+                kind: e.kind,
+                format: OTLP_PAYLOAD_FORMAT,
+                process_id: process.process_id,
+                stream_id: stream.stream_id,
+                segment_id: id,
+                offset: e.offset,
+                length: e.length,
+                uncompressed_length: e.uncompressed_length,
+                codec: e.codec,
+                checksum: e.checksum,
+                event_count: e.event_count,
+                min_time: e.min_time,
+                max_time: e.max_time,
+                insert_time,
+            });
+            if !commit
+                .processes
+                .iter()
+                .any(|p| p.process_id == process.process_id)
+            {
+                commit.processes.push(process);
+            }
+            if !commit
+                .streams
+                .iter()
+                .any(|s| s.stream_id == stream.stream_id)
+            {
+                commit.streams.push(stream);
+            }
+        }
+        Ok(commit)
+    })
+    .await
+    .map_err(|e| Error::FlushFailed(format!("recovery task: {e}")))??;
+    lake.catalog.commit(&[commit]).await
+}
+
+/// The folders directly under `dir`.
+async fn folders(store: &dyn object_store::ObjectStore, dir: &Path) -> Result<Vec<Path>> {
+    Ok(store.list_with_delimiter(Some(dir)).await?.common_prefixes)
+}
+
+/// The last `n` of `paths` in name order (dates and hours sort as text).
+fn newest(mut paths: Vec<Path>, n: usize) -> Vec<Path> {
+    paths.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+    let skip = paths.len().saturating_sub(n);
+    paths.split_off(skip)
+}
