@@ -73,6 +73,9 @@ pub async fn recover(lake: &Lake) -> Result<Recovered> {
                     recovered.recorded += 1;
                     recovered.new_blocks += new_blocks;
                 }
+                // Recorded meanwhile by the receiver that wrote it (several
+                // receivers share a PostgreSQL catalog): nothing to do.
+                Err(_) if is_known(lake, &tenant, id).await? => {}
                 Err(e @ Error::Corrupt { .. }) => {
                     tracing::error!(error = %e, "a stored segment does not read back; left unrecorded");
                 }
@@ -169,6 +172,14 @@ async fn record(lake: &Lake, tenant: &TenantId, id: SegmentId) -> Result<u64> {
     .await
     .map_err(|e| Error::FlushFailed(format!("recovery task: {e}")))??;
     lake.catalog.commit(&[commit]).await
+}
+
+async fn is_known(lake: &Lake, tenant: &TenantId, id: SegmentId) -> Result<bool> {
+    Ok(lake
+        .catalog
+        .known_segments(tenant, &[id])
+        .await?
+        .contains(&id))
 }
 
 /// The folders directly under `dir`.

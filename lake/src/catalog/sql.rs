@@ -57,8 +57,6 @@ macro_rules! impl_sql_catalog {
                             .push_bind(s.block_count as i32)
                             .push_bind(s.insert_time);
                     });
-                    // Recovery may have recorded it already (from another receiver's startup).
-                    q.push(" ON CONFLICT DO NOTHING");
                     q.build().execute(&mut *tx).await?;
                     for chunk in c.blocks.chunks(INSERT_CHUNK) {
                         let mut q = QueryBuilder::<$db>::new(
