@@ -20,11 +20,59 @@ async fn export(server: &TestServer, tenant: &str, seed: u8) {
     assert!(response.status().is_success(), "{}", response.status());
 }
 
+/// Deletes tenant acme's catalog rows, as a crash before a synced checkpoint
+/// would lose its last commits; its segments stay stored.
+async fn forget_acme(database_url: &str) {
+    const DELETES: [&str; 4] = [
+        "DELETE FROM blocks WHERE tenant = 'acme'",
+        "DELETE FROM segments WHERE tenant = 'acme'",
+        "DELETE FROM streams WHERE tenant = 'acme'",
+        "DELETE FROM processes WHERE tenant = 'acme'",
+    ];
+    if database_url.starts_with("postgres") {
+        let db = sqlx::PgPool::connect(database_url).await.expect("connects");
+        for delete in DELETES {
+            sqlx::query(delete).execute(&db).await.expect("delete");
+        }
+    } else {
+        let db = sqlx::SqlitePool::connect(database_url)
+            .await
+            .expect("catalog file opens");
+        for delete in DELETES {
+            sqlx::query(delete).execute(&db).await.expect("delete");
+        }
+    }
+}
+
 #[tokio::test]
-async fn segments_the_catalog_lost_are_recorded_again_from_the_store() {
+async fn lost_commits_are_recorded_again_on_sqlite_and_local_files() {
     let dir = tempfile::tempdir().expect("temp dir");
+    lost_commits_come_back(LakeConfig::embedded(dir.path())).await;
+}
+
+#[tokio::test]
+async fn lost_commits_are_recorded_again_on_postgres_and_s3() {
+    let s3 = framelake_testkit::s3();
+    let bucket = s3.create_bucket("recovery").await;
+    let config = LakeConfig {
+        database_url: framelake_testkit::postgres()
+            .create_database("recovery")
+            .await,
+        object_store_url: format!("s3://{bucket}/lake"),
+        s3: framelake_lake::store::S3Options {
+            endpoint: Some(s3.endpoint()),
+            region: Some(s3.region().to_owned()),
+            access_key_id: Some(s3.access_key_id().to_owned()),
+            secret_access_key: Some(s3.secret_access_key().to_owned()),
+        },
+    };
+    lost_commits_come_back(config).await;
+}
+
+async fn lost_commits_come_back(config: LakeConfig) {
+    let database_url = config.database_url.clone();
     let server = TestServer::with(Options {
-        lake: Some(LakeConfig::embedded(dir.path())),
+        lake: Some(config),
         ..Options::default()
     })
     .await;
@@ -46,22 +94,7 @@ async fn segments_the_catalog_lost_are_recorded_again_from_the_store() {
     assert_eq!(before.len(), 3);
     assert_eq!(payloads_before.len(), 3);
 
-    // The commits of tenant acme are lost (as a crash before a synced
-    // checkpoint would lose them); its segments are still stored.
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("catalog.sqlite").display()
-    ))
-    .await
-    .expect("catalog file opens");
-    for delete in [
-        "DELETE FROM blocks WHERE tenant = 'acme'",
-        "DELETE FROM segments WHERE tenant = 'acme'",
-        "DELETE FROM streams WHERE tenant = 'acme'",
-        "DELETE FROM processes WHERE tenant = 'acme'",
-    ] {
-        sqlx::query(delete).execute(&db).await.expect("delete");
-    }
+    forget_acme(&database_url).await;
     assert!(
         catalog
             .blocks(&acme, &BlockFilter::default())
