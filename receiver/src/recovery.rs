@@ -24,6 +24,9 @@ use crate::otlp::{OTLP_PAYLOAD_FORMAT, block_resource, process_and_stream};
 /// last seconds of commits, and the hour may have just turned.
 const HOURS_CHECKED: usize = 2;
 
+/// Tenants recovered at once.
+const TENANTS_AT_ONCE: usize = 16;
+
 /// What a recovery did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovered {
@@ -39,49 +42,22 @@ pub struct Recovered {
 /// Segments that do not read back whole (never the case for a segment this
 /// code wrote: it is renamed into place only once synced) are reported and left.
 pub async fn recover(lake: &Lake) -> Result<Recovered> {
+    use futures::StreamExt;
+    let tenants: Vec<TenantId> = folders(lake.store.object_store(), &Path::from("tenants"))
+        .await?
+        .iter()
+        .filter_map(|dir| dir.filename()?.parse().ok())
+        .collect();
+    // Tenants side by side: on S3 each costs a few listings.
+    let mut per_tenant = futures::stream::iter(tenants)
+        .map(|tenant| async move { recover_tenant(lake, tenant).await })
+        .buffer_unordered(TENANTS_AT_ONCE);
     let mut recovered = Recovered::default();
-    let store = lake.store.object_store();
-    for tenant_dir in folders(store, &Path::from("tenants")).await? {
-        let Some(tenant) = tenant_dir
-            .filename()
-            .and_then(|name| name.parse::<TenantId>().ok())
-        else {
-            continue;
-        };
-        let segments_dir = tenant_dir.clone().join("segments");
-        let mut hours = Vec::new();
-        for date in newest(folders(store, &segments_dir).await?, HOURS_CHECKED) {
-            hours.extend(folders(store, &date).await?);
-        }
-        let mut ids = BTreeSet::new();
-        for hour in newest(hours, HOURS_CHECKED) {
-            let objects: Vec<_> = store.list(Some(&hour)).try_collect().await?;
-            ids.extend(
-                objects
-                    .iter()
-                    .filter_map(|o| o.location.as_ref().parse::<SegmentPath>().ok())
-                    .filter(|p| p.tenant() == &tenant)
-                    .map(|p| p.segment()),
-            );
-        }
-        let ids: Vec<SegmentId> = ids.into_iter().collect();
-        recovered.checked += ids.len();
-        let known = lake.catalog.known_segments(&tenant, &ids).await?;
-        for id in ids.into_iter().filter(|id| !known.contains(id)) {
-            match record(lake, &tenant, id).await {
-                Ok(new_blocks) => {
-                    recovered.recorded += 1;
-                    recovered.new_blocks += new_blocks;
-                }
-                // Recorded meanwhile by the receiver that wrote it (several
-                // receivers share a PostgreSQL catalog): nothing to do.
-                Err(_) if is_known(lake, &tenant, id).await? => {}
-                Err(e @ Error::Corrupt { .. }) => {
-                    tracing::error!(error = %e, "a stored segment does not read back; left unrecorded");
-                }
-                Err(e) => return Err(e),
-            }
-        }
+    while let Some(tenant) = per_tenant.next().await {
+        let tenant = tenant?;
+        recovered.checked += tenant.checked;
+        recovered.recorded += tenant.recorded;
+        recovered.new_blocks += tenant.new_blocks;
     }
     if recovered.recorded > 0 {
         tracing::warn!(
@@ -89,6 +65,49 @@ pub async fn recover(lake: &Lake) -> Result<Recovered> {
             new_blocks = recovered.new_blocks,
             "recorded stored segments the catalog lacked"
         );
+    }
+    Ok(recovered)
+}
+
+/// Recovers the newest segments of one tenant.
+async fn recover_tenant(lake: &Lake, tenant: TenantId) -> Result<Recovered> {
+    let store = lake.store.object_store();
+    let segments_dir = Path::from("tenants").join(tenant.as_str()).join("segments");
+    let mut hours = Vec::new();
+    for date in newest(folders(store, &segments_dir).await?, HOURS_CHECKED) {
+        hours.extend(folders(store, &date).await?);
+    }
+    let mut ids = BTreeSet::new();
+    for hour in newest(hours, HOURS_CHECKED) {
+        let objects: Vec<_> = store.list(Some(&hour)).try_collect().await?;
+        ids.extend(
+            objects
+                .iter()
+                .filter_map(|o| o.location.as_ref().parse::<SegmentPath>().ok())
+                .filter(|p| p.tenant() == &tenant)
+                .map(|p| p.segment()),
+        );
+    }
+    let ids: Vec<SegmentId> = ids.into_iter().collect();
+    let mut recovered = Recovered {
+        checked: ids.len(),
+        ..Recovered::default()
+    };
+    let known = lake.catalog.known_segments(&tenant, &ids).await?;
+    for id in ids.into_iter().filter(|id| !known.contains(id)) {
+        match record(lake, &tenant, id).await {
+            Ok(new_blocks) => {
+                recovered.recorded += 1;
+                recovered.new_blocks += new_blocks;
+            }
+            // Recorded meanwhile by the receiver that wrote it (several
+            // receivers share a PostgreSQL catalog): nothing to do.
+            Err(_) if is_known(lake, &tenant, id).await? => {}
+            Err(e @ Error::Corrupt { .. }) => {
+                tracing::error!(error = %e, "a stored segment does not read back; left unrecorded");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(recovered)
 }
