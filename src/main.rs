@@ -52,7 +52,9 @@ fn main() -> anyhow::Result<()> {
                 );
                 serve::run(settings).await
             }
-            Command::Loadgen(args) => loadgen::run(args, settings.compression()?).await,
+            Command::Loadgen(args) => {
+                loadgen::run(args, settings.compression()?, settings.write_path_args()).await
+            }
         }
     })
 }

@@ -83,8 +83,9 @@ impl ServerProbe {
         }
     }
 
-    /// Starts `framelake serve` (this executable) on a fresh data dir and free ports.
-    pub(crate) async fn spawn(compression: Compression) -> anyhow::Result<(Self, SpawnedServer)> {
+    /// Starts `framelake serve` (this executable) on a fresh data dir and free
+    /// ports, with the write-path flags this run was given.
+    pub(crate) async fn spawn(server_args: &[String]) -> anyhow::Result<(Self, SpawnedServer)> {
         let dir = tempfile::tempdir()?;
         let (http_port, grpc_port) = (free_port()?, free_port()?);
         let child = std::process::Command::new(std::env::current_exe()?)
@@ -93,7 +94,7 @@ impl ServerProbe {
             .arg(dir.path())
             .arg(format!("--ingest-addr=127.0.0.1:{http_port}"))
             .arg(format!("--otlp-grpc-addr=127.0.0.1:{grpc_port}"))
-            .arg(format!("--block-compression={compression}"))
+            .args(server_args)
             .env("FRAMELAKE_LOG", "warn")
             .spawn()
             .context("starting framelake serve")?;

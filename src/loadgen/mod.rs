@@ -68,8 +68,13 @@ pub(crate) struct Args {
     tenant: String,
 }
 
-/// Runs the load; `compression` is the server's, for the in-process reference.
-pub(crate) async fn run(args: Args, compression: Compression) -> anyhow::Result<()> {
+/// Runs the load; `compression` is the server's, for the in-process reference;
+/// `server_args` are the write-path flags a spawned server gets.
+pub(crate) async fn run(
+    args: Args,
+    compression: Compression,
+    server_args: Vec<String>,
+) -> anyhow::Result<()> {
     let signals: Vec<&str> = match args.signal.as_str() {
         "both" => vec!["traces", "logs"],
         s @ ("traces" | "logs") => vec![s],
@@ -92,7 +97,7 @@ pub(crate) async fn run(args: Args, compression: Compression) -> anyhow::Result<
         return Ok(());
     }
     let (mut probe, _server) = if args.spawn {
-        let (probe, server) = ServerProbe::spawn(compression).await?;
+        let (probe, server) = ServerProbe::spawn(&server_args).await?;
         (probe, Some(server))
     } else {
         (
