@@ -18,20 +18,41 @@ use crate::settings::Settings;
 /// How long listeners may take to finish in-flight requests at shutdown.
 const GRACE: Duration = Duration::from_secs(30);
 
+/// How long to wait before retrying a failed startup recovery.
+const RECOVERY_RETRY: Duration = Duration::from_secs(30);
+
+/// Records stored segments the catalog lacks (`framelake_receiver::recovery`).
+async fn recover(lake: &Lake) -> framelake_lake::Result<()> {
+    let recovered = framelake_receiver::recovery::recover(lake).await?;
+    tracing::info!(
+        checked = recovered.checked,
+        recorded = recovered.recorded,
+        "segments checked against the catalog"
+    );
+    Ok(())
+}
+
 /// Runs the receiver role (OTLP gRPC and HTTP) until a shutdown signal.
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let lake_config = settings.lake();
     let lake = Arc::new(Lake::open(&lake_config).await.context("opening the lake")?);
     tracing::info!(catalog = %redact(&lake_config.database_url), objects = %lake.store.url(), "lake open");
     // Before taking writes: stored segments whose commit was lost are recorded.
-    let recovered = framelake_receiver::recovery::recover(&lake)
-        .await
-        .context("recovering stored segments the catalog lacks")?;
-    tracing::info!(
-        checked = recovered.checked,
-        recorded = recovered.recorded,
-        "segments checked against the catalog"
-    );
+    // If the store or the database does not answer, the receiver starts anyway
+    // (writes are refused, retryably, until they do) and tries again in the background.
+    if let Err(e) = recover(&lake).await {
+        tracing::error!(error = %e, "recovering stored segments failed; retrying in the background");
+        let lake = Arc::clone(&lake);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RECOVERY_RETRY).await;
+                match recover(&lake).await {
+                    Ok(()) => break,
+                    Err(e) => tracing::warn!(error = %e, "recovering stored segments failed again"),
+                }
+            }
+        });
+    }
     let tenancy = match &settings.auth_file {
         Some(path) => Tenancy::from_file(path)?,
         None => Tenancy::open(),

@@ -225,3 +225,46 @@ async fn sigterm_commits_in_flight_requests_before_exiting() {
     let seen = stored_seeds(&data).await;
     assert_none_lost(&acked, &seen);
 }
+
+#[tokio::test]
+async fn a_receiver_starts_with_its_object_store_down_and_takes_writes_once_it_is_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s3 = framelake_testkit::S3Server::private();
+    let bucket = s3.create_bucket("down").await;
+    s3.stop();
+    let mut args = data_dir_args(dir.path());
+    args.extend([
+        format!("--object-store-url=s3://{bucket}/lake"),
+        format!("--s3-endpoint={}", s3.endpoint()),
+        format!("--s3-region={}", s3.region()),
+        format!("--s3-access-key-id={}", s3.access_key_id()),
+        format!("--s3-secret-access-key={}", s3.secret_access_key()),
+    ]);
+    // Starts although the startup recovery cannot list the store.
+    let server = Server::start("serve", &args, &dir.path().join("log")).await;
+    let send = || {
+        reqwest::Client::new()
+            .post(format!("{}/v1/traces", server.http_url()))
+            .header("content-type", "application/x-protobuf")
+            .body(request(7))
+            .send()
+    };
+    let refused = send().await.expect("answers");
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+
+    s3.start();
+    // moto keeps no state across restarts: the bucket comes back empty.
+    s3.create_bucket_named(&bucket).await;
+    assert_eq!(
+        send().await.expect("answers").status(),
+        reqwest::StatusCode::OK
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("recovering stored segments failed; retrying in the background"),
+        "{}",
+        server.log_text()
+    );
+}
