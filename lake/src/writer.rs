@@ -310,23 +310,14 @@ fn build_segments(batch: Vec<Pending>, known: &Known) -> Built {
                     let entry = builder
                         .push(&pb.block)
                         .expect("blocks are bounded by the request size limit");
-                    blocks.push(BlockRecord {
-                        block_id: entry.block_id,
-                        kind: entry.kind,
-                        format: pb.format,
-                        process_id: pb.process_id,
-                        stream_id: pb.stream_id,
+                    blocks.push(BlockRecord::of_entry(
+                        entry,
                         segment_id,
-                        offset: entry.offset,
-                        length: entry.length,
-                        uncompressed_length: entry.uncompressed_length,
-                        codec: entry.codec,
-                        checksum: entry.checksum,
-                        event_count: entry.event_count,
-                        min_time: entry.min_time,
-                        max_time: entry.max_time,
+                        pb.format,
+                        pb.process_id,
+                        pb.stream_id,
                         insert_time,
-                    });
+                    ));
                 }
             }
             let (data, _) = builder.finish();

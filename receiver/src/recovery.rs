@@ -154,23 +154,14 @@ async fn record(lake: &Lake, tenant: &TenantId, id: SegmentId) -> Result<u64> {
                 .map_err(|err| corrupt(format!("block at {start} is not OTLP: {err}")))?;
             let (mut process, mut stream) = process_and_stream(&resource, e.kind);
             (process.insert_time, stream.insert_time) = (insert_time, insert_time);
-            commit.blocks.push(BlockRecord {
-                block_id: e.block_id,
-                kind: e.kind,
-                format: OTLP_PAYLOAD_FORMAT,
-                process_id: process.process_id,
-                stream_id: stream.stream_id,
-                segment_id: id,
-                offset: e.offset,
-                length: e.length,
-                uncompressed_length: e.uncompressed_length,
-                codec: e.codec,
-                checksum: e.checksum,
-                event_count: e.event_count,
-                min_time: e.min_time,
-                max_time: e.max_time,
+            commit.blocks.push(BlockRecord::of_entry(
+                &e,
+                id,
+                OTLP_PAYLOAD_FORMAT,
+                process.process_id,
+                stream.stream_id,
                 insert_time,
-            });
+            ));
             if !commit
                 .processes
                 .iter()

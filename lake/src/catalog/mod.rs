@@ -18,7 +18,7 @@ use bytes::Bytes;
 pub use self::postgres::PostgresCatalog;
 pub use self::sqlite::SqliteCatalog;
 use crate::ids::{BlockId, BlockKind, ProcessId, SegmentId, StreamId, TenantId};
-use crate::segment::Codec;
+use crate::segment::{Codec, IndexEntry};
 use crate::{Error, Result};
 
 /// Where telemetry of a process came from.
@@ -89,6 +89,36 @@ pub struct BlockRecord {
     pub min_time: i64,
     pub max_time: i64,
     pub insert_time: i64,
+}
+
+impl BlockRecord {
+    /// The row of a block a segment's index lists, with what the index does not hold.
+    pub fn of_entry(
+        entry: &IndexEntry,
+        segment_id: SegmentId,
+        format: i16,
+        process_id: ProcessId,
+        stream_id: StreamId,
+        insert_time: i64,
+    ) -> Self {
+        BlockRecord {
+            block_id: entry.block_id,
+            kind: entry.kind,
+            format,
+            process_id,
+            stream_id,
+            segment_id,
+            offset: entry.offset,
+            length: entry.length,
+            uncompressed_length: entry.uncompressed_length,
+            codec: entry.codec,
+            checksum: entry.checksum,
+            event_count: entry.event_count,
+            min_time: entry.min_time,
+            max_time: entry.max_time,
+            insert_time,
+        }
+    }
 }
 
 /// Everything one flush writes for one tenant, committed atomically.
