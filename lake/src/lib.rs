@@ -4,6 +4,7 @@
 //! - [`store`]: the object store (S3, local files, memory).
 //! - [`segment`]: the versioned object format that holds blocks.
 //! - [`writer`]: group commit, the durable write path receivers call.
+//! - [`view`]: the SQL views' rows, decoded from stored blocks.
 //!
 //! A [`Lake`] joins a catalog and a store.
 
@@ -14,6 +15,7 @@ pub mod paths;
 pub mod segment;
 pub mod store;
 pub mod tenancy;
+pub mod view;
 pub mod writer;
 
 use std::sync::Arc;

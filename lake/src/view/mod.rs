@@ -1,0 +1,191 @@
+//! The SQL views' rows: their Arrow schemas, and the decoding of stored blocks
+//! into them (for materialization and for reading blocks not yet materialized).
+//!
+//! Every view has the columns of the process and stream a row came from, and
+//! of its OTLP resource and scope, beside its own. Attributes are typed maps
+//! (see [`attributes_type`]).
+
+pub mod catalog;
+mod columns;
+mod logs;
+mod measures;
+mod spans;
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, FixedSizeBinaryBuilder, StringBuilder};
+use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use self::columns::Attributes;
+pub use self::columns::{VALUE_FIELDS, attributes_type, timestamp_type};
+use crate::ids::{BlockId, BlockKind, ProcessId, StreamId};
+use crate::{Error, Result};
+
+/// A view of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum View {
+    LogEntries,
+    Spans,
+    Measures,
+}
+
+impl View {
+    pub const ALL: [View; 3] = [View::LogEntries, View::Spans, View::Measures];
+
+    /// The name SQL knows it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            View::LogEntries => "log_entries",
+            View::Spans => "spans",
+            View::Measures => "measures",
+        }
+    }
+
+    /// The kinds of blocks whose events it shows.
+    pub fn kinds(self) -> &'static [BlockKind] {
+        match self {
+            View::LogEntries => &[BlockKind::OtlpLogs],
+            View::Spans => &[BlockKind::OtlpSpans],
+            View::Measures => &[BlockKind::OtlpMetrics],
+        }
+    }
+
+    /// The columns whose values lie within their block's event time range
+    /// (so a predicate on them prunes blocks and partitions).
+    pub fn time_columns(self) -> &'static [&'static str] {
+        match self {
+            View::LogEntries | View::Measures => &["time"],
+            View::Spans => &["start_time", "end_time"],
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            View::LogEntries => Arc::clone(&logs::SCHEMA),
+            View::Spans => Arc::clone(&spans::SCHEMA),
+            View::Measures => Arc::clone(&measures::SCHEMA),
+        }
+    }
+}
+
+/// What a block's rows take from its catalog record.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockSource {
+    pub block_id: BlockId,
+    pub process_id: ProcessId,
+    pub stream_id: StreamId,
+    /// The block's latest event time: the time of a log record without one
+    /// (the receiver indexed it at its arrival, within this range).
+    pub max_time: i64,
+}
+
+/// Decodes a stored block (its uncompressed payload) into rows of its view.
+pub fn decode(kind: BlockKind, payload: &[u8], source: &BlockSource) -> Result<RecordBatch> {
+    let invalid = |e: prost::DecodeError| Error::Corrupt {
+        location: format!("{} block {}", kind.name(), source.block_id),
+        reason: e.to_string(),
+    };
+    match kind {
+        BlockKind::OtlpLogs => logs::decode(payload, source).map_err(invalid),
+        BlockKind::OtlpSpans => spans::decode(payload, source).map_err(invalid),
+        BlockKind::OtlpMetrics => measures::decode(payload, source).map_err(invalid),
+    }
+}
+
+/// The columns every view starts with: where a row came from.
+fn common_fields() -> Vec<Field> {
+    vec![
+        Field::new("process_id", DataType::FixedSizeBinary(16), false),
+        Field::new("stream_id", DataType::FixedSizeBinary(16), false),
+        Field::new("service_name", DataType::Utf8, false),
+        Field::new("resource_attributes", attributes_type(), false),
+        Field::new("scope_name", DataType::Utf8, false),
+        Field::new("scope_version", DataType::Utf8, false),
+        Field::new("scope_attributes", attributes_type(), false),
+    ]
+}
+
+/// Builders of [`common_fields`].
+#[derive(Debug)]
+struct Common {
+    process_id: FixedSizeBinaryBuilder,
+    stream_id: FixedSizeBinaryBuilder,
+    service_name: StringBuilder,
+    resource_attributes: Attributes,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    scope_attributes: Attributes,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            process_id: FixedSizeBinaryBuilder::new(16),
+            stream_id: FixedSizeBinaryBuilder::new(16),
+            service_name: StringBuilder::new(),
+            resource_attributes: Attributes::default(),
+            scope_name: StringBuilder::new(),
+            scope_version: StringBuilder::new(),
+            scope_attributes: Attributes::default(),
+        }
+    }
+}
+
+/// The resource and scope of the rows being appended.
+struct Origin<'a> {
+    source: &'a BlockSource,
+    service_name: &'a str,
+    resource: &'a Resource,
+    scope: &'a InstrumentationScope,
+}
+
+impl Common {
+    fn append(&mut self, origin: &Origin<'_>) {
+        let append_id = |b: &mut FixedSizeBinaryBuilder, id: &[u8; 16]| {
+            b.append_value(id).expect("16-byte id");
+        };
+        append_id(&mut self.process_id, origin.source.process_id.as_bytes());
+        append_id(&mut self.stream_id, origin.source.stream_id.as_bytes());
+        self.service_name.append_value(origin.service_name);
+        self.resource_attributes.append(&origin.resource.attributes);
+        self.scope_name.append_value(&origin.scope.name);
+        self.scope_version.append_value(&origin.scope.version);
+        self.scope_attributes.append(&origin.scope.attributes);
+    }
+
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.process_id.finish()),
+            Arc::new(self.stream_id.finish()),
+            Arc::new(self.service_name.finish()),
+            self.resource_attributes.finish(),
+            Arc::new(self.scope_name.finish()),
+            Arc::new(self.scope_version.finish()),
+            self.scope_attributes.finish(),
+        ]
+    }
+}
+
+/// The `service.name` of a resource, or OTLP's `unknown_service`.
+pub fn service_name(resource: &Resource) -> &str {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    resource
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) if !s.is_empty() => Some(s.as_str()),
+            _ => None,
+        })
+        .unwrap_or("unknown_service")
+}
+
+fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(Arc::clone(schema), columns).expect("columns match the view's schema")
+}
+
+#[cfg(test)]
+mod tests;
