@@ -6,6 +6,7 @@ mod settings;
 
 use clap::{Parser, Subcommand};
 
+use crate::serve::Roles;
 use crate::settings::Settings;
 
 /// mimalloc: decoding OTLP/JSON allocates many small strings and vectors per
@@ -30,6 +31,8 @@ enum Command {
     Serve,
     /// Runs the receiver role (OTLP gRPC and HTTP) against --database-url and --object-store-url.
     Receiver,
+    /// Runs the query role (SQL over HTTP) against --database-url and --object-store-url.
+    Query,
     /// Drives a running server with OTLP load and prints a table.
     Loadgen(loadgen::Args),
 }
@@ -44,13 +47,25 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve => serve::run(settings).await,
-            Command::Receiver => {
+            Command::Serve => {
+                let all = Roles {
+                    receiver: true,
+                    query: true,
+                };
+                serve::run(settings, all).await
+            }
+            Command::Receiver | Command::Query => {
+                let receiver = matches!(cli.command, Command::Receiver);
+                let role = if receiver { "receiver" } else { "query" };
                 anyhow::ensure!(
                     settings.database_url.is_some() && settings.object_store_url.is_some(),
-                    "the receiver role needs --database-url and --object-store-url (use `serve` for the embedded default)"
+                    "the {role} role needs --database-url and --object-store-url (use `serve` for the embedded default)"
                 );
-                serve::run(settings).await
+                let roles = Roles {
+                    receiver,
+                    query: !receiver,
+                };
+                serve::run(settings, roles).await
             }
             Command::Loadgen(args) => {
                 loadgen::run(args, settings.compression()?, settings.write_path_args()).await

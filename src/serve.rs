@@ -8,6 +8,8 @@ use anyhow::Context;
 use framelake_lake::Lake;
 use framelake_lake::tenancy::Tenancy;
 use framelake_lake::writer::Writer;
+use framelake_query::Engine;
+use framelake_query::http::QueryService;
 use framelake_receiver::Ingest;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,17 +34,82 @@ async fn recover(lake: &Lake) -> framelake_lake::Result<()> {
     Ok(())
 }
 
-/// Runs the receiver role (OTLP gRPC and HTTP) until a shutdown signal.
-pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Roles {
+    /// OTLP gRPC and HTTP ingestion, with the writer.
+    pub(crate) receiver: bool,
+    /// SQL over HTTP.
+    pub(crate) query: bool,
+}
+
+/// Runs the roles until a shutdown signal.
+pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> {
     let lake_config = settings.lake();
     let lake = Arc::new(Lake::open(&lake_config).await.context("opening the lake")?);
     tracing::info!(catalog = %redact(&lake_config.database_url), objects = %lake.store.url(), "lake open");
+    let tenancy = match &settings.auth_file {
+        Some(path) => Tenancy::from_file(path)?,
+        None => Tenancy::open(),
+    };
+    if !tenancy.is_enabled() {
+        tracing::warn!(
+            "authentication is off: any client may read and write any tenant (use --auth-file)"
+        );
+    }
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let writer = if roles.receiver {
+        Some(start_receiver(&settings, &lake, &tenancy, &stop, &tracker).await?)
+    } else {
+        None
+    };
+    if roles.query {
+        let service = Arc::new(QueryService {
+            engine: Engine::new(Arc::clone(&lake), settings.query_limits()),
+            tenancy,
+        });
+        let listener = bind("query-http", settings.query_addr()).await?;
+        let router = framelake_query::http::router(service);
+        let stopped = stop.clone().cancelled_owned();
+        tracker.spawn(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(error = %e, "query-http listener failed");
+            }
+        });
+    }
+    tracker.close();
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    stop.cancel();
+    if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("listeners did not finish within {GRACE:?}");
+    }
+    if let Some(writer) = writer {
+        writer.shutdown().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Recovers stored segments, starts the writer and the OTLP listeners.
+async fn start_receiver(
+    settings: &Settings,
+    lake: &Arc<Lake>,
+    tenancy: &Tenancy,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Arc<Writer>> {
     // Before taking writes: stored segments whose commit was lost are recorded.
     // If the store or the database does not answer, the receiver starts anyway
     // (writes are refused, retryably, until they do) and tries again in the background.
-    if let Err(e) = recover(&lake).await {
+    if let Err(e) = recover(lake).await {
         tracing::error!(error = %e, "recovering stored segments failed; retrying in the background");
-        let lake = Arc::clone(&lake);
+        let lake = Arc::clone(lake);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RECOVERY_RETRY).await;
@@ -53,26 +120,14 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         });
     }
-    let tenancy = match &settings.auth_file {
-        Some(path) => Tenancy::from_file(path)?,
-        None => Tenancy::open(),
-    };
-    if !tenancy.is_enabled() {
-        tracing::warn!(
-            "authentication is off: any client may write to any tenant (use --auth-file)"
-        );
-    }
-    let writer = Arc::new(Writer::start(Arc::clone(&lake), settings.writer()));
+    let writer = Arc::new(Writer::start(Arc::clone(lake), settings.writer()));
     let ingest = Arc::new(Ingest {
-        lake,
+        lake: Arc::clone(lake),
         writer: Arc::clone(&writer),
-        tenancy,
+        tenancy: tenancy.clone(),
         limits: settings.limits(),
         compression: settings.compression()?,
     });
-
-    let stop = CancellationToken::new();
-    let tracker = TaskTracker::new();
 
     let http = bind("otlp-http", settings.ingest_addr()).await?;
     let router = framelake_receiver::http::router(Arc::clone(&ingest));
@@ -103,17 +158,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
             tracing::error!(error = %e, "otlp-grpc listener failed");
         }
     });
-    tracker.close();
-
-    shutdown_signal().await;
-    tracing::info!("shutting down: finishing in-flight requests");
-    stop.cancel();
-    if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
-        tracing::warn!("listeners did not finish within {GRACE:?}");
-    }
-    writer.shutdown().await;
-    tracing::info!("stopped");
-    Ok(())
+    Ok(writer)
 }
 
 async fn bind(role: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {

@@ -12,6 +12,7 @@ use framelake_lake::LakeConfig;
 use framelake_lake::segment::Compression;
 use framelake_lake::store::S3Options;
 use framelake_lake::writer::WriterConfig;
+use framelake_query::QueryLimits;
 use framelake_receiver::Limits;
 use serde::Deserialize;
 
@@ -61,7 +62,7 @@ settings! {
     otlp_grpc_addr: SocketAddr = "FRAMELAKE_OTLP_GRPC_ADDR";
     /// HTTP ingest listener: OTLP/HTTP [default: 127.0.0.1:4318].
     ingest_addr: SocketAddr = "FRAMELAKE_INGEST_ADDR";
-    /// HTTP query listener [default: 127.0.0.1:8080] (the query role is not built yet).
+    /// HTTP query listener: SQL [default: 127.0.0.1:8080].
     query_addr: SocketAddr = "FRAMELAKE_QUERY_ADDR";
     /// Arrow FlightSQL listener [default: 127.0.0.1:50051] (not built yet).
     flight_addr: SocketAddr = "FRAMELAKE_FLIGHT_ADDR";
@@ -79,6 +80,10 @@ settings! {
     max_decoded_bytes: usize = "FRAMELAKE_MAX_DECODED_BYTES";
     /// Compression of stored blocks: lz4, zstd (level 3), zstd:LEVEL (-7 to 22; negative levels are zstd's fast ones) or none [default: lz4].
     block_compression: String = "FRAMELAKE_BLOCK_COMPRESSION";
+    /// Memory one query may use for sorts, joins and aggregations [default: 1 GiB].
+    query_memory_bytes: usize = "FRAMELAKE_QUERY_MEMORY_BYTES";
+    /// Longest a query may run, in seconds [default: 60].
+    query_timeout_s: f64 = "FRAMELAKE_QUERY_TIMEOUT_S";
     /// Log format: text or json [default: text].
     log_format: String = "FRAMELAKE_LOG_FORMAT";
 }
@@ -144,6 +149,22 @@ impl Settings {
     pub(crate) fn otlp_grpc_addr(&self) -> SocketAddr {
         self.otlp_grpc_addr
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4317)))
+    }
+
+    pub(crate) fn query_addr(&self) -> SocketAddr {
+        self.query_addr
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    pub(crate) fn query_limits(&self) -> QueryLimits {
+        let d = QueryLimits::default();
+        QueryLimits {
+            memory_bytes: self.query_memory_bytes.unwrap_or(d.memory_bytes),
+            timeout: self
+                .query_timeout_s
+                .map_or(d.timeout, Duration::from_secs_f64),
+            ..d
+        }
     }
 
     pub(crate) fn ingest_addr(&self) -> SocketAddr {

@@ -1,0 +1,95 @@
+//! Query errors and their protocol status, mapped in one place.
+
+use std::time::Duration;
+
+use datafusion::error::DataFusionError;
+use http::StatusCode;
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The SQL does not parse, names what does not exist, or fails on its data
+    /// (a bad cast, say): the caller must change it.
+    #[error("{0}")]
+    BadQuery(String),
+    /// The SQL would write or reach outside the caller's data.
+    #[error("{0}")]
+    ReadOnly(String),
+    /// The request's content type is not one we take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The client accepts no format we produce.
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// No credentials, or credentials we do not know.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Known credentials that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The query needed more memory than a query may use.
+    #[error("{0}")]
+    ResourcesExhausted(String),
+    /// The query ran longer than a query may.
+    #[error("query exceeded its time limit of {} s", .0.as_secs_f64())]
+    Timeout(Duration),
+    /// The catalog or the object store did not answer; the query may be retried.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl QueryError {
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            QueryError::BadQuery(_) | QueryError::ReadOnly(_) => StatusCode::BAD_REQUEST,
+            QueryError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            QueryError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            QueryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
+            QueryError::ResourcesExhausted(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            QueryError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            QueryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<framelake_lake::tenancy::AuthError> for QueryError {
+    fn from(e: framelake_lake::tenancy::AuthError) -> Self {
+        use framelake_lake::tenancy::AuthError;
+        match e {
+            AuthError::Unauthenticated(m) => QueryError::Unauthorized(m),
+            AuthError::Forbidden(m) => QueryError::Forbidden(m),
+            AuthError::BadTenant(m) => QueryError::BadQuery(m),
+        }
+    }
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        let message = e.strip_backtrace();
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(format!(
+                "the query needs more memory than a query may use: {m}"
+            )),
+            DataFusionError::External(inner) => match inner.downcast_ref::<QueryError>() {
+                Some(QueryError::Timeout(limit)) => QueryError::Timeout(*limit),
+                _ => match inner.downcast_ref::<framelake_lake::Error>() {
+                    Some(lake) if lake.is_retryable() => QueryError::Unavailable(lake.to_string()),
+                    Some(lake) => QueryError::Internal(lake.to_string()),
+                    None => QueryError::Internal(message),
+                },
+            },
+            DataFusionError::Internal(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::ObjectStore(_)
+            | DataFusionError::ParquetError(_) => QueryError::Internal(message),
+            // Parse and plan errors, unknown tables and columns, bad casts
+            // and other failures of the query on its data.
+            _ => QueryError::BadQuery(message),
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! HTTP SQL on :8080: `POST /api/v1/sql`.
+//!
+//! The body is `{"sql": "…"}` (`application/json`) or the SQL itself
+//! (`application/sql`, `text/plain`). The response format follows `Accept`:
+//! `application/json` (an array of row objects; the default),
+//! `application/x-ndjson`, `text/csv` or `application/vnd.apache.arrow.stream`.
+//! Rows stream as the query produces them, as fast as the client reads.
+//! Errors are JSON `{"error": "…"}` with a status saying whose fault it is.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use framelake_lake::tenancy::{Role, Tenancy};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::{Engine, QueryError};
+
+/// Largest SQL text taken.
+const MAX_SQL_BYTES: usize = 1 << 20;
+
+/// What the query listener serves with.
+#[derive(Debug)]
+pub struct QueryService {
+    pub engine: Engine,
+    pub tenancy: Tenancy,
+}
+
+/// The routes of the query listener.
+pub fn router(service: Arc<QueryService>) -> Router {
+    Router::new()
+        .route("/api/v1/sql", post(sql))
+        .route("/ready", get(|| async { "ready\n" }))
+        .layer(DefaultBodyLimit::max(MAX_SQL_BYTES))
+        .with_state(service)
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.to_string() }).to_string();
+        let mut response = (self.http_status(), body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SqlRequest {
+    sql: String,
+}
+
+async fn sql(
+    State(service): State<Arc<QueryService>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match run(&service, &headers, &body).await {
+        Ok(response) => response,
+        Err(e) => {
+            if e.http_status().is_server_error() {
+                tracing::warn!(error = %e, "query failed");
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn run(
+    service: &QueryService,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, QueryError> {
+    let value = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let tenant = service.tenancy.authorize(
+        value(header::AUTHORIZATION),
+        value(http::HeaderName::from_static("x-scope-orgid")),
+        Role::Read,
+    )?;
+    let format = Format::from_accept(value(header::ACCEPT))?;
+    let sql = request_sql(value(header::CONTENT_TYPE), body)?;
+    let mut rows = service.engine.sql(&tenant, &sql).await?;
+    let mut encoder = Encoder::new(format, &rows.schema)?;
+    // The first batch is awaited before answering, so that errors of the
+    // query's start still get their status; later ones end the stream.
+    let first = match rows.stream.next().await {
+        Some(batch) => Some(encoder.write(&batch?)?),
+        None => None,
+    };
+    let rest = futures::stream::unfold(
+        (rows.stream, Some(encoder)),
+        |(mut stream, mut encoder)| async move {
+            let enc = encoder.as_mut()?;
+            let chunk = match stream.next().await {
+                Some(Ok(batch)) => enc.write(&batch),
+                Some(Err(e)) => Err(QueryError::from(e)),
+                None => {
+                    let last = enc.finish();
+                    encoder = None;
+                    last
+                }
+            };
+            if let Err(e) = &chunk {
+                tracing::warn!(error = %e, "query failed while streaming its rows");
+                encoder = None;
+            }
+            Some((chunk.map_err(std::io::Error::other), (stream, encoder)))
+        },
+    );
+    let body = futures::stream::iter(first.map(Ok)).chain(rest);
+    let mut response = Response::new(Body::from_stream(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    Ok(response)
+}
+
+fn request_sql(content_type: Option<&str>, body: &[u8]) -> Result<String, QueryError> {
+    let media = content_type
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let sql = match media.as_str() {
+        "application/json" => {
+            serde_json::from_slice::<SqlRequest>(body)
+                .map_err(|e| {
+                    QueryError::BadQuery(format!("request body: expected {{\"sql\": \"…\"}}: {e}"))
+                })?
+                .sql
+        }
+        "application/sql" | "text/plain" => String::from_utf8(body.to_vec())
+            .map_err(|_| QueryError::BadQuery("the SQL is not valid UTF-8".into()))?,
+        other => {
+            return Err(QueryError::UnsupportedMediaType(format!(
+                "content type {other:?}: send application/json ({{\"sql\": \"…\"}}) or application/sql"
+            )));
+        }
+    };
+    if sql.trim().is_empty() {
+        return Err(QueryError::BadQuery("no SQL given".into()));
+    }
+    Ok(sql)
+}
+
+/// A response format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    NdJson,
+    Csv,
+    Arrow,
+}
+
+impl Format {
+    const ALL: [Format; 4] = [Format::Json, Format::NdJson, Format::Csv, Format::Arrow];
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::NdJson => "application/x-ndjson",
+            Format::Csv => "text/csv",
+            Format::Arrow => "application/vnd.apache.arrow.stream",
+        }
+    }
+
+    /// The first format `Accept` names that we produce (JSON for none or `*/*`).
+    fn from_accept(accept: Option<&str>) -> Result<Format, QueryError> {
+        let Some(accept) = accept else {
+            return Ok(Format::Json);
+        };
+        for media in accept.split(',') {
+            let media = media
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            if media == "*/*" || media == "application/*" {
+                return Ok(Format::Json);
+            }
+            if let Some(f) = Format::ALL.into_iter().find(|f| f.content_type() == media) {
+                return Ok(f);
+            }
+            if media == "text/*" {
+                return Ok(Format::Csv);
+            }
+        }
+        Err(QueryError::NotAcceptable(format!(
+            "Accept {accept:?}: results come as {}",
+            Format::ALL.map(Format::content_type).join(", ")
+        )))
+    }
+}
+
+/// Turns batches into response bytes in one format.
+enum Encoder {
+    Json(arrow::json::Writer<Vec<u8>, arrow::json::writer::JsonArray>),
+    NdJson(arrow::json::Writer<Vec<u8>, arrow::json::writer::LineDelimited>),
+    /// Whether the header line is still to be written.
+    Csv {
+        header: bool,
+        schema: SchemaRef,
+    },
+    Arrow(arrow::ipc::writer::StreamWriter<Vec<u8>>),
+}
+
+fn encode_error(e: arrow::error::ArrowError) -> QueryError {
+    QueryError::Internal(format!("encoding the result: {e}"))
+}
+
+impl Encoder {
+    fn new(format: Format, schema: &SchemaRef) -> Result<Self, QueryError> {
+        let json = || arrow::json::WriterBuilder::new().with_explicit_nulls(true);
+        Ok(match format {
+            Format::Json => Encoder::Json(json().build(Vec::new())),
+            Format::NdJson => Encoder::NdJson(json().build(Vec::new())),
+            Format::Csv => Encoder::Csv {
+                header: true,
+                schema: Arc::clone(schema),
+            },
+            Format::Arrow => Encoder::Arrow(
+                arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema)
+                    .map_err(encode_error)?,
+            ),
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<Bytes, QueryError> {
+        if let Encoder::Csv { header, .. } = self {
+            let builder = arrow::csv::WriterBuilder::new().with_header(std::mem::take(header));
+            let mut writer = builder.build(Vec::new());
+            writer.write(&as_text(batch)?).map_err(encode_error)?;
+            return Ok(writer.into_inner().into());
+        }
+        match self {
+            Encoder::Json(w) => w.write(batch).map_err(encode_error)?,
+            Encoder::NdJson(w) => w.write(batch).map_err(encode_error)?,
+            Encoder::Csv { .. } => {}
+            Encoder::Arrow(w) => w.write(batch).map_err(encode_error)?,
+        }
+        Ok(self.take())
+    }
+
+    fn finish(&mut self) -> Result<Bytes, QueryError> {
+        match self {
+            Encoder::Json(w) => w.finish().map_err(encode_error)?,
+            Encoder::NdJson(w) => w.finish().map_err(encode_error)?,
+            // A result without rows still has its header line.
+            Encoder::Csv {
+                header: true,
+                schema,
+            } => {
+                let empty = RecordBatch::new_empty(Arc::clone(schema));
+                return self.write(&empty);
+            }
+            Encoder::Csv { .. } => {}
+            Encoder::Arrow(w) => w.finish().map_err(encode_error)?,
+        }
+        Ok(self.take())
+    }
+
+    fn take(&mut self) -> Bytes {
+        let buffer = match self {
+            Encoder::Json(w) => w.get_mut(),
+            Encoder::NdJson(w) => w.get_mut(),
+            Encoder::Csv { .. } => return Bytes::new(),
+            Encoder::Arrow(w) => w.get_mut(),
+        };
+        Bytes::from(std::mem::take(buffer))
+    }
+}
+
+/// CSV holds flat values only: ids become hex, nested values their text.
+fn as_text(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
+    let flat = |t: &DataType| {
+        !matches!(
+            t,
+            DataType::Map(..)
+                | DataType::List(_)
+                | DataType::LargeList(_)
+                | DataType::FixedSizeList(..)
+                | DataType::Struct(_)
+                | DataType::FixedSizeBinary(_)
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+                | DataType::Union(..)
+                | DataType::Dictionary(..)
+        )
+    };
+    if batch.schema().fields().iter().all(|f| flat(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let options = FormatOptions::default();
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if flat(field.data_type()) {
+            fields.push(field.as_ref().clone());
+            columns.push(Arc::clone(column));
+        } else {
+            let formatter =
+                ArrayFormatter::try_new(column.as_ref(), &options).map_err(encode_error)?;
+            let text: StringArray = (0..column.len())
+                .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
+                .collect();
+            fields.push(Field::new(field.name(), DataType::Utf8, true));
+            columns.push(Arc::new(text));
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(encode_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_picks_the_first_format_we_produce() {
+        assert_eq!(Format::from_accept(None).ok(), Some(Format::Json));
+        assert_eq!(
+            Format::from_accept(Some("text/csv")).ok(),
+            Some(Format::Csv)
+        );
+        assert_eq!(
+            Format::from_accept(Some("application/xml, application/x-ndjson;q=0.9")).ok(),
+            Some(Format::NdJson)
+        );
+        assert_eq!(
+            Format::from_accept(Some("application/vnd.apache.arrow.stream")).ok(),
+            Some(Format::Arrow)
+        );
+        assert_eq!(Format::from_accept(Some("*/*")).ok(), Some(Format::Json));
+        assert!(matches!(
+            Format::from_accept(Some("application/xml")),
+            Err(QueryError::NotAcceptable(_))
+        ));
+    }
+
+    #[test]
+    fn sql_comes_as_json_or_as_text() {
+        assert_eq!(
+            request_sql(None, br#"{"sql": "SELECT 1"}"#).ok().as_deref(),
+            Some("SELECT 1")
+        );
+        assert_eq!(
+            request_sql(Some("application/sql; charset=utf-8"), b"SELECT 2")
+                .ok()
+                .as_deref(),
+            Some("SELECT 2")
+        );
+        assert!(matches!(
+            request_sql(None, b"SELECT 1"),
+            Err(QueryError::BadQuery(_))
+        ));
+        assert!(matches!(
+            request_sql(None, br#"{"sql": " "}"#),
+            Err(QueryError::BadQuery(_))
+        ));
+        assert!(matches!(
+            request_sql(Some("application/xml"), b"<q/>"),
+            Err(QueryError::UnsupportedMediaType(_))
+        ));
+    }
+}

@@ -1,0 +1,16 @@
+//! framelake's query side: SQL over the lake with DataFusion.
+//!
+//! - [`engine`]: a session per query, scoped to one tenant, read-only and limited.
+//! - [`http`]: `POST /api/v1/sql` on the query listener.
+//!
+//! The views are those of [`framelake_lake::view`]; [`functions`] lists the
+//! SQL functions added for them.
+
+pub mod engine;
+mod error;
+pub mod functions;
+pub mod http;
+mod table;
+
+pub use crate::engine::{Engine, QueryLimits, Rows};
+pub use crate::error::QueryError;

@@ -1,0 +1,367 @@
+//! The views as DataFusion tables of one tenant.
+//!
+//! Event views read the blocks the catalog lists, decoding them as they go;
+//! time predicates in the SQL (`WHERE time > now() - interval '1 hour'`) are
+//! turned into the block time range asked of the catalog, so blocks outside
+//! it are never read.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use framelake_lake::Lake;
+use framelake_lake::catalog::{BlockFilter, BlockRecord};
+use framelake_lake::ids::TenantId;
+use framelake_lake::view::catalog::CatalogView;
+use framelake_lake::view::{self, BlockSource, View};
+use futures::{StreamExt, TryStreamExt};
+
+/// Blocks read ahead per scan partition.
+const READ_AHEAD: usize = 4;
+
+fn external(e: framelake_lake::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// `log_entries`, `spans` or `measures` of one tenant.
+#[derive(Debug)]
+pub(crate) struct EventTable {
+    view: View,
+    lake: Arc<Lake>,
+    tenant: TenantId,
+}
+
+impl EventTable {
+    pub(crate) fn new(view: View, lake: Arc<Lake>, tenant: TenantId) -> Self {
+        EventTable { view, lake, tenant }
+    }
+}
+
+#[async_trait]
+impl TableProvider for EventTable {
+    fn schema(&self) -> SchemaRef {
+        self.view.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match time_bounds(self.view, f) {
+                // Blocks are pruned by the range; DataFusion still filters their rows.
+                Some(_) => TableProviderFilterPushDown::Inexact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let range = filters
+            .iter()
+            .filter_map(|f| time_bounds(self.view, f))
+            .fold(TimeRange::ALL, TimeRange::intersect);
+        let blocks = if range.is_empty() {
+            Vec::new()
+        } else {
+            let filter = BlockFilter {
+                kinds: self.view.kinds().to_vec(),
+                time_range: range.as_filter(),
+            };
+            self.lake
+                .catalog
+                .blocks(&self.tenant, &filter)
+                .await
+                .map_err(external)?
+        };
+        let partitions = state
+            .config()
+            .target_partitions()
+            .clamp(1, blocks.len().max(1));
+        let mut groups = vec![Vec::new(); partitions];
+        for (i, block) in blocks.into_iter().enumerate() {
+            groups[i % partitions].push(block);
+        }
+        let schema = self.view.schema();
+        let streams = groups
+            .into_iter()
+            .map(|blocks| {
+                Arc::new(BlockStream {
+                    schema: Arc::clone(&schema),
+                    lake: Arc::clone(&self.lake),
+                    tenant: self.tenant.clone(),
+                    blocks,
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        Ok(Arc::new(StreamingTableExec::try_new(
+            schema,
+            streams,
+            projection,
+            [],
+            false,
+            limit,
+        )?))
+    }
+}
+
+/// One scan partition: some blocks, read and decoded in turn.
+#[derive(Debug)]
+struct BlockStream {
+    schema: SchemaRef,
+    lake: Arc<Lake>,
+    tenant: TenantId,
+    blocks: Vec<BlockRecord>,
+}
+
+impl PartitionStream for BlockStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (lake, tenant) = (Arc::clone(&self.lake), self.tenant.clone());
+        let batches = futures::stream::iter(self.blocks.clone())
+            .map(move |block| {
+                let (lake, tenant) = (Arc::clone(&lake), tenant.clone());
+                async move {
+                    let payload = lake.read_block(&tenant, &block).await?;
+                    let source = BlockSource {
+                        block_id: block.block_id,
+                        process_id: block.process_id,
+                        stream_id: block.stream_id,
+                        max_time: block.max_time,
+                    };
+                    tokio::task::spawn_blocking(move || view::decode(block.kind, &payload, &source))
+                        .await
+                        .map_err(|e| {
+                            framelake_lake::Error::FlushFailed(format!("decode task: {e}"))
+                        })?
+                }
+            })
+            .buffered(READ_AHEAD)
+            .map_err(external);
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            batches,
+        ))
+    }
+}
+
+/// `processes`, `streams` or `blocks` of one tenant, read from the catalog at scan.
+#[derive(Debug)]
+pub(crate) struct CatalogTable {
+    view: CatalogView,
+    lake: Arc<Lake>,
+    tenant: TenantId,
+}
+
+impl CatalogTable {
+    pub(crate) fn new(view: CatalogView, lake: Arc<Lake>, tenant: TenantId) -> Self {
+        CatalogTable { view, lake, tenant }
+    }
+}
+
+#[async_trait]
+impl TableProvider for CatalogTable {
+    fn schema(&self) -> SchemaRef {
+        self.view.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let catalog = &self.lake.catalog;
+        let batch = match self.view {
+            CatalogView::Processes => {
+                let records = catalog.processes(&self.tenant).await.map_err(external)?;
+                view::catalog::processes(&records).map_err(external)?
+            }
+            CatalogView::Streams => {
+                view::catalog::streams(&catalog.streams(&self.tenant).await.map_err(external)?)
+            }
+            CatalogView::Blocks => {
+                let all = BlockFilter::default();
+                view::catalog::blocks(&catalog.blocks(&self.tenant, &all).await.map_err(external)?)
+            }
+        };
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.view.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// An inclusive range of event times, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TimeRange {
+    min: i64,
+    max: i64,
+}
+
+impl TimeRange {
+    const ALL: TimeRange = TimeRange {
+        min: i64::MIN,
+        max: i64::MAX,
+    };
+
+    fn intersect(self, other: TimeRange) -> TimeRange {
+        TimeRange {
+            min: self.min.max(other.min),
+            max: self.max.min(other.max),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.min > self.max
+    }
+
+    fn as_filter(&self) -> Option<(i64, i64)> {
+        (*self != TimeRange::ALL).then_some((self.min, self.max))
+    }
+}
+
+/// The time range a filter confines a view's rows to, if it is a comparison
+/// of one of the view's time columns with a timestamp.
+fn time_bounds(view: View, filter: &Expr) -> Option<TimeRange> {
+    let is_time =
+        |e: &Expr| matches!(e, Expr::Column(c) if view.time_columns().contains(&c.name.as_str()));
+    match filter {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (op, value) = if is_time(left) {
+                (*op, nanos(right)?)
+            } else if is_time(right) {
+                (op.swap()?, nanos(left)?)
+            } else {
+                return None;
+            };
+            let mut range = TimeRange::ALL;
+            match op {
+                Operator::Gt | Operator::GtEq => range.min = value,
+                Operator::Lt | Operator::LtEq => range.max = value,
+                Operator::Eq => (range.min, range.max) = (value, value),
+                _ => return None,
+            }
+            Some(range)
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) if is_time(expr) => Some(TimeRange {
+            min: nanos(low)?,
+            max: nanos(high)?,
+        }),
+        _ => None,
+    }
+}
+
+/// A timestamp literal in nanoseconds (saturating).
+fn nanos(e: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = e else {
+        return None;
+    };
+    match value {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(v.saturating_mul(1_000)),
+        ScalarValue::TimestampMillisecond(Some(v), _) => Some(v.saturating_mul(1_000_000)),
+        ScalarValue::TimestampSecond(Some(v), _) => Some(v.saturating_mul(1_000_000_000)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::{col, lit};
+
+    use super::*;
+
+    fn ts(v: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn time_predicates_become_block_ranges() {
+        let logs = View::LogEntries;
+        let range = |e: Expr| time_bounds(logs, &e);
+        assert_eq!(
+            range(col("time").gt(ts(10))),
+            Some(TimeRange {
+                min: 10,
+                max: i64::MAX
+            })
+        );
+        assert_eq!(
+            range(ts(10).gt(col("time"))),
+            Some(TimeRange {
+                min: i64::MIN,
+                max: 10
+            })
+        );
+        assert_eq!(
+            range(col("time").eq(ts(7))),
+            Some(TimeRange { min: 7, max: 7 })
+        );
+        assert_eq!(
+            range(col("time").between(ts(1), ts(2))),
+            Some(TimeRange { min: 1, max: 2 })
+        );
+        let micros = lit(ScalarValue::TimestampMicrosecond(Some(3), None));
+        assert_eq!(
+            range(col("time").lt_eq(micros)),
+            Some(TimeRange {
+                min: i64::MIN,
+                max: 3_000
+            })
+        );
+        assert_eq!(range(col("time").not_eq(ts(1))), None);
+        assert_eq!(range(col("severity_number").gt(lit(3))), None);
+        assert_eq!(range(col("time").not_between(ts(1), ts(2))), None);
+        assert_eq!(time_bounds(View::Spans, &col("time").gt(ts(1))), None);
+        assert!(time_bounds(View::Spans, &col("end_time").gt(ts(1))).is_some());
+        let empty = TimeRange::ALL
+            .intersect(TimeRange {
+                min: 5,
+                max: i64::MAX,
+            })
+            .intersect(TimeRange {
+                min: i64::MIN,
+                max: 4,
+            });
+        assert!(empty.is_empty());
+    }
+}
