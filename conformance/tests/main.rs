@@ -19,13 +19,15 @@ pub(crate) struct Server {
     child: Child,
     pub(crate) http_port: u16,
     pub(crate) grpc_port: u16,
+    pub(crate) query_port: u16,
     log: PathBuf,
 }
 
 impl Server {
     /// `framelake <role> <args…>` on free ports; returns once `/ready` answers.
     pub(crate) async fn start(role: &str, args: &[String], log: &Path) -> Server {
-        let (http_port, grpc_port) = (
+        let (http_port, grpc_port, query_port) = (
+            framelake_testkit::free_port(),
             framelake_testkit::free_port(),
             framelake_testkit::free_port(),
         );
@@ -36,6 +38,7 @@ impl Server {
             // Addresses through the environment, as deployments often do.
             .env("FRAMELAKE_INGEST_ADDR", format!("127.0.0.1:{http_port}"))
             .env("FRAMELAKE_OTLP_GRPC_ADDR", format!("127.0.0.1:{grpc_port}"))
+            .env("FRAMELAKE_QUERY_ADDR", format!("127.0.0.1:{query_port}"))
             .env("FRAMELAKE_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -45,6 +48,7 @@ impl Server {
             child,
             http_port,
             grpc_port,
+            query_port,
             log: log.to_owned(),
         };
         server.wait_ready().await;
@@ -78,6 +82,21 @@ impl Server {
 
     pub(crate) fn grpc_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// Rows of a SQL query of a tenant, over the HTTP SQL API.
+    pub(crate) async fn sql(&self, tenant: &str, sql: &str) -> Vec<serde_json::Value> {
+        let response = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/api/v1/sql", self.query_port))
+            .header("x-scope-orgid", tenant)
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("the query listener answers");
+        let status = response.status();
+        let body = response.text().await.expect("body");
+        assert!(status.is_success(), "{sql}: {status} {body}");
+        serde_json::from_str(&body).expect("JSON rows")
     }
 
     pub(crate) fn log_text(&self) -> String {

@@ -118,6 +118,49 @@ async fn assert_stored(lake: &Lake, tenant: &str, sent: &Value) {
     }
 }
 
+/// Checks that SQL returns, for `tenant`, the spans and log records `sent` describes.
+async fn assert_queryable(server: &Server, tenant: &str, sent: &Value) {
+    let service = sent["service_name"].as_str().expect("service_name");
+    let sorted = |mut v: Vec<Value>| {
+        v.sort_by_key(|v| v.to_string());
+        v
+    };
+    let sent_of = |list: &str, key: &str| {
+        sorted(
+            sent[list]
+                .as_array()
+                .expect("list")
+                .iter()
+                .map(|item| item[key].clone())
+                .collect(),
+        )
+    };
+    let column =
+        |rows: Vec<Value>, key: &str| sorted(rows.iter().map(|r| r[key].clone()).collect());
+    let spans = server
+        .sql(
+            tenant,
+            &format!("SELECT span_id FROM spans WHERE service_name = '{service}'"),
+        )
+        .await;
+    assert_eq!(
+        column(spans, "span_id"),
+        sent_of("spans", "span_id"),
+        "{service}: spans in SQL"
+    );
+    let logs = server
+        .sql(
+            tenant,
+            &format!("SELECT body FROM log_entries WHERE service_name = '{service}'"),
+        )
+        .await;
+    assert_eq!(
+        column(logs, "body"),
+        sent_of("logs", "body"),
+        "{service}: logs in SQL"
+    );
+}
+
 #[tokio::test]
 async fn python_sdk_over_grpc_and_http_protobuf() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -144,6 +187,8 @@ async fn python_sdk_over_grpc_and_http_protobuf() {
     let lake = embedded_lake(&dir.path().join("data")).await;
     assert_stored(&lake, "default", &grpc).await;
     assert_stored(&lake, "default", &http).await;
+    assert_queryable(&server, "default", &grpc).await;
+    assert_queryable(&server, "default", &http).await;
     assert!(server.terminate().success(), "a clean shutdown exits 0");
 }
 
@@ -171,6 +216,7 @@ async fn js_sdk_over_http_json() {
     .await;
     let lake = embedded_lake(&dir.path().join("data")).await;
     assert_stored(&lake, "js-team", &sent).await;
+    assert_queryable(&server, "js-team", &sent).await;
     assert!(
         stored::<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>(
             &lake,

@@ -78,6 +78,12 @@ impl From<DataFusionError> for QueryError {
             DataFusionError::External(inner) => match inner.downcast_ref::<QueryError>() {
                 Some(QueryError::Timeout(limit)) => QueryError::Timeout(*limit),
                 _ => match inner.downcast_ref::<framelake_lake::Error>() {
+                    // The catalog lists an object the store lacks: not something a retry mends.
+                    Some(
+                        lake @ framelake_lake::Error::ObjectStore(object_store::Error::NotFound {
+                            ..
+                        }),
+                    ) => QueryError::Internal(lake.to_string()),
                     Some(lake) if lake.is_retryable() => QueryError::Unavailable(lake.to_string()),
                     Some(lake) => QueryError::Internal(lake.to_string()),
                     None => QueryError::Internal(message),

@@ -29,17 +29,20 @@ pub(crate) struct Summary {
     pub(crate) rejected: u64,
     pub(crate) min_time: i64,
     pub(crate) max_time: i64,
+    /// Whether a time was seen (an item may give several).
+    timed: bool,
 }
 
 impl Summary {
     pub(crate) fn time(&mut self, t: u64) {
         let t = i64::try_from(t).unwrap_or(i64::MAX);
-        if self.events == 0 || t < self.min_time {
+        if !self.timed || t < self.min_time {
             self.min_time = t;
         }
-        if self.events == 0 || t > self.max_time {
+        if !self.timed || t > self.max_time {
             self.max_time = t;
         }
+        self.timed = true;
     }
 }
 

@@ -113,6 +113,20 @@ fn each_resource_becomes_a_block_holding_its_bytes_as_sent() {
 }
 
 #[test]
+fn a_block_time_range_covers_every_span_from_start_to_end() {
+    // The first span starts first: its start bounds the range (it once did not).
+    let request = traces(vec![("a", vec![span(1, 1, 50), span(1, 2, 100)])]);
+    let prepared = protobuf(Signal::Traces, request.encode_to_vec()).expect("valid");
+    let block = &prepared.batch.as_ref().expect("blocks").blocks[0].block;
+    assert_eq!((block.min_time, block.max_time), (50, 110));
+    // The full decode (the path of requests the scan leaves to prost) agrees.
+    let mut resource = request.resource_spans[0].clone();
+    let summary =
+        <ExportTraceServiceRequest as super::signals::OtlpRequest>::index(&mut resource, 0);
+    assert_eq!((summary.min_time, summary.max_time), (50, 110));
+}
+
+#[test]
 fn the_same_request_maps_to_the_same_blocks() {
     let body = Bytes::from(traces(vec![("a", vec![span(1, 1, 100)])]).encode_to_vec());
     let ids = |body: Bytes| {

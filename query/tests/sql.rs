@@ -1,0 +1,194 @@
+//! The SQL suite (`tests/sql/*.slt`, sqllogictest) over the HTTP SQL API, on
+//! both backends, and time pruning.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arrow::datatypes::DataType;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use framelake_lake::catalog::BlockFilter;
+use framelake_lake::tenancy::Tenancy;
+use framelake_query::QueryLimits;
+use object_store::ObjectStoreExt;
+use sqllogictest::{DBOutput, DefaultColumnType};
+
+use crate::Stack;
+use crate::data::{T0, logs_at, metrics_at, spans_at};
+
+/// A sqllogictest connection: each statement goes to `POST /api/v1/sql` and
+/// comes back as Arrow, printed value by value.
+struct HttpDb<'a> {
+    stack: &'a Stack,
+}
+
+#[derive(Debug)]
+struct QueryFailed(String);
+
+impl std::fmt::Display for QueryFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for QueryFailed {}
+
+#[async_trait::async_trait]
+impl sqllogictest::AsyncDB for HttpDb<'_> {
+    type Error = QueryFailed;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, QueryFailed> {
+        let accept = [("accept", "application/vnd.apache.arrow.stream")];
+        let (status, body) = self.stack.query(sql, &accept).await;
+        if status != 200 {
+            return Err(QueryFailed(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)
+            .map_err(|e| QueryFailed(e.to_string()))?;
+        let types = reader
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                t if t.is_integer() => DefaultColumnType::Integer,
+                t if t.is_floating() => DefaultColumnType::FloatingPoint,
+                _ => DefaultColumnType::Text,
+            })
+            .collect();
+        let options = FormatOptions::default().with_null("NULL");
+        let mut rows = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(|e| QueryFailed(e.to_string()))?;
+            let formatters = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| QueryFailed(e.to_string()))?;
+            for row in 0..batch.num_rows() {
+                rows.push(
+                    formatters
+                        .iter()
+                        .zip(batch.columns())
+                        .map(|(f, c)| {
+                            let text = f.value(row).to_string();
+                            let is_text =
+                                matches!(c.data_type(), DataType::Utf8 | DataType::Utf8View);
+                            if is_text && text.is_empty() && c.is_valid(row) {
+                                "(empty)".to_owned()
+                            } else {
+                                text
+                            }
+                        })
+                        .collect(),
+                );
+            }
+        }
+        Ok(DBOutput::Rows { types, rows })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    async fn sleep(duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+use arrow::array::Array;
+
+fn suite_files() -> Vec<PathBuf> {
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+        .join("tests/sql");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/sql")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files in {}", dir.display());
+    files
+}
+
+/// Sends the suite's data, then runs every `.slt` file.
+async fn run_suite(stack: &Stack) {
+    stack.send("default", "logs", logs_at(T0)).await;
+    stack.send("default", "traces", spans_at(T0)).await;
+    stack.send("default", "metrics", metrics_at(T0)).await;
+    // Another tenant's rows, which the suite must never see.
+    stack.send("other", "logs", logs_at(T0)).await;
+    for file in suite_files() {
+        let mut runner = sqllogictest::Runner::new(|| async { Ok(HttpDb { stack }) });
+        if let Err(e) = runner.run_file_async(&file).await {
+            panic!("{}: {e}", file.display());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_suite_on_sqlite_and_local_files() {
+    let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
+    run_suite(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_suite_on_postgres_and_s3() {
+    let stack = Stack::cluster("sqlsuite").await;
+    run_suite(&stack).await;
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos() as u64
+}
+
+/// A query for the last hour reads only blocks of the last hour: with the
+/// older segment gone from the store, it still answers; a query over all
+/// time does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn time_predicates_leave_older_blocks_unread() {
+    let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
+    stack.send("default", "logs", logs_at(T0)).await;
+    let tenant = "default".parse().expect("tenant");
+    let old = stack
+        .lake
+        .catalog
+        .blocks(&tenant, &BlockFilter::default())
+        .await
+        .expect("blocks");
+    stack
+        .send("default", "logs", logs_at(now_nanos() - 10_000_000_000))
+        .await;
+    for block in &old {
+        let path = framelake_lake::paths::SegmentPath::new(tenant.clone(), block.segment_id);
+        // Already gone when two blocks shared a segment.
+        let _ = stack
+            .lake
+            .store
+            .object_store()
+            .delete(&path.to_object_path())
+            .await;
+    }
+
+    let recent = "SELECT count(*) AS n FROM log_entries WHERE time > now() - interval '1 hour'";
+    assert_eq!(
+        stack.rows(recent).await,
+        vec![serde_json::json!({ "n": 4 })]
+    );
+    let spans = "SELECT count(*) AS n FROM log_entries WHERE time BETWEEN now() - interval '1 hour' AND now()";
+    assert_eq!(stack.rows(spans).await, vec![serde_json::json!({ "n": 4 })]);
+    let empty = "SELECT count(*) AS n FROM log_entries WHERE time > now() AND time < now() - interval '1 day'";
+    assert_eq!(stack.rows(empty).await, vec![serde_json::json!({ "n": 0 })]);
+
+    let (status, body) = stack.query("SELECT count(*) FROM log_entries", &[]).await;
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("not found"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
