@@ -3,6 +3,7 @@
 mod loadgen;
 mod serve;
 mod settings;
+mod sql;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,8 @@ enum Command {
     Receiver,
     /// Runs the query role (SQL over HTTP) against --database-url and --object-store-url.
     Query,
+    /// Runs a SQL query on a running server and prints the result.
+    Sql(sql::Args),
     /// Drives a running server with OTLP load and prints a table.
     Loadgen(loadgen::Args),
 }
@@ -66,6 +69,14 @@ fn main() -> anyhow::Result<()> {
                     query: !receiver,
                 };
                 serve::run(settings, roles).await
+            }
+            Command::Sql(args) => {
+                // A query's error is the user's to read, without a backtrace.
+                if let Err(e) = sql::run(args).await {
+                    eprintln!("framelake sql: {e:#}");
+                    std::process::exit(1);
+                }
+                Ok(())
             }
             Command::Loadgen(args) => {
                 loadgen::run(args, settings.compression()?, settings.write_path_args()).await

@@ -1,6 +1,7 @@
 //! Black-box conformance: the real `framelake` binary, real OpenTelemetry SDKs
 //! (Python and JavaScript) as clients, and the lake read back field by field.
 
+mod cli;
 mod durability;
 mod render;
 mod sdk;
