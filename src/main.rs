@@ -26,7 +26,6 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once at startup")]
 enum Command {
     /// Runs every role in one process: embedded SQLite catalog and local files by default.
     Serve,
