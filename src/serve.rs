@@ -9,6 +9,7 @@ use framelake_lake::Lake;
 use framelake_lake::tenancy::Tenancy;
 use framelake_lake::writer::Writer;
 use framelake_query::Engine;
+use framelake_query::flight::FlightSql;
 use framelake_query::http::QueryService;
 use framelake_receiver::Ingest;
 use tokio::net::TcpListener;
@@ -65,10 +66,19 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         None
     };
     if roles.query {
-        let service = Arc::new(QueryService {
-            engine: Engine::new(Arc::clone(&lake), settings.query_limits()),
-            tenancy,
+        let engine = Engine::new(Arc::clone(&lake), settings.query_limits());
+        let flight = FlightSql::new(engine.clone(), tenancy.clone()).into_server();
+        let listener = bind("flightsql", settings.flight_addr()).await?;
+        let stopped = stop.clone().cancelled_owned();
+        tracker.spawn(async move {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let server = tonic::transport::Server::builder().add_service(flight);
+            if let Err(e) = server.serve_with_incoming_shutdown(incoming, stopped).await {
+                tracing::error!(error = %e, "flightsql listener failed");
+            }
         });
+        let service = Arc::new(QueryService { engine, tenancy });
         let listener = bind("query-http", settings.query_addr()).await?;
         let router = framelake_query::http::router(service);
         let stopped = stop.clone().cancelled_owned();

@@ -64,7 +64,7 @@ settings! {
     ingest_addr: SocketAddr = "FRAMELAKE_INGEST_ADDR";
     /// HTTP query listener: SQL [default: 127.0.0.1:8080].
     query_addr: SocketAddr = "FRAMELAKE_QUERY_ADDR";
-    /// Arrow FlightSQL listener [default: 127.0.0.1:50051] (not built yet).
+    /// Arrow FlightSQL listener [default: 127.0.0.1:50051].
     flight_addr: SocketAddr = "FRAMELAKE_FLIGHT_ADDR";
     /// Token file (TOML): with it, every request needs a bearer token bound to a tenant.
     auth_file: PathBuf = "FRAMELAKE_AUTH_FILE";
@@ -154,6 +154,11 @@ impl Settings {
     pub(crate) fn query_addr(&self) -> SocketAddr {
         self.query_addr
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    pub(crate) fn flight_addr(&self) -> SocketAddr {
+        self.flight_addr
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 50051)))
     }
 
     pub(crate) fn query_limits(&self) -> QueryLimits {

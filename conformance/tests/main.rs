@@ -3,6 +3,7 @@
 
 mod cli;
 mod durability;
+mod flightsql;
 mod render;
 mod sdk;
 
@@ -21,14 +22,18 @@ pub(crate) struct Server {
     pub(crate) http_port: u16,
     pub(crate) grpc_port: u16,
     pub(crate) query_port: u16,
+    pub(crate) flight_port: u16,
     log: PathBuf,
 }
 
 impl Server {
     /// `framelake <role> <args…>` on free ports; returns once `/ready` answers.
     pub(crate) async fn start(role: &str, args: &[String], log: &Path) -> Server {
-        let (http_port, grpc_port, query_port) = (
+        let (http_port, grpc_port) = (
             framelake_testkit::free_port(),
+            framelake_testkit::free_port(),
+        );
+        let (query_port, flight_port) = (
             framelake_testkit::free_port(),
             framelake_testkit::free_port(),
         );
@@ -40,6 +45,7 @@ impl Server {
             .env("FRAMELAKE_INGEST_ADDR", format!("127.0.0.1:{http_port}"))
             .env("FRAMELAKE_OTLP_GRPC_ADDR", format!("127.0.0.1:{grpc_port}"))
             .env("FRAMELAKE_QUERY_ADDR", format!("127.0.0.1:{query_port}"))
+            .env("FRAMELAKE_FLIGHT_ADDR", format!("127.0.0.1:{flight_port}"))
             .env("FRAMELAKE_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -50,6 +56,7 @@ impl Server {
             http_port,
             grpc_port,
             query_port,
+            flight_port,
             log: log.to_owned(),
         };
         server.wait_ready().await;

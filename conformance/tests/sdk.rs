@@ -13,7 +13,7 @@ use crate::render::{self, assert_matches};
 use crate::{Server, data_dir_args, embedded_lake, stored};
 
 /// Runs a sender script and returns what it says it sent.
-async fn send(program: &Path, script: &str, args: &[&str], out: &Path) -> Value {
+pub(crate) async fn send(program: &Path, script: &str, args: &[&str], out: &Path) -> Value {
     let root = framelake_testkit::workspace_root();
     let output = tokio::process::Command::new(program)
         .arg(root.join(script))
@@ -39,7 +39,7 @@ async fn send(program: &Path, script: &str, args: &[&str], out: &Path) -> Value 
         .expect("sender output is JSON")
 }
 
-fn python() -> std::path::PathBuf {
+pub(crate) fn python() -> std::path::PathBuf {
     let python = framelake_testkit::venv_python();
     assert!(
         python.is_file(),

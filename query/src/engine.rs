@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -50,6 +51,14 @@ impl Default for QueryLimits {
 pub struct Engine {
     lake: Arc<Lake>,
     limits: QueryLimits,
+}
+
+/// A planned query.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub schema: SchemaRef,
+    /// One field per parameter, in order.
+    pub parameters: SchemaRef,
 }
 
 /// A running query: its schema and its rows, as they come.
@@ -96,14 +105,55 @@ impl Engine {
     /// Plans and starts a query of a tenant. DDL, DML and statements (`SET`,
     /// …) are refused: SQL is read-only.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<Rows, QueryError> {
+        self.sql_with(tenant, sql, Vec::new()).await
+    }
+
+    /// Plans a query without running it: its result schema and the types of
+    /// its parameters (`$1`, `$2`, … or `?`, in order; NULL type when unknown).
+    pub async fn prepare(&self, tenant: &TenantId, sql: &str) -> Result<Prepared, QueryError> {
+        let ctx = self.session(tenant)?;
+        let plan = async {
+            let frame = ctx
+                .sql_with_options(&number_placeholders(sql)?, read_only_options())
+                .await?;
+            let types = frame.logical_plan().get_parameter_types()?;
+            Ok::<_, DataFusionError>((frame.schema().as_arrow().clone(), types))
+        };
+        let (schema, types) = match tokio::time::timeout(self.limits.timeout, plan).await {
+            Err(_) => return Err(QueryError::Timeout(self.limits.timeout)),
+            Ok(result) => result.map_err(read_only)?,
+        };
+        let mut parameters: Vec<(usize, Field)> = types
+            .into_iter()
+            .map(|(name, t)| {
+                let index = name.trim_start_matches('$').parse().unwrap_or(usize::MAX);
+                (index, Field::new(name, t.unwrap_or(DataType::Null), true))
+            })
+            .collect();
+        parameters.sort_by_key(|(index, _)| *index);
+        Ok(Prepared {
+            schema: Arc::new(schema),
+            parameters: Arc::new(Schema::new(
+                parameters.into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
+            )),
+        })
+    }
+
+    /// Plans and starts a query with values for its parameters (`$1`, … or `?`).
+    pub async fn sql_with(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<Rows, QueryError> {
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
         let ctx = self.session(tenant)?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
         let plan = async {
-            let frame = ctx.sql_with_options(sql, options).await?;
+            let sql = number_placeholders(sql)?;
+            let mut frame = ctx.sql_with_options(&sql, read_only_options()).await?;
+            if !parameters.is_empty() {
+                frame = frame.with_param_values(parameters)?;
+            }
             frame.execute_stream().await
         };
         let stream = match tokio::time::timeout_at(deadline, plan).await {
@@ -120,6 +170,49 @@ impl Engine {
         });
         Ok(Rows { schema, stream })
     }
+}
+
+fn read_only_options() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Positional `?` placeholders (as ODBC, JDBC and ADBC clients write them)
+/// become `$1`, `$2`, … in order, which DataFusion binds.
+fn number_placeholders(sql: &str) -> datafusion::error::Result<String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    if !sql.contains('?') {
+        return Ok(sql.to_owned());
+    }
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .with_unescape(false)
+        .tokenize_with_location()
+        .map_err(|e| DataFusionError::Plan(e.to_string()))?;
+    // Byte offsets of line starts, to place the tokens' (line, column) spans.
+    let mut lines = vec![0];
+    lines.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+    let offset = |line: u64, column: u64| {
+        let start = lines[(line as usize).saturating_sub(1).min(lines.len() - 1)];
+        sql[start..]
+            .char_indices()
+            .nth((column as usize).saturating_sub(1))
+            .map_or(sql.len(), |(i, _)| start + i)
+    };
+    let (mut out, mut copied, mut n) = (String::with_capacity(sql.len() + 8), 0, 0);
+    for token in &tokens {
+        if matches!(&token.token, Token::Placeholder(p) if p == "?") {
+            let at = offset(token.span.start.line, token.span.start.column);
+            n += 1;
+            out.push_str(&sql[copied..at]);
+            out.push_str(&format!("${n}"));
+            copied = at + 1;
+        }
+    }
+    out.push_str(&sql[copied..]);
+    Ok(out)
 }
 
 /// DataFusion refuses writes with a plan error; say plainly why.
@@ -166,5 +259,25 @@ impl Stream for Deadline {
 impl RecordBatchStream for Deadline {
     fn schema(&self) -> SchemaRef {
         self.inner.schema()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number_placeholders;
+
+    #[test]
+    fn question_marks_become_numbered_placeholders() {
+        let n = |sql: &str| number_placeholders(sql).expect("tokenizes");
+        assert_eq!(n("SELECT 1"), "SELECT 1");
+        assert_eq!(
+            n("SELECT * FROM t WHERE a = ? AND b > ?"),
+            "SELECT * FROM t WHERE a = $1 AND b > $2"
+        );
+        assert_eq!(
+            n("SELECT '?', \"?\" FROM t -- ?\nWHERE x = ?"),
+            "SELECT '?', \"?\" FROM t -- ?\nWHERE x = $1"
+        );
+        assert_eq!(n("SELECT 'é', ? , ?"), "SELECT 'é', $1 , $2");
     }
 }

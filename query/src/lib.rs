@@ -2,15 +2,17 @@
 //!
 //! - [`engine`]: a session per query, scoped to one tenant, read-only and limited.
 //! - [`http`]: `POST /api/v1/sql` on the query listener.
+//! - [`flight`]: Arrow FlightSQL.
 //!
 //! The views are those of [`framelake_lake::view`]; [`functions`] lists the
 //! SQL functions added for them.
 
 pub mod engine;
 mod error;
+pub mod flight;
 pub mod functions;
 pub mod http;
 mod table;
 
-pub use crate::engine::{Engine, QueryLimits, Rows};
+pub use crate::engine::{Engine, Prepared, QueryLimits, Rows};
 pub use crate::error::QueryError;

@@ -3,6 +3,7 @@
 
 mod api;
 mod data;
+mod flight;
 mod sql;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use framelake_lake::segment::Compression;
 use framelake_lake::tenancy::Tenancy;
 use framelake_lake::writer::{Writer, WriterConfig};
 use framelake_lake::{Lake, LakeConfig};
+use framelake_query::flight::FlightSql;
 use framelake_query::http::QueryService;
 use framelake_query::{Engine, QueryLimits};
 use framelake_receiver::{Ingest, Limits};
@@ -22,6 +24,8 @@ pub(crate) struct Stack {
     pub(crate) lake: Arc<Lake>,
     pub(crate) ingest_url: String,
     pub(crate) query_url: String,
+    /// `http://host:port` of the FlightSQL listener.
+    pub(crate) flight_url: String,
     pub(crate) client: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
 }
@@ -65,16 +69,23 @@ impl Stack {
             limits: Limits::default(),
             compression: Compression::Lz4,
         });
-        let query = Arc::new(QueryService {
-            engine: Engine::new(Arc::clone(&lake), limits),
-            tenancy,
-        });
+        let engine = Engine::new(Arc::clone(&lake), limits);
+        let flight = FlightSql::new(engine.clone(), tenancy.clone()).into_server();
+        let query = Arc::new(QueryService { engine, tenancy });
         let ingest_url = serve(framelake_receiver::http::router(ingest)).await;
         let query_url = serve(framelake_query::http::router(query)).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let flight_url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(flight)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
         Stack {
             lake,
             ingest_url,
             query_url,
+            flight_url,
             client: reqwest::Client::new(),
             _dir: None,
         }

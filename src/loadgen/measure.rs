@@ -87,7 +87,8 @@ impl ServerProbe {
     /// ports, with the write-path flags this run was given.
     pub(crate) async fn spawn(server_args: &[String]) -> anyhow::Result<(Self, SpawnedServer)> {
         let dir = tempfile::tempdir()?;
-        let (http_port, grpc_port, query_port) = (free_port()?, free_port()?, free_port()?);
+        let (http_port, grpc_port) = (free_port()?, free_port()?);
+        let (query_port, flight_port) = (free_port()?, free_port()?);
         let child = std::process::Command::new(std::env::current_exe()?)
             .arg("serve")
             .arg("--data-dir")
@@ -95,6 +96,7 @@ impl ServerProbe {
             .arg(format!("--ingest-addr=127.0.0.1:{http_port}"))
             .arg(format!("--otlp-grpc-addr=127.0.0.1:{grpc_port}"))
             .arg(format!("--query-addr=127.0.0.1:{query_port}"))
+            .arg(format!("--flight-addr=127.0.0.1:{flight_port}"))
             .args(server_args)
             .env("FRAMELAKE_LOG", "warn")
             .spawn()
