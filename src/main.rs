@@ -31,8 +31,10 @@ enum Command {
     Serve,
     /// Runs the receiver role (OTLP gRPC and HTTP) against --database-url and --object-store-url.
     Receiver,
-    /// Runs the query role (SQL over HTTP) against --database-url and --object-store-url.
+    /// Runs the query role (SQL over HTTP, FlightSQL) against --database-url and --object-store-url.
     Query,
+    /// Runs maintenance (blocks into Parquet partitions) against --database-url and --object-store-url.
+    Maintain,
     /// Runs a SQL query on a running server and prints the result.
     Sql(sql::Args),
     /// Drives a running server with OTLP load and prints a table.
@@ -53,20 +55,20 @@ fn main() -> anyhow::Result<()> {
                 let all = Roles {
                     receiver: true,
                     query: true,
+                    maintain: true,
                 };
                 serve::run(settings, all).await
             }
-            Command::Receiver | Command::Query => {
-                let receiver = matches!(cli.command, Command::Receiver);
-                let role = if receiver { "receiver" } else { "query" };
+            Command::Receiver | Command::Query | Command::Maintain => {
+                let (role, roles) = match cli.command {
+                    Command::Receiver => ("receiver", Roles { receiver: true, query: false, maintain: false }),
+                    Command::Query => ("query", Roles { receiver: false, query: true, maintain: false }),
+                    _ => ("maintain", Roles { receiver: false, query: false, maintain: true }),
+                };
                 anyhow::ensure!(
                     settings.database_url.is_some() && settings.object_store_url.is_some(),
                     "the {role} role needs --database-url and --object-store-url (use `serve` for the embedded default)"
                 );
-                let roles = Roles {
-                    receiver,
-                    query: !receiver,
-                };
                 serve::run(settings, roles).await
             }
             Command::Sql(args) => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use framelake_lake::Lake;
+use framelake_lake::materialize::Materializer;
 use framelake_lake::tenancy::Tenancy;
 use framelake_lake::writer::Writer;
 use framelake_query::Engine;
@@ -40,8 +41,10 @@ async fn recover(lake: &Lake) -> framelake_lake::Result<()> {
 pub(crate) struct Roles {
     /// OTLP gRPC and HTTP ingestion, with the writer.
     pub(crate) receiver: bool,
-    /// SQL over HTTP.
+    /// SQL over HTTP and FlightSQL.
     pub(crate) query: bool,
+    /// Materialization of blocks into Parquet partitions.
+    pub(crate) maintain: bool,
 }
 
 /// Runs the roles until a shutdown signal.
@@ -90,6 +93,11 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
                 tracing::error!(error = %e, "query-http listener failed");
             }
         });
+    }
+    if roles.maintain {
+        let materializer = Materializer::new(Arc::clone(&lake), settings.materialize());
+        let stopped = stop.clone();
+        tracker.spawn(async move { materializer.run(stopped).await });
     }
     tracker.close();
 

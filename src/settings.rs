@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use framelake_lake::LakeConfig;
+use framelake_lake::materialize::MaterializeConfig;
 use framelake_lake::segment::Compression;
 use framelake_lake::store::S3Options;
 use framelake_lake::writer::WriterConfig;
@@ -80,6 +81,8 @@ settings! {
     max_decoded_bytes: usize = "FRAMELAKE_MAX_DECODED_BYTES";
     /// Compression of stored blocks: lz4, zstd (level 3), zstd:LEVEL (-7 to 22; negative levels are zstd's fast ones) or none [default: lz4].
     block_compression: String = "FRAMELAKE_BLOCK_COMPRESSION";
+    /// Pause between materialization passes (blocks into Parquet), in ms [default: 1000].
+    materialize_interval_ms: u64 = "FRAMELAKE_MATERIALIZE_INTERVAL_MS";
     /// Memory one query may use for sorts, joins and aggregations [default: 1 GiB].
     query_memory_bytes: usize = "FRAMELAKE_QUERY_MEMORY_BYTES";
     /// Longest a query may run, in seconds [default: 60].
@@ -159,6 +162,16 @@ impl Settings {
     pub(crate) fn flight_addr(&self) -> SocketAddr {
         self.flight_addr
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 50051)))
+    }
+
+    pub(crate) fn materialize(&self) -> MaterializeConfig {
+        let d = MaterializeConfig::default();
+        MaterializeConfig {
+            interval: self
+                .materialize_interval_ms
+                .map_or(d.interval, Duration::from_millis),
+            ..d
+        }
     }
 
     pub(crate) fn query_limits(&self) -> QueryLimits {

@@ -148,6 +148,41 @@ hash_id!(
     StreamId
 );
 
+/// A Parquet partition: a UUIDv7, like segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionId(uuid::Uuid);
+
+impl PartitionId {
+    /// A new id for a partition created now.
+    pub fn new() -> Self {
+        PartitionId(uuid::Uuid::now_v7())
+    }
+
+    /// The raw bytes, as stored in the catalog.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    /// Reads an id from its 16 stored bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        uuid::Uuid::from_slice(bytes)
+            .map(PartitionId)
+            .map_err(|e| Error::InvalidInput(format!("partition id: {e}")))
+    }
+}
+
+impl Default for PartitionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for PartitionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_hyphenated().fmt(f)
+    }
+}
+
 /// A segment object: a UUIDv7, so ids sort by creation time and carry the date
 /// that places the object in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

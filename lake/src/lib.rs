@@ -5,12 +5,14 @@
 //! - [`segment`]: the versioned object format that holds blocks.
 //! - [`writer`]: group commit, the durable write path receivers call.
 //! - [`view`]: the SQL views' rows, decoded from stored blocks.
+//! - [`materialize`]: blocks into Parquet partitions.
 //!
 //! A [`Lake`] joins a catalog and a store.
 
 pub mod catalog;
 mod error;
 pub mod ids;
+pub mod materialize;
 pub mod paths;
 pub mod segment;
 pub mod store;

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use crate::ids::{SegmentId, TenantId};
+use crate::ids::{PartitionId, SegmentId, TenantId};
 use crate::{Error, Result};
 
 /// Where a segment lives: `tenants/{tenant}/segments/{YYYY-MM-DD}/{HH}/{segment_id}.flseg`.
@@ -77,6 +77,21 @@ impl FromStr for SegmentPath {
         }
         Ok(path)
     }
+}
+
+/// Where a Parquet partition lives:
+/// `tenants/{tenant}/views/{view}/{YYYY-MM-DD}/{partition_id}.parquet`, dated by
+/// the insert time of its first rows.
+pub fn partition_path(
+    tenant: &TenantId,
+    view: &str,
+    min_insert_time: i64,
+    partition: PartitionId,
+) -> object_store::path::Path {
+    let day = DateTime::<Utc>::from_timestamp_nanos(min_insert_time).format("%Y-%m-%d");
+    object_store::path::Path::from(format!(
+        "tenants/{tenant}/views/{view}/{day}/{partition}.parquet"
+    ))
 }
 
 #[cfg(test)]

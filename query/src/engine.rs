@@ -89,6 +89,10 @@ impl Engine {
             )
             .build_arc()
             .map_err(|e| QueryError::Internal(e.to_string()))?;
+        runtime.register_object_store(
+            crate::table::lake_store_url().as_ref(),
+            Arc::clone(self.lake.store.object_store()),
+        );
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for view in View::ALL {
             let table = EventTable::new(view, Arc::clone(&self.lake), tenant.clone());

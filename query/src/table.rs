@@ -1,26 +1,33 @@
 //! The views as DataFusion tables of one tenant.
 //!
-//! Event views read the blocks the catalog lists, decoding them as they go;
-//! time predicates in the SQL (`WHERE time > now() - interval '1 hour'`) are
-//! turned into the block time range asked of the catalog, so blocks outside
-//! it are never read.
+//! Event views read, from one catalog snapshot, the view's Parquet partitions
+//! and the blocks not yet materialized (decoded as they are read): every
+//! acknowledged event exactly once. Time predicates in the SQL
+//! (`WHERE time > now() - interval '1 hour'`) become the time range asked of
+//! the catalog, so partitions and blocks outside it are never opened.
 
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::ScalarValue;
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::union::UnionExec;
 use framelake_lake::Lake;
-use framelake_lake::catalog::{BlockFilter, BlockRecord};
+use framelake_lake::catalog::{BlockFilter, BlockRecord, PartitionRecord, ViewSnapshot};
 use framelake_lake::ids::TenantId;
 use framelake_lake::view::catalog::CatalogView;
 use framelake_lake::view::{self, BlockSource, View};
@@ -61,14 +68,10 @@ impl TableProvider for EventTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| match time_bounds(self.view, f) {
-                // Blocks are pruned by the range; DataFusion still filters their rows.
-                Some(_) => TableProviderFilterPushDown::Inexact,
-                None => TableProviderFilterPushDown::Unsupported,
-            })
-            .collect())
+        // Time predicates prune partitions and blocks through the catalog; every
+        // predicate prunes Parquet row groups and pages. DataFusion still
+        // filters the rows.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
     async fn scan(
@@ -82,19 +85,82 @@ impl TableProvider for EventTable {
             .iter()
             .filter_map(|f| time_bounds(self.view, f))
             .fold(TimeRange::ALL, TimeRange::intersect);
-        let blocks = if range.is_empty() {
-            Vec::new()
+        let snapshot = if range.is_empty() {
+            ViewSnapshot::default()
         } else {
-            let filter = BlockFilter {
-                kinds: self.view.kinds().to_vec(),
-                time_range: range.as_filter(),
-            };
             self.lake
                 .catalog
-                .blocks(&self.tenant, &filter)
+                .snapshot(
+                    &self.tenant,
+                    self.view.name(),
+                    self.view.kinds(),
+                    range.as_filter(),
+                )
                 .await
                 .map_err(external)?
         };
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !snapshot.partitions.is_empty() {
+            inputs.push(self.parquet(state, &snapshot.partitions, projection, filters, limit)?);
+        }
+        if !snapshot.blocks.is_empty() || inputs.is_empty() {
+            inputs.push(self.blocks(state, snapshot.blocks, projection, limit)?);
+        }
+        if inputs.len() == 1 {
+            return Ok(inputs.remove(0));
+        }
+        UnionExec::try_new(inputs)
+    }
+}
+
+impl EventTable {
+    /// Reads partitions with DataFusion's Parquet reader: predicates prune row
+    /// groups and pages by statistics and bloom filters.
+    fn parquet(
+        &self,
+        state: &dyn Session,
+        partitions: &[PartitionRecord],
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = self.view.schema();
+        let mut source = ParquetSource::new(Arc::clone(&schema))
+            .with_enable_page_index(true)
+            .with_bloom_filter_on_read(true)
+            .with_pushdown_filters(true);
+        if let Some(predicate) = conjunction(filters.to_vec()) {
+            let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
+            // A predicate the Parquet reader cannot use only costs pruning.
+            if let Ok(predicate) = state.create_physical_expr(predicate, &df_schema) {
+                source = source.with_predicate(predicate);
+            }
+        }
+        let files: Vec<PartitionedFile> = partitions
+            .iter()
+            .map(|p| PartitionedFile::new(p.path(&self.tenant).to_string(), p.size))
+            .collect();
+        let groups = state.config().target_partitions().clamp(1, files.len());
+        let mut file_groups = vec![Vec::new(); groups];
+        for (i, file) in files.into_iter().enumerate() {
+            file_groups[i % groups].push(file);
+        }
+        let config = FileScanConfigBuilder::new(lake_store_url(), Arc::new(source))
+            .with_file_groups(file_groups.into_iter().map(FileGroup::new).collect())
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+
+    /// Reads blocks not yet materialized, decoding them as they come.
+    fn blocks(
+        &self,
+        state: &dyn Session,
+        blocks: Vec<BlockRecord>,
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let partitions = state
             .config()
             .target_partitions()
@@ -124,6 +190,11 @@ impl TableProvider for EventTable {
             limit,
         )?))
     }
+}
+
+/// The URL the lake's object store is registered under in query sessions.
+pub(crate) fn lake_store_url() -> ObjectStoreUrl {
+    ObjectStoreUrl::parse("framelake://lake/").expect("a valid URL")
 }
 
 /// One scan partition: some blocks, read and decoded in turn.

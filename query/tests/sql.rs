@@ -6,7 +6,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use std::sync::Arc;
+
 use framelake_lake::catalog::BlockFilter;
+use framelake_lake::materialize::{MaterializeConfig, Materializer};
 use framelake_lake::tenancy::Tenancy;
 use framelake_query::QueryLimits;
 use object_store::ObjectStoreExt;
@@ -112,13 +115,35 @@ fn suite_files() -> Vec<PathBuf> {
     files
 }
 
-/// Sends the suite's data, then runs every `.slt` file.
+/// Sends the suite's data, runs every `.slt` file over the blocks as
+/// received, materializes them into Parquet partitions, and runs the files
+/// again: the same answers, every event once.
 async fn run_suite(stack: &Stack) {
     stack.send("default", "logs", logs_at(T0)).await;
     stack.send("default", "traces", spans_at(T0)).await;
     stack.send("default", "metrics", metrics_at(T0)).await;
     // Another tenant's rows, which the suite must never see.
     stack.send("other", "logs", logs_at(T0)).await;
+    run_files(stack).await;
+    let done = materializer(stack).pass().await.expect("materializes");
+    assert_eq!(done.rows, 11 + 4, "{done:?}");
+    assert!(
+        stack
+            .lake
+            .catalog
+            .pending_tenants()
+            .await
+            .expect("catalog")
+            .is_empty()
+    );
+    run_files(stack).await;
+}
+
+pub(crate) fn materializer(stack: &Stack) -> Materializer {
+    Materializer::new(Arc::clone(&stack.lake), MaterializeConfig::default())
+}
+
+async fn run_files(stack: &Stack) {
     for file in suite_files() {
         let mut runner = sqllogictest::Runner::new(|| async { Ok(HttpDb { stack }) });
         if let Err(e) = runner.run_file_async(&file).await {
@@ -190,5 +215,120 @@ async fn time_predicates_leave_older_blocks_unread() {
         String::from_utf8_lossy(&body).contains("not found"),
         "{}",
         String::from_utf8_lossy(&body)
+    );
+}
+
+/// The same with Parquet partitions: a query for the last hour opens only the
+/// partitions of the last hour.
+#[tokio::test(flavor = "multi_thread")]
+async fn time_predicates_leave_older_partitions_unread() {
+    let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
+    stack.send("default", "logs", logs_at(T0)).await;
+    materializer(&stack).pass().await.expect("materializes");
+    stack
+        .send("default", "logs", logs_at(now_nanos() - 10_000_000_000))
+        .await;
+    materializer(&stack).pass().await.expect("materializes");
+    let tenant = "default".parse().expect("tenant");
+    let partitions = stack
+        .lake
+        .catalog
+        .partitions(&tenant, None)
+        .await
+        .expect("partitions");
+    assert_eq!(partitions.len(), 2, "{partitions:?}");
+    let old = partitions
+        .iter()
+        .find(|p| p.max_time < (now_nanos() - 3_600_000_000_000) as i64)
+        .expect("the old partition");
+    stack
+        .lake
+        .store
+        .object_store()
+        .delete(&old.path(&tenant))
+        .await
+        .expect("deleted");
+
+    let recent = "SELECT count(*) AS n FROM log_entries WHERE time > now() - interval '1 hour'";
+    assert_eq!(
+        stack.rows(recent).await,
+        vec![serde_json::json!({ "n": 4 })]
+    );
+    let (status, body) = stack.query("SELECT count(*) FROM log_entries", &[]).await;
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+}
+
+/// Acknowledged rows show exactly once whether their blocks are pending,
+/// materialized, or some of each.
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_rows_show_once_before_and_after_materialization() {
+    let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
+    let count = "SELECT count(*) AS n, count(DISTINCT time) AS times FROM log_entries";
+    let expect = |n: u64| vec![serde_json::json!({ "n": n, "times": n })];
+    stack.send("default", "logs", logs_at(T0)).await;
+    assert_eq!(stack.rows(count).await, expect(4), "pending blocks");
+    materializer(&stack).pass().await.expect("materializes");
+    assert_eq!(stack.rows(count).await, expect(4), "a partition");
+    stack
+        .send("default", "logs", logs_at(T0 + 60_000_000_000))
+        .await;
+    assert_eq!(
+        stack.rows(count).await,
+        expect(8),
+        "a partition and pending blocks"
+    );
+    materializer(&stack).pass().await.expect("materializes");
+    assert_eq!(stack.rows(count).await, expect(8), "two partitions");
+    assert_eq!(
+        materializer(&stack)
+            .pass()
+            .await
+            .expect("nothing to do")
+            .partitions,
+        0
+    );
+}
+
+/// Two maintainers on one PostgreSQL: each block lands in exactly one partition.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_maintainers_on_postgres_make_each_partition_once() {
+    let stack = Stack::cluster("maintainers").await;
+    for i in 0..8 {
+        stack
+            .send("default", "logs", logs_at(T0 + i * 60_000_000_000))
+            .await;
+    }
+    let config = MaterializeConfig {
+        max_blocks: 2,
+        ..MaterializeConfig::default()
+    };
+    let a = Materializer::new(Arc::clone(&stack.lake), config.clone());
+    let b = Materializer::new(Arc::clone(&stack.lake), config);
+    let (a, b) = tokio::join!(a.pass(), b.pass());
+    let (a, b) = (a.expect("first maintainer"), b.expect("second maintainer"));
+    assert_eq!(a.rows + b.rows, 32, "{a:?} {b:?}");
+    assert_eq!(a.blocks + b.blocks, 16, "{a:?} {b:?}");
+    let tenant = "default".parse().expect("tenant");
+    let partitions = stack
+        .lake
+        .catalog
+        .partitions(&tenant, None)
+        .await
+        .expect("partitions");
+    assert_eq!(partitions.len(), a.partitions + b.partitions);
+    assert_eq!(partitions.iter().map(|p| p.row_count).sum::<u64>(), 32);
+    assert!(
+        stack
+            .lake
+            .catalog
+            .pending_tenants()
+            .await
+            .expect("catalog")
+            .is_empty()
+    );
+    let count = "SELECT count(*) AS n, count(DISTINCT time) AS times FROM log_entries";
+    assert_eq!(
+        stack.rows(count).await,
+        vec![serde_json::json!({ "n": 32, "times": 32 })]
     );
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 pub use self::postgres::PostgresCatalog;
 pub use self::sqlite::SqliteCatalog;
-use crate::ids::{BlockId, BlockKind, ProcessId, SegmentId, StreamId, TenantId};
+use crate::ids::{BlockId, BlockKind, PartitionId, ProcessId, SegmentId, StreamId, TenantId};
 use crate::segment::{Codec, IndexEntry};
 use crate::{Error, Result};
 
@@ -131,6 +131,56 @@ pub struct TenantCommit {
     pub blocks: Vec<BlockRecord>,
 }
 
+/// A Parquet partition: rows of one view, materialized from blocks or
+/// compacted from partitions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionRecord {
+    pub partition_id: PartitionId,
+    /// The view's name (`log_entries`, …).
+    pub view: String,
+    /// 0 when materialized from blocks; compaction makes higher levels.
+    pub level: i16,
+    /// Event time range of its rows.
+    pub min_time: i64,
+    pub max_time: i64,
+    /// Insert time range of the blocks its rows came from.
+    pub min_insert_time: i64,
+    pub max_insert_time: i64,
+    pub row_count: u64,
+    /// Bytes of the Parquet object.
+    pub size: u64,
+    pub insert_time: i64,
+}
+
+impl PartitionRecord {
+    /// Where its object is.
+    pub fn path(&self, tenant: &TenantId) -> object_store::path::Path {
+        crate::paths::partition_path(tenant, &self.view, self.min_insert_time, self.partition_id)
+    }
+}
+
+/// What a query reads of a view, as of one moment: its partitions and the
+/// blocks not yet in one. Every event is in exactly one of them.
+#[derive(Debug, Clone, Default)]
+pub struct ViewSnapshot {
+    pub partitions: Vec<PartitionRecord>,
+    pub blocks: Vec<BlockRecord>,
+}
+
+/// Blocks claimed for materialization by one maintainer.
+#[async_trait]
+pub trait Claim: Send + Debug {
+    /// The claimed blocks, oldest insert first.
+    fn blocks(&self) -> &[BlockRecord];
+
+    /// Keeps only the first `n` blocks in the claim (the rest stay pending).
+    fn truncate(&mut self, n: usize);
+
+    /// Records the partition that holds the claimed blocks' rows. `false` (and
+    /// nothing recorded) when another maintainer materialized some of them first.
+    async fn commit(self: Box<Self>, partition: &PartitionRecord) -> Result<bool>;
+}
+
 /// Which blocks to list.
 #[derive(Debug, Clone, Default)]
 pub struct BlockFilter {
@@ -151,6 +201,36 @@ pub trait Catalog: Debug + Send + Sync {
 
     /// Lists blocks of a tenant, oldest insert first, in segment order.
     async fn blocks(&self, tenant: &TenantId, filter: &BlockFilter) -> Result<Vec<BlockRecord>>;
+
+    /// Tenants with blocks not yet materialized.
+    async fn pending_tenants(&self) -> Result<Vec<TenantId>>;
+
+    /// Claims up to `limit` blocks of a tenant, of these kinds, not yet
+    /// materialized, oldest first. Blocks another maintainer has claimed are
+    /// skipped where the backend can tell (PostgreSQL row locks).
+    async fn claim_pending(
+        &self,
+        tenant: &TenantId,
+        kinds: &[BlockKind],
+        limit: usize,
+    ) -> Result<Box<dyn Claim>>;
+
+    /// The partitions of a view and its blocks not yet materialized, overlapping
+    /// a time range, read in one snapshot.
+    async fn snapshot(
+        &self,
+        tenant: &TenantId,
+        view: &str,
+        kinds: &[BlockKind],
+        time_range: Option<(i64, i64)>,
+    ) -> Result<ViewSnapshot>;
+
+    /// Lists the partitions of a tenant (of one view, or all).
+    async fn partitions(
+        &self,
+        tenant: &TenantId,
+        view: Option<&str>,
+    ) -> Result<Vec<PartitionRecord>>;
 
     /// Lists the processes of a tenant.
     async fn processes(&self, tenant: &TenantId) -> Result<Vec<ProcessRecord>>;

@@ -31,4 +31,11 @@ impl PostgresCatalog {
     }
 }
 
-impl_sql_catalog!(PostgresCatalog, Postgres);
+// Claims lock their blocks (skipping those another maintainer holds); a view
+// snapshot reads partitions and pending blocks as of one moment.
+impl_sql_catalog!(
+    PostgresCatalog,
+    Postgres,
+    claim_lock: " FOR UPDATE SKIP LOCKED",
+    snapshot: Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+);

@@ -44,4 +44,6 @@ impl SqliteCatalog {
     }
 }
 
-impl_sql_catalog!(SqliteCatalog, Sqlite);
+// No row locks: a claim checks at commit that its blocks are still pending.
+// A transaction's reads share one snapshot in WAL mode.
+impl_sql_catalog!(SqliteCatalog, Sqlite, claim_lock: "", snapshot: None::<&str>);
