@@ -1,6 +1,7 @@
 //! The `framelake` binary: one process per role, or every role at once.
 
 mod loadgen;
+mod querybench;
 mod serve;
 mod settings;
 mod sql;
@@ -39,6 +40,8 @@ enum Command {
     Sql(sql::Args),
     /// Drives a running server with OTLP load and prints a table.
     Loadgen(loadgen::Args),
+    /// Measures the read path (materialization, bytes at rest, queries, freshness) and prints tables.
+    Querybench(querybench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +82,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::Querybench(args) => querybench::run(args).await,
             Command::Loadgen(args) => {
                 loadgen::run(args, settings.compression()?, settings.write_path_args()).await
             }

@@ -4,8 +4,8 @@
 //! beside them a reference measured in the same run (plain prost decode of the
 //! same kind of requests on one core) and the host CPU.
 
-mod generate;
-mod measure;
+pub(crate) mod generate;
+pub(crate) mod measure;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,0 +1,339 @@
+//! `framelake querybench`: the read path measured on realistic OTLP data, in
+//! this process (no network in the figures): materialization rate, bytes at
+//! rest, the log questions of the anchors (over framelake's views and, as the
+//! reference, plain DataFusion over the same Parquet files), trace-by-id
+//! latency, and freshness.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arrow::array::Array;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use framelake_lake::materialize::{MaterializeConfig, Materializer};
+use framelake_lake::tenancy::Tenancy;
+use framelake_lake::writer::{Writer, WriterConfig};
+use framelake_lake::{Lake, LakeConfig};
+use framelake_query::{Engine, QueryLimits};
+use framelake_receiver::otlp::{Encoding, Signal};
+use framelake_receiver::{ContentEncoding, Ingest, Limits};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::loadgen::generate::Generator;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Log records to ingest.
+    #[arg(long, default_value_t = 6_400_000)]
+    logs: usize,
+    /// Spans to ingest.
+    #[arg(long, default_value_t = 2_000_000)]
+    spans: usize,
+    /// Events per request.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    /// Runs of each query (the median is printed).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Folder for the lake (a fresh temporary one by default).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Query the lake already in --dir (from an earlier run) instead of filling one.
+    #[arg(long, requires = "dir")]
+    reuse: bool,
+}
+
+/// This process's CPU time in seconds.
+fn cpu_seconds() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
+    let lake = Arc::new(Lake::open(&LakeConfig::embedded(&dir)).await?);
+    let writer = Arc::new(Writer::start(Arc::clone(&lake), WriterConfig::default()));
+    let ingest = Arc::new(Ingest {
+        lake: Arc::clone(&lake),
+        writer: Arc::clone(&writer),
+        tenancy: Tenancy::open(),
+        limits: Limits::default(),
+        compression: framelake_lake::segment::Compression::Lz4,
+    });
+    let tenant: framelake_lake::ids::TenantId = "default".parse()?;
+    println!("host CPU: {}", crate::loadgen::measure::cpu_model());
+
+    // Ingest, through the receiver's own path (validation, blocks, group commit).
+    let fill = if args.reuse {
+        vec![]
+    } else {
+        vec![(Signal::Logs, args.logs), (Signal::Traces, args.spans)]
+    };
+    for (signal, count) in fill {
+        let started = Instant::now();
+        let requests = count.div_ceil(args.batch);
+        futures::stream::iter(0..requests)
+            .map(|i| {
+                let ingest = Arc::clone(&ingest);
+                let tenant = tenant.clone();
+                let batch = args.batch;
+                async move {
+                    let mut generator = Generator::new(i as u64 + 1);
+                    let body = match signal {
+                        Signal::Traces => prost::Message::encode_to_vec(&generator.spans(batch)),
+                        _ => prost::Message::encode_to_vec(&generator.logs(batch)),
+                    };
+                    ingest
+                        .export(
+                            tenant,
+                            signal,
+                            Encoding::Protobuf,
+                            ContentEncoding::Identity,
+                            body.into(),
+                        )
+                        .await
+                        .map_err(|e| anyhow::anyhow!("ingest: {e}"))
+                }
+            })
+            .buffer_unordered(64)
+            .try_collect::<Vec<_>>()
+            .await?;
+        println!(
+            "ingested {} {signal:?} in {:.1} s",
+            requests * args.batch,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    // Materialization, alone in this process now that the writer is idle.
+    let materializer = Materializer::new(Arc::clone(&lake), MaterializeConfig::default());
+    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let done = materializer.pass().await?;
+    let (cpu, wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+    let partitions = lake.catalog.partitions(&tenant, None).await?;
+    let at_rest = |view: &str| {
+        let (bytes, rows) = partitions
+            .iter()
+            .filter(|p| p.view == view)
+            .fold((0, 0), |(b, r), p| (b + p.size, r + p.row_count));
+        bytes as f64 / rows.max(1) as f64
+    };
+    println!();
+    println!(
+        "| materialization | rows | partitions | CPU s | wall s | rows per CPU-s | B/row at rest (log / span) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    println!(
+        "| logs + spans | {} | {} | {cpu:.2} | {wall:.2} | {:.0} | {:.1} / {:.1} |",
+        done.rows,
+        done.partitions,
+        done.rows as f64 / cpu,
+        at_rest("log_entries"),
+        at_rest("spans"),
+    );
+
+    // The log questions: framelake's views against plain DataFusion over the same files.
+    let engine = Engine::new(Arc::clone(&lake), QueryLimits::default());
+    let mut config = datafusion::prelude::SessionConfig::new();
+    // Partition files are in a folder per day.
+    config
+        .options_mut()
+        .execution
+        .listing_table_ignore_subdirectory = false;
+    let plain = SessionContext::new_with_config(config);
+    let files = dir.join("objects/tenants/default/views");
+    for view in ["log_entries", "spans"] {
+        let path = files.join(view);
+        plain
+            .register_parquet(
+                view,
+                path.to_str().context("path")?,
+                ParquetReadOptions::default().file_extension(".parquet"),
+            )
+            .await?;
+    }
+    let questions = [
+        (
+            "count LIKE",
+            "SELECT count(*) FROM log_entries WHERE body LIKE '%slow query%'",
+        ),
+        (
+            "newest 1000 matching",
+            "SELECT time, service_name, body FROM log_entries WHERE body LIKE '%slow query%' ORDER BY time DESC LIMIT 1000",
+        ),
+        (
+            "count by service",
+            "SELECT service_name, count(*) FROM log_entries GROUP BY service_name",
+        ),
+        ("count all", "SELECT count(*) FROM log_entries"),
+    ];
+    println!();
+    println!(
+        "| question over {} log rows | framelake s | plain DataFusion s | ratio |",
+        done.rows.min(args.logs as u64)
+    );
+    println!("|---|---:|---:|---:|");
+    for (name, sql) in questions {
+        let ours = time_runs(args.runs, || async {
+            let rows = engine
+                .sql(&tenant, sql)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            rows.stream.try_collect::<Vec<_>>().await?;
+            Ok(())
+        })
+        .await?;
+        let theirs = time_runs(args.runs, || async {
+            plain.sql(sql).await?.collect().await?;
+            Ok(())
+        })
+        .await?;
+        println!(
+            "| {name} | {ours:.3} | {theirs:.3} | {:.2} |",
+            theirs / ours
+        );
+    }
+
+    // Trace by id: a sample of ids, each looked up.
+    let sample = engine
+        .sql(&tenant, "SELECT DISTINCT trace_id FROM spans LIMIT 50")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let batches: Vec<_> = sample.stream.try_collect().await?;
+    let mut ids = Vec::new();
+    for b in &batches {
+        let column = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+            .context("ids")?;
+        ids.extend((0..column.len()).map(|i| column.value(i).to_vec()));
+    }
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for id in &ids {
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let sql = format!("SELECT * FROM spans WHERE trace_id = X'{hex}'");
+        let started = Instant::now();
+        let rows = engine
+            .sql(&tenant, &sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let found: usize = rows
+            .stream
+            .try_collect::<Vec<_>>()
+            .await?
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        ours.push(started.elapsed().as_secs_f64());
+        anyhow::ensure!(found > 0, "trace {hex} not found");
+        let started = Instant::now();
+        plain.sql(&sql).await?.collect().await?;
+        theirs.push(started.elapsed().as_secs_f64());
+    }
+    let p99 = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[(v.len() * 99 / 100).min(v.len() - 1)]
+    };
+    println!();
+    println!(
+        "| trace by id over {} spans ({} lookups) | framelake p50 / p99 s | plain DataFusion p50 / p99 s |",
+        args.spans,
+        ids.len()
+    );
+    println!("|---|---:|---:|");
+    println!(
+        "| `WHERE trace_id = X'…'` | {:.3} / {:.3} | {:.3} / {:.3} |",
+        median(ours.clone()),
+        p99(ours),
+        median(theirs.clone()),
+        p99(theirs)
+    );
+
+    // Freshness: acknowledged, then visible to the next query.
+    let mut waits = Vec::new();
+    for i in 0..20 {
+        let mut generator = Generator::new(1_000_000 + i);
+        let mut request = generator.logs(1);
+        let marker = format!("freshness-marker-{i}-{}", std::process::id());
+        request.resource_logs[0].scope_logs[0].log_records[0].body =
+            Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                        marker.clone(),
+                    ),
+                ),
+            });
+        let body = prost::Message::encode_to_vec(&request);
+        ingest
+            .export(
+                tenant.clone(),
+                Signal::Logs,
+                Encoding::Protobuf,
+                ContentEncoding::Identity,
+                body.into(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
+        let acked = Instant::now();
+        let sql = format!(
+            "SELECT count(*) FROM log_entries WHERE time > now() - interval '5 seconds' AND body = '{marker}'"
+        );
+        loop {
+            let rows = engine
+                .sql(&tenant, &sql)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let batches: Vec<_> = rows.stream.try_collect().await?;
+            let count = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(
+                batches[0].column(0),
+            )
+            .value(0);
+            if count == 1 {
+                break;
+            }
+            anyhow::ensure!(
+                acked.elapsed() < Duration::from_secs(10),
+                "not visible after 10 s"
+            );
+        }
+        waits.push(acked.elapsed().as_secs_f64());
+    }
+    println!();
+    println!("| freshness (acknowledged → returned by SQL, 20 trials) | p50 s | max s |");
+    println!("|---|---:|---:|");
+    println!(
+        "| without waiting for materialization | {:.3} | {:.3} |",
+        median(waits.clone()),
+        waits.iter().copied().fold(0.0, f64::max)
+    );
+    writer.shutdown().await;
+    Ok(())
+}
+
+async fn time_runs<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    f().await?; // warm-up: caches, as a dashboard's second look
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        f().await?;
+        times.push(started.elapsed().as_secs_f64());
+    }
+    Ok(median(times))
+}
