@@ -129,19 +129,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .fold((0, 0), |(b, r), p| (b + p.size, r + p.row_count));
         bytes as f64 / rows.max(1) as f64
     };
-    println!();
-    println!(
-        "| materialization | rows | partitions | CPU s | wall s | rows per CPU-s | B/row at rest (log / span) |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---|");
-    println!(
-        "| logs + spans | {} | {} | {cpu:.2} | {wall:.2} | {:.0} | {:.1} / {:.1} |",
-        done.rows,
-        done.partitions,
-        done.rows as f64 / cpu,
-        at_rest("log_entries"),
-        at_rest("spans"),
-    );
+    if !args.reuse {
+        println!();
+        println!(
+            "| materialization | rows | partitions | CPU s | wall s | rows per CPU-s | B/row at rest (log / span) |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---|");
+        println!(
+            "| logs + spans | {} | {} | {cpu:.2} | {wall:.2} | {:.0} | {:.1} / {:.1} |",
+            done.rows,
+            done.partitions,
+            done.rows as f64 / cpu,
+            at_rest("log_entries"),
+            at_rest("spans"),
+        );
+    }
 
     // The log questions: framelake's views against plain DataFusion over the same files.
     let engine = Engine::new(Arc::clone(&lake), QueryLimits::default());

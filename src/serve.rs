@@ -94,7 +94,9 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
             }
         });
     }
-    if roles.maintain {
+    // `serve --materialize-interval-ms 0` leaves materialization to `framelake maintain`.
+    let materialize = !roles.receiver || settings.materialize_interval_ms != Some(0);
+    if roles.maintain && materialize {
         let materializer = Materializer::new(Arc::clone(&lake), settings.materialize());
         let stopped = stop.clone();
         tracker.spawn(async move { materializer.run(stopped).await });

@@ -81,7 +81,8 @@ settings! {
     max_decoded_bytes: usize = "FRAMELAKE_MAX_DECODED_BYTES";
     /// Compression of stored blocks: lz4, zstd (level 3), zstd:LEVEL (-7 to 22; negative levels are zstd's fast ones) or none [default: lz4].
     block_compression: String = "FRAMELAKE_BLOCK_COMPRESSION";
-    /// Pause between materialization passes (blocks into Parquet), in ms [default: 1000].
+    /// Pause between materialization passes (blocks into Parquet), in ms; 0 leaves
+    /// materialization to a separate `framelake maintain` [default: 1000].
     materialize_interval_ms: u64 = "FRAMELAKE_MATERIALIZE_INTERVAL_MS";
     /// Memory one query may use for sorts, joins and aggregations [default: 1 GiB].
     query_memory_bytes: usize = "FRAMELAKE_QUERY_MEMORY_BYTES";
@@ -169,7 +170,7 @@ impl Settings {
         MaterializeConfig {
             interval: self
                 .materialize_interval_ms
-                .map_or(d.interval, Duration::from_millis),
+                .map_or(d.interval, |ms| Duration::from_millis(ms.max(10))),
             ..d
         }
     }

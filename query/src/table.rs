@@ -151,7 +151,8 @@ impl EventTable {
         let mut source = ParquetSource::new(Arc::clone(&schema))
             .with_enable_page_index(true)
             .with_bloom_filter_on_read(true);
-        if let Some(predicate) = conjunction(filters.to_vec()) {
+        if let Some(predicate) = conjunction(filters.iter().map(|f| uncast_ids(f.clone(), &schema)))
+        {
             let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
             // A predicate the Parquet reader cannot use only costs pruning.
             if let Ok(predicate) = state.create_physical_expr(predicate, &df_schema) {
@@ -218,6 +219,51 @@ impl EventTable {
             limit,
         )?))
     }
+}
+
+/// `trace_id = X'…'` compares the id column cast to binary with a binary
+/// literal, which statistics and bloom filters cannot prune with; the same
+/// comparison with the literal as a fixed-size id can.
+fn uncast_ids(filter: Expr, schema: &Schema) -> Expr {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let id_column = |e: &Expr| -> Option<(Expr, i32)> {
+        let Expr::Cast(cast) = e else { return None };
+        let Expr::Column(column) = cast.expr.as_ref() else {
+            return None;
+        };
+        match schema.field_with_name(&column.name).ok()?.data_type() {
+            DataType::FixedSizeBinary(n) => Some((cast.expr.as_ref().clone(), *n)),
+            _ => None,
+        }
+    };
+    let id_literal = |e: &Expr, n: i32| -> Option<Expr> {
+        let Expr::Literal(ScalarValue::Binary(Some(v)) | ScalarValue::BinaryView(Some(v)), _) = e
+        else {
+            return None;
+        };
+        (v.len() == n as usize)
+            .then(|| Expr::Literal(ScalarValue::FixedSizeBinary(n, Some(v.clone())), None))
+    };
+    let rewritten = filter.clone().transform_up(|e| {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
+            return Ok(Transformed::no(e));
+        };
+        if !matches!(op, Operator::Eq | Operator::NotEq) {
+            return Ok(Transformed::no(e));
+        }
+        let pair = id_column(left)
+            .and_then(|(c, n)| Some((c, id_literal(right, n)?)))
+            .or_else(|| id_column(right).and_then(|(c, n)| Some((c, id_literal(left, n)?))));
+        Ok(match pair {
+            Some((column, id)) => Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(column),
+                *op,
+                Box::new(id),
+            ))),
+            None => Transformed::no(e),
+        })
+    });
+    rewritten.map(|t| t.data).unwrap_or(filter)
 }
 
 /// The URL the lake's object store is registered under in query sessions.
@@ -437,6 +483,24 @@ mod tests {
             Some(v),
             Some("UTC".into()),
         ))
+    }
+
+    #[test]
+    fn id_comparisons_lose_their_cast() {
+        let schema = View::Spans.schema();
+        let id = vec![7u8; 16];
+        let cast = Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(col("trace_id")),
+            DataType::Binary,
+        ));
+        let filter = cast.clone().eq(lit(ScalarValue::Binary(Some(id.clone()))));
+        assert_eq!(
+            uncast_ids(filter, &schema),
+            col("trace_id").eq(lit(ScalarValue::FixedSizeBinary(16, Some(id))))
+        );
+        // A literal of another length (never equal) stays as it was.
+        let short = cast.eq(lit(ScalarValue::Binary(Some(vec![1]))));
+        assert_eq!(uncast_ids(short.clone(), &schema), short);
     }
 
     #[test]

@@ -97,6 +97,8 @@ impl ServerProbe {
             .arg(format!("--otlp-grpc-addr=127.0.0.1:{grpc_port}"))
             .arg(format!("--query-addr=127.0.0.1:{query_port}"))
             .arg(format!("--flight-addr=127.0.0.1:{flight_port}"))
+            // The write path alone: materialization is measured by `querybench`.
+            .arg("--materialize-interval-ms=0")
             .args(server_args)
             .env("FRAMELAKE_LOG", "warn")
             .spawn()
