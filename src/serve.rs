@@ -101,6 +101,10 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         let stopped = stop.clone();
         tracker.spawn(async move { materializer.run(stopped).await });
     }
+    if roles.maintain {
+        let (lake, retention, stopped) = (Arc::clone(&lake), settings.retention()?, stop.clone());
+        tracker.spawn(framelake_lake::retention::run(lake, retention, stopped));
+    }
     tracker.close();
 
     shutdown_signal().await;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use framelake_lake::LakeConfig;
 use framelake_lake::materialize::MaterializeConfig;
+use framelake_lake::retention::Retention;
 use framelake_lake::segment::Compression;
 use framelake_lake::store::S3Options;
 use framelake_lake::writer::WriterConfig;
@@ -84,6 +85,10 @@ settings! {
     /// Pause between materialization passes (blocks into Parquet), in ms; 0 leaves
     /// materialization to a separate `framelake maintain` [default: 1000].
     materialize_interval_ms: u64 = "FRAMELAKE_MATERIALIZE_INTERVAL_MS";
+    /// Days data is kept [default: 90].
+    retention_days: u32 = "FRAMELAKE_RETENTION_DAYS";
+    /// Days kept for some tenants, as `tenant=days,tenant=days`.
+    retention_days_per_tenant: String = "FRAMELAKE_RETENTION_DAYS_PER_TENANT";
     /// Memory one query may use for sorts, joins and aggregations [default: 1 GiB].
     query_memory_bytes: usize = "FRAMELAKE_QUERY_MEMORY_BYTES";
     /// Longest a query may run, in seconds [default: 60].
@@ -173,6 +178,18 @@ impl Settings {
                 .map_or(d.interval, |ms| Duration::from_millis(ms.max(10))),
             ..d
         }
+    }
+
+    pub(crate) fn retention(&self) -> anyhow::Result<Retention> {
+        let d = Retention::default();
+        Ok(Retention {
+            default_days: self.retention_days.unwrap_or(d.default_days),
+            per_tenant: match &self.retention_days_per_tenant {
+                Some(text) => Retention::parse_per_tenant(text)?,
+                None => d.per_tenant,
+            },
+            ..d
+        })
     }
 
     pub(crate) fn query_limits(&self) -> QueryLimits {

@@ -6,6 +6,7 @@
 //! - [`writer`]: group commit, the durable write path receivers call.
 //! - [`view`]: the SQL views' rows, decoded from stored blocks.
 //! - [`materialize`]: blocks into Parquet partitions.
+//! - [`retention`]: old data removed in bulk.
 //!
 //! A [`Lake`] joins a catalog and a store.
 
@@ -14,6 +15,7 @@ mod error;
 pub mod ids;
 pub mod materialize;
 pub mod paths;
+pub mod retention;
 pub mod segment;
 pub mod store;
 pub mod tenancy;

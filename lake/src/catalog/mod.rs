@@ -181,6 +181,14 @@ pub trait Claim: Send + Debug {
     async fn commit(self: Box<Self>, partition: &PartitionRecord) -> Result<bool>;
 }
 
+/// What [`Catalog::expire`] removed from the catalog: the objects to delete.
+#[derive(Debug, Clone, Default)]
+pub struct Expired {
+    pub partitions: Vec<PartitionRecord>,
+    pub segments: Vec<SegmentId>,
+    pub blocks: u64,
+}
+
 /// Which blocks to list.
 #[derive(Debug, Clone, Default)]
 pub struct BlockFilter {
@@ -201,6 +209,14 @@ pub trait Catalog: Debug + Send + Sync {
 
     /// Lists blocks of a tenant, oldest insert first, in segment order.
     async fn blocks(&self, tenant: &TenantId, filter: &BlockFilter) -> Result<Vec<BlockRecord>>;
+
+    /// Tenants with stored segments.
+    async fn tenants(&self) -> Result<Vec<TenantId>>;
+
+    /// Removes, in one transaction, a tenant's partitions, blocks and segments
+    /// inserted before `cutoff` (partitions: all of whose rows were), and says
+    /// which objects to delete.
+    async fn expire(&self, tenant: &TenantId, cutoff: i64) -> Result<Expired>;
 
     /// Tenants with blocks not yet materialized.
     async fn pending_tenants(&self) -> Result<Vec<TenantId>>;

@@ -103,6 +103,47 @@ macro_rules! impl_sql_catalog {
                 block_rows(q.build().fetch_all(&self.pool).await?)
             }
 
+            async fn tenants(&self) -> $crate::Result<Vec<$crate::ids::TenantId>> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT DISTINCT tenant FROM segments ORDER BY tenant")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter()
+                    .map(|r| r.try_get::<String, _>(0)?.parse())
+                    .collect()
+            }
+
+            async fn expire(
+                &self,
+                tenant: &$crate::ids::TenantId,
+                cutoff: i64,
+            ) -> $crate::Result<$crate::catalog::Expired> {
+                use sqlx::Row;
+                let mut tx = self.pool.begin().await?;
+                let mut q = partitions_query(tenant, None, None, Some(cutoff));
+                let partitions = partition_rows(q.build().fetch_all(&mut *tx).await?)?;
+                let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM partitions WHERE tenant = ");
+                q.push_bind(tenant.as_str()).push(" AND max_insert_time < ").push_bind(cutoff);
+                q.build().execute(&mut *tx).await?;
+                let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM blocks WHERE tenant = ");
+                q.push_bind(tenant.as_str()).push(" AND insert_time < ").push_bind(cutoff);
+                let blocks = q.build().execute(&mut *tx).await?.rows_affected();
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT segment_id FROM segments WHERE tenant = ");
+                q.push_bind(tenant.as_str()).push(" AND insert_time < ").push_bind(cutoff);
+                let segments = q
+                    .build()
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|r| $crate::ids::SegmentId::from_slice(&r.try_get::<Vec<u8>, _>(0)?))
+                    .collect::<$crate::Result<Vec<_>>>()?;
+                let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM segments WHERE tenant = ");
+                q.push_bind(tenant.as_str()).push(" AND insert_time < ").push_bind(cutoff);
+                q.build().execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok($crate::catalog::Expired { partitions, segments, blocks })
+            }
+
             async fn pending_tenants(&self) -> $crate::Result<Vec<$crate::ids::TenantId>> {
                 use sqlx::Row;
                 let rows = sqlx::query("SELECT DISTINCT tenant FROM blocks WHERE partition_id IS NULL ORDER BY tenant")
@@ -151,7 +192,7 @@ macro_rules! impl_sql_catalog {
                 if let Some(statement) = $snapshot {
                     sqlx::query(statement).execute(&mut *tx).await?;
                 }
-                let mut q = partitions_query(tenant, Some(view), time_range);
+                let mut q = partitions_query(tenant, Some(view), time_range, None);
                 let partitions = partition_rows(q.build().fetch_all(&mut *tx).await?)?;
                 let mut q = blocks_query(tenant, kinds, time_range, true);
                 q.push(" ORDER BY insert_time, segment_id, byte_offset");
@@ -165,7 +206,7 @@ macro_rules! impl_sql_catalog {
                 tenant: &$crate::ids::TenantId,
                 view: Option<&str>,
             ) -> $crate::Result<Vec<$crate::catalog::PartitionRecord>> {
-                let mut q = partitions_query(tenant, view, None);
+                let mut q = partitions_query(tenant, view, None, None);
                 partition_rows(q.build().fetch_all(&self.pool).await?)
             }
 
@@ -332,6 +373,7 @@ macro_rules! impl_sql_catalog {
             tenant: &$crate::ids::TenantId,
             view: Option<&str>,
             time_range: Option<(i64, i64)>,
+            inserted_before: Option<i64>,
         ) -> sqlx::QueryBuilder<$db> {
             let mut q = sqlx::QueryBuilder::<$db>::new(
                 "SELECT partition_id, view_name, level, min_time, max_time, min_insert_time, max_insert_time, \
@@ -344,6 +386,9 @@ macro_rules! impl_sql_catalog {
             if let Some((min, max)) = time_range {
                 q.push(" AND max_time >= ").push_bind(min);
                 q.push(" AND min_time <= ").push_bind(max);
+            }
+            if let Some(cutoff) = inserted_before {
+                q.push(" AND max_insert_time < ").push_bind(cutoff);
             }
             q.push(" ORDER BY min_insert_time, partition_id");
             q
