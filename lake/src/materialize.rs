@@ -191,6 +191,9 @@ impl Materializer {
     }
 }
 
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
 /// Writes a view's rows as one Parquet file, in the order their blocks were
 /// received (close to time order): zstd level 1 (fast; compaction rewrites
 /// partitions smaller), statistics per page, bloom filters on trace ids (so a
@@ -204,9 +207,18 @@ fn write_parquet(view: View, batches: &[RecordBatch]) -> Result<(Bytes, u64)> {
             ZstdLevel::try_new(1).map_err(parquet_error)?,
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(128 * 1024));
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     if schema.column_with_name("trace_id").is_some() {
-        properties = properties.set_column_bloom_filter_enabled("trace_id".into(), true);
+        // Sized for the ids a row group holds (the default, a million at 5%,
+        // is ~0.8 MB per row group, which a lookup reads for every one).
+        let distinct = match view {
+            View::Spans => ROW_GROUP_ROWS / 4,
+            View::LogEntries | View::Measures => ROW_GROUP_ROWS,
+        };
+        properties = properties
+            .set_column_bloom_filter_enabled("trace_id".into(), true)
+            .set_column_bloom_filter_max_ndv("trace_id".into(), distinct as u64)
+            .set_column_bloom_filter_fpp("trace_id".into(), 0.01);
     }
     let mut out = Vec::new();
     let mut writer =
