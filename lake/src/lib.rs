@@ -82,4 +82,23 @@ impl Lake {
         .await
         .map_err(|e| Error::FlushFailed(format!("decode task: {e}")))?
     }
+
+    /// Reads one block and decodes it into rows of its view.
+    pub async fn decode_block(
+        &self,
+        tenant: &TenantId,
+        block: &BlockRecord,
+    ) -> Result<arrow::array::RecordBatch> {
+        let payload = self.read_block(tenant, block).await?;
+        let source = view::BlockSource {
+            block_id: block.block_id,
+            process_id: block.process_id,
+            stream_id: block.stream_id,
+            max_time: block.max_time,
+        };
+        let kind = block.kind;
+        tokio::task::spawn_blocking(move || view::decode(kind, &payload, &source))
+            .await
+            .map_err(|e| Error::FlushFailed(format!("decode task: {e}")))?
+    }
 }

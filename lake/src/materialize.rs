@@ -20,9 +20,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{BlockRecord, PartitionRecord};
+use crate::catalog::PartitionRecord;
 use crate::ids::{PartitionId, TenantId};
-use crate::view::{self, BlockSource, View};
+use crate::view::View;
 use crate::{Error, Lake, Result};
 
 /// How materialization runs.
@@ -134,7 +134,7 @@ impl Materializer {
             return Ok(Materialized::default());
         }
         let batches: Vec<RecordBatch> = futures::stream::iter(blocks.clone())
-            .map(|block| self.decode(tenant, block))
+            .map(|block| async move { self.lake.decode_block(tenant, &block).await })
             .buffered(self.config.read_ahead)
             .try_collect()
             .await?;
@@ -175,19 +175,6 @@ impl Materializer {
             blocks: blocks.len(),
             rows,
         })
-    }
-
-    async fn decode(&self, tenant: &TenantId, block: BlockRecord) -> Result<RecordBatch> {
-        let payload = self.lake.read_block(tenant, &block).await?;
-        let source = BlockSource {
-            block_id: block.block_id,
-            process_id: block.process_id,
-            stream_id: block.stream_id,
-            max_time: block.max_time,
-        };
-        tokio::task::spawn_blocking(move || view::decode(block.kind, &payload, &source))
-            .await
-            .map_err(|e| Error::FlushFailed(format!("decode task: {e}")))?
     }
 }
 

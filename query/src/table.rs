@@ -31,7 +31,7 @@ use framelake_lake::Lake;
 use framelake_lake::catalog::{BlockFilter, BlockRecord, PartitionRecord, ViewSnapshot};
 use framelake_lake::ids::TenantId;
 use framelake_lake::view::catalog::CatalogView;
-use framelake_lake::view::{self, BlockSource, View};
+use framelake_lake::view::{self, View};
 use futures::StreamExt;
 
 /// Blocks read ahead per scan partition.
@@ -293,19 +293,7 @@ impl PartitionStream for BlockStream {
                 let (lake, tenant, schema) =
                     (Arc::clone(&lake), tenant.clone(), Arc::clone(&schema));
                 async move {
-                    let payload = lake.read_block(&tenant, &block).await.map_err(external)?;
-                    let source = BlockSource {
-                        block_id: block.block_id,
-                        process_id: block.process_id,
-                        stream_id: block.stream_id,
-                        max_time: block.max_time,
-                    };
-                    let decoded = tokio::task::spawn_blocking(move || {
-                        view::decode(block.kind, &payload, &source)
-                    })
-                    .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?
-                    .map_err(external)?;
+                    let decoded = lake.decode_block(&tenant, &block).await.map_err(external)?;
                     cast_to(&schema, decoded)
                 }
             })

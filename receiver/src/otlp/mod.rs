@@ -19,7 +19,6 @@ use framelake_lake::writer::{PendingBlock, WriteBatch, now_nanos};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
@@ -321,7 +320,7 @@ pub fn process_and_stream(resource: &Resource, kind: BlockKind) -> (ProcessRecor
         ProcessRecord {
             process_id,
             source: Source::Otlp,
-            service_name: service_name(resource),
+            service_name: framelake_lake::view::service_name(resource).to_owned(),
             properties: properties.into(),
             insert_time: 0,
         },
@@ -355,19 +354,6 @@ pub fn block_resource(kind: BlockKind, payload: &[u8]) -> Result<Resource, prost
             .and_then(|r| r.resource),
     };
     Ok(resource.unwrap_or_default())
-}
-
-/// The `service.name` of a resource, or OTLP's `unknown_service`.
-pub fn service_name(resource: &Resource) -> String {
-    resource
-        .attributes
-        .iter()
-        .find(|kv| kv.key == "service.name")
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) if !s.is_empty() => Some(s.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "unknown_service".to_owned())
 }
 
 #[cfg(test)]
