@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use framelake_lake::Lake;
+use framelake_lake::compact::{Compactor, EventRewrite};
 use framelake_lake::materialize::Materializer;
 use framelake_lake::tenancy::Tenancy;
 use framelake_lake::writer::Writer;
@@ -94,12 +95,17 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
             }
         });
     }
-    // `serve --materialize-interval-ms 0` leaves materialization to `framelake maintain`.
+    // `serve --materialize-interval-ms 0` leaves materialization and
+    // compaction to `framelake maintain`.
     let materialize = !roles.receiver || settings.materialize_interval_ms != Some(0);
     if roles.maintain && materialize {
         let materializer = Materializer::new(Arc::clone(&lake), settings.materialize());
         let stopped = stop.clone();
         tracker.spawn(async move { materializer.run(stopped).await });
+        let events = Arc::new(EventRewrite::new(Arc::clone(&lake)));
+        let compactor = Compactor::new(Arc::clone(&lake), events, settings.compact());
+        let stopped = stop.clone();
+        tracker.spawn(async move { compactor.run(stopped).await });
     }
     if roles.maintain {
         let (lake, retention, stopped) = (Arc::clone(&lake), settings.retention()?, stop.clone());

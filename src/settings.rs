@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use framelake_lake::LakeConfig;
+use framelake_lake::compact::CompactConfig;
 use framelake_lake::materialize::MaterializeConfig;
 use framelake_lake::retention::Retention;
 use framelake_lake::segment::Compression;
@@ -176,6 +177,16 @@ impl Settings {
             interval: self
                 .materialize_interval_ms
                 .map_or(d.interval, |ms| Duration::from_millis(ms.max(10))),
+            ..d
+        }
+    }
+
+    /// Compaction; replaced objects stay readable for twice the query timeout
+    /// (at least ten minutes), so a query that listed them can finish.
+    pub(crate) fn compact(&self) -> CompactConfig {
+        let d = CompactConfig::default();
+        CompactConfig {
+            delete_delay: d.delete_delay.max(self.query_limits().timeout * 2),
             ..d
         }
     }

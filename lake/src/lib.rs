@@ -5,15 +5,18 @@
 //! - [`segment`]: the versioned object format that holds blocks.
 //! - [`writer`]: group commit, the durable write path receivers call.
 //! - [`view`]: the SQL views' rows, decoded from stored blocks.
-//! - [`materialize`]: blocks into Parquet partitions.
+//! - [`materialize`]: blocks into Parquet partitions; [`partition`]: their objects.
+//! - [`compact`]: small partitions into fewer, larger, sorted ones.
 //! - [`retention`]: old data removed in bulk.
 //!
 //! A [`Lake`] joins a catalog and a store.
 
 pub mod catalog;
+pub mod compact;
 mod error;
 pub mod ids;
 pub mod materialize;
+pub mod partition;
 pub mod paths;
 pub mod retention;
 pub mod segment;

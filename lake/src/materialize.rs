@@ -12,16 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::PartitionRecord;
 use crate::ids::{PartitionId, TenantId};
+use crate::partition::{self, Encoding, ROW_GROUP_ROWS};
 use crate::view::View;
 use crate::{Error, Lake, Result};
 
@@ -138,9 +135,11 @@ impl Materializer {
             .buffered(self.config.read_ahead)
             .try_collect()
             .await?;
-        let (bytes, rows) = tokio::task::spawn_blocking(move || write_parquet(view, &batches))
-            .await
-            .map_err(|e| Error::FlushFailed(format!("parquet task: {e}")))??;
+        let (bytes, rows) = tokio::task::spawn_blocking(move || {
+            partition::write(view.schema(), &batches, encoding(view))
+        })
+        .await
+        .map_err(|e| Error::FlushFailed(format!("parquet task: {e}")))??;
         let partition = PartitionRecord {
             partition_id: PartitionId::new(),
             view: view.name().to_owned(),
@@ -178,42 +177,15 @@ impl Materializer {
     }
 }
 
-/// Rows per Parquet row group.
-const ROW_GROUP_ROWS: usize = 128 * 1024;
-
-/// Writes a view's rows as one Parquet file, in the order their blocks were
-/// received (close to time order): zstd level 1 (fast; compaction rewrites
-/// partitions smaller), statistics per page, bloom filters on trace ids (so a
-/// trace id lookup skips row groups without it).
-fn write_parquet(view: View, batches: &[RecordBatch]) -> Result<(Bytes, u64)> {
-    let parquet_error =
-        |e: parquet::errors::ParquetError| Error::FlushFailed(format!("parquet: {e}"));
-    let schema = view.schema();
-    let mut properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).map_err(parquet_error)?,
-        ))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
-    if schema.column_with_name("trace_id").is_some() {
-        // Sized for the ids a row group holds (the default, a million at 5%,
-        // is ~0.8 MB per row group, which a lookup reads for every one).
-        let distinct = match view {
-            View::Spans => ROW_GROUP_ROWS / 4,
-            View::LogEntries | View::Measures => ROW_GROUP_ROWS,
-        };
-        properties = properties
-            .set_column_bloom_filter_enabled("trace_id".into(), true)
-            .set_column_bloom_filter_max_ndv("trace_id".into(), distinct as u64)
-            .set_column_bloom_filter_fpp("trace_id".into(), 0.01);
+/// How materialization writes: zstd level 1 (fast; compaction rewrites
+/// partitions smaller), rows in the order their blocks were received (close
+/// to time order).
+fn encoding(view: View) -> Encoding {
+    Encoding {
+        zstd_level: 1,
+        trace_ids_per_row_group: match view {
+            View::Spans => ROW_GROUP_ROWS as u64 / 4,
+            View::LogEntries | View::Measures => ROW_GROUP_ROWS as u64,
+        },
     }
-    let mut out = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut out, schema, Some(properties.build())).map_err(parquet_error)?;
-    for batch in batches {
-        writer.write(batch).map_err(parquet_error)?;
-    }
-    writer.close().map_err(parquet_error)?;
-    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-    Ok((out.into(), rows))
 }

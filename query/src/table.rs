@@ -28,7 +28,9 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::union::UnionExec;
 use framelake_lake::Lake;
-use framelake_lake::catalog::{BlockFilter, BlockRecord, PartitionRecord, ViewSnapshot};
+use framelake_lake::catalog::{
+    BlockFilter, BlockRecord, PartitionRecord, SnapshotRequest, ViewSnapshot,
+};
 use framelake_lake::ids::TenantId;
 use framelake_lake::view::catalog::CatalogView;
 use framelake_lake::view::{self, View};
@@ -115,9 +117,12 @@ impl TableProvider for EventTable {
                 .catalog
                 .snapshot(
                     &self.tenant,
-                    self.view.name(),
-                    self.view.kinds(),
-                    range.as_filter(),
+                    &SnapshotRequest {
+                        view: self.view.name(),
+                        kinds: self.view.kinds(),
+                        time_range: range.as_filter(),
+                        aggregate: None,
+                    },
                 )
                 .await
                 .map_err(external)?

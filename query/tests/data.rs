@@ -315,3 +315,54 @@ pub(crate) fn metrics_at(base: u64) -> Vec<u8> {
     }
     .encode_to_vec()
 }
+
+/// `traces` traces of two spans each (a root and a child) starting at `base`,
+/// with ids scattered as real ones are (derived from `seed`).
+pub(crate) fn traces(seed: u64, traces: u64, base: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let spans = (0..traces)
+        .flat_map(|i| {
+            let trace_id: Vec<u8> = [next().to_be_bytes(), next().to_be_bytes()].concat();
+            let root_id = next().to_be_bytes().to_vec();
+            let start = base + i * 1_000_000;
+            let root = Span {
+                trace_id: trace_id.clone(),
+                span_id: root_id.clone(),
+                name: "GET /item".into(),
+                kind: 2,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 5_000_000,
+                ..Default::default()
+            };
+            let child = Span {
+                trace_id,
+                span_id: next().to_be_bytes().to_vec(),
+                parent_span_id: root_id,
+                name: "SELECT item".into(),
+                kind: 3,
+                start_time_unix_nano: start + 1_000_000,
+                end_time_unix_nano: start + 4_000_000,
+                ..Default::default()
+            };
+            [root, child]
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: resource("catalog"),
+            scope_spans: vec![ScopeSpans {
+                scope: scope(),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}

@@ -2,6 +2,7 @@
 //! SQL over HTTP back out, on SQLite + local files and PostgreSQL + S3.
 
 mod api;
+mod compaction;
 mod data;
 mod flight;
 mod sql;

@@ -9,6 +9,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use std::sync::Arc;
 
 use framelake_lake::catalog::BlockFilter;
+use framelake_lake::compact::{CompactConfig, Compactor, EventRewrite};
 use framelake_lake::materialize::{MaterializeConfig, Materializer};
 use framelake_lake::tenancy::Tenancy;
 use framelake_query::QueryLimits;
@@ -137,10 +138,35 @@ async fn run_suite(stack: &Stack) {
             .is_empty()
     );
     run_files(stack).await;
+    // Compacted up to whole days: sorted, merged, the same answers.
+    let done = compactor(stack)
+        .pass(days_later(2))
+        .await
+        .expect("compacts");
+    assert!(done.written >= 3, "{done:?}");
+    let tenant = "default".parse().expect("tenant");
+    let partitions = stack
+        .lake
+        .catalog
+        .partitions(&tenant, None)
+        .await
+        .expect("partitions");
+    assert!(partitions.iter().all(|p| p.level == 3), "{partitions:?}");
+    run_files(stack).await;
 }
 
 pub(crate) fn materializer(stack: &Stack) -> Materializer {
     Materializer::new(Arc::clone(&stack.lake), MaterializeConfig::default())
+}
+
+pub(crate) fn compactor(stack: &Stack) -> Compactor {
+    let events = Arc::new(EventRewrite::new(Arc::clone(&stack.lake)));
+    Compactor::new(Arc::clone(&stack.lake), events, CompactConfig::default())
+}
+
+/// A moment `days` from now, when every window of now is closed.
+pub(crate) fn days_later(days: i64) -> i64 {
+    framelake_lake::writer::now_nanos() + days * 86_400_000_000_000
 }
 
 async fn run_files(stack: &Stack) {
@@ -261,7 +287,7 @@ async fn time_predicates_leave_older_partitions_unread() {
 /// Acknowledged rows show exactly once whether their blocks are pending,
 /// materialized, or some of each.
 #[tokio::test(flavor = "multi_thread")]
-async fn fresh_rows_show_once_before_and_after_materialization() {
+async fn fresh_rows_show_once_before_and_after_materialization_and_compaction() {
     let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
     let count = "SELECT count(*) AS n, count(DISTINCT time) AS times FROM log_entries";
     let expect = |n: u64| vec![serde_json::json!({ "n": n, "times": n })];
@@ -286,6 +312,26 @@ async fn fresh_rows_show_once_before_and_after_materialization() {
             .expect("nothing to do")
             .partitions,
         0
+    );
+    let done = compactor(&stack)
+        .pass(days_later(2))
+        .await
+        .expect("compacts");
+    assert!(done.merged >= 2 && done.written >= 1, "{done:?}");
+    assert_eq!(stack.rows(count).await, expect(8), "a compacted partition");
+    stack
+        .send("default", "logs", logs_at(T0 + 120_000_000_000))
+        .await;
+    assert_eq!(
+        stack.rows(count).await,
+        expect(12),
+        "a compacted partition and pending blocks"
+    );
+    materializer(&stack).pass().await.expect("materializes");
+    assert_eq!(
+        stack.rows(count).await,
+        expect(12),
+        "compacted and materialized partitions"
     );
 }
 

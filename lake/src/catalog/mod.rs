@@ -161,10 +161,93 @@ impl PartitionRecord {
 
 /// What a query reads of a view, as of one moment: its partitions and the
 /// blocks not yet in one. Every event is in exactly one of them.
+///
+/// Asked for an aggregate view's data, `reduced` holds the aggregate's own
+/// partitions, and `partitions` only the view's partitions it has not
+/// reduced: every event is then counted in exactly one of the three.
 #[derive(Debug, Clone, Default)]
 pub struct ViewSnapshot {
     pub partitions: Vec<PartitionRecord>,
     pub blocks: Vec<BlockRecord>,
+    pub reduced: Vec<PartitionRecord>,
+}
+
+/// What [`Catalog::snapshot`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotRequest<'a> {
+    /// The view whose partitions are read.
+    pub view: &'a str,
+    /// The block kinds its pending rows come from.
+    pub kinds: &'a [BlockKind],
+    /// Only partitions and blocks overlapping this event time range.
+    pub time_range: Option<(i64, i64)>,
+    /// An aggregate view of `view` and the time range of its rows to read:
+    /// the view's partitions it reduced are left out.
+    pub aggregate: Option<(&'a str, Option<(i64, i64)>)>,
+}
+
+/// Which partitions [`Catalog::claim_partitions`] claims.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionFilter {
+    pub view: String,
+    /// Levels, inclusive.
+    pub min_level: i16,
+    pub max_level: i16,
+    /// Only partitions whose earliest rows were inserted before this time.
+    pub inserted_before: Option<i64>,
+    /// Only partitions this aggregate view has not reduced yet.
+    pub not_reduced_into: Option<String>,
+    /// Only partitions every one of these aggregate views has reduced.
+    pub reduced_into: Vec<String>,
+    /// At most this many, oldest insert first.
+    pub limit: usize,
+}
+
+/// New partitions replacing claimed ones: the claimed partitions' blocks
+/// point to it afterwards, and the aggregates that had reduced every one of
+/// them count it as reduced.
+#[derive(Debug, Clone)]
+pub struct Replacement {
+    pub inputs: Vec<PartitionId>,
+    pub output: PartitionRecord,
+}
+
+/// An aggregate view's new partition, holding what it reduced of the claimed
+/// partitions `sources` (of the view it aggregates).
+#[derive(Debug, Clone)]
+pub struct Reduction {
+    pub output: PartitionRecord,
+    pub sources: Vec<PartitionId>,
+}
+
+/// What a maintainer did with the partitions it claimed, committed at once.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionChange {
+    pub replacements: Vec<Replacement>,
+    /// Claimed partitions moved to another level as they are.
+    pub relevels: Vec<(PartitionId, i16)>,
+    pub reductions: Vec<Reduction>,
+    /// When the replaced partitions' objects may be deleted (no query that
+    /// listed them can still be reading).
+    pub delete_after: i64,
+}
+
+/// Partitions claimed by one maintainer, for compaction or reduction.
+#[async_trait]
+pub trait PartitionClaim: Send + Debug {
+    /// The claimed partitions, oldest insert first.
+    fn partitions(&self) -> &[PartitionRecord];
+
+    /// Commits the change. `false` (and nothing recorded) when another
+    /// maintainer changed one of the partitions first.
+    async fn commit(self: Box<Self>, change: &PartitionChange) -> Result<bool>;
+}
+
+/// An object to delete, once its time has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Garbage {
+    pub tenant: TenantId,
+    pub path: String,
 }
 
 /// Blocks claimed for materialization by one maintainer.
@@ -232,14 +315,30 @@ pub trait Catalog: Debug + Send + Sync {
     ) -> Result<Box<dyn Claim>>;
 
     /// The partitions of a view and its blocks not yet materialized, overlapping
-    /// a time range, read in one snapshot.
+    /// a time range, read in one snapshot (see [`ViewSnapshot`]).
     async fn snapshot(
         &self,
         tenant: &TenantId,
-        view: &str,
-        kinds: &[BlockKind],
-        time_range: Option<(i64, i64)>,
+        request: &SnapshotRequest<'_>,
     ) -> Result<ViewSnapshot>;
+
+    /// Tenants with partitions of a view.
+    async fn partition_tenants(&self, view: &str) -> Result<Vec<TenantId>>;
+
+    /// Claims partitions of a tenant. Partitions another maintainer has
+    /// claimed are skipped where the backend can tell (PostgreSQL row locks);
+    /// elsewhere the commit checks.
+    async fn claim_partitions(
+        &self,
+        tenant: &TenantId,
+        filter: &PartitionFilter,
+    ) -> Result<Box<dyn PartitionClaim>>;
+
+    /// Objects whose deletion is due at `now`, at most `limit`.
+    async fn garbage(&self, now: i64, limit: usize) -> Result<Vec<Garbage>>;
+
+    /// Forgets objects that were deleted.
+    async fn forget_garbage(&self, deleted: &[Garbage]) -> Result<()>;
 
     /// Lists the partitions of a tenant (of one view, or all).
     async fn partitions(

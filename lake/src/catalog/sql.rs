@@ -121,7 +121,16 @@ macro_rules! impl_sql_catalog {
                 use sqlx::Row;
                 let mut tx = self.pool.begin().await?;
                 let mut q = partitions_query(tenant, None, None, Some(cutoff));
+                q.push(PARTITION_ORDER);
                 let partitions = partition_rows(q.build().fetch_all(&mut *tx).await?)?;
+                let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM reductions WHERE tenant = ");
+                q.push_bind(tenant.as_str())
+                    .push(" AND partition_id IN (SELECT partition_id FROM partitions WHERE tenant = ")
+                    .push_bind(tenant.as_str())
+                    .push(" AND max_insert_time < ")
+                    .push_bind(cutoff)
+                    .push(")");
+                q.build().execute(&mut *tx).await?;
                 let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM partitions WHERE tenant = ");
                 q.push_bind(tenant.as_str()).push(" AND max_insert_time < ").push_bind(cutoff);
                 q.build().execute(&mut *tx).await?;
@@ -184,21 +193,133 @@ macro_rules! impl_sql_catalog {
             async fn snapshot(
                 &self,
                 tenant: &$crate::ids::TenantId,
-                view: &str,
-                kinds: &[$crate::ids::BlockKind],
-                time_range: Option<(i64, i64)>,
+                request: &$crate::catalog::SnapshotRequest<'_>,
             ) -> $crate::Result<$crate::catalog::ViewSnapshot> {
                 let mut tx = self.pool.begin().await?;
                 if let Some(statement) = $snapshot {
                     sqlx::query(statement).execute(&mut *tx).await?;
                 }
-                let mut q = partitions_query(tenant, Some(view), time_range, None);
+                let mut q = partitions_query(tenant, Some(request.view), request.time_range, None);
+                if let Some((target, _)) = request.aggregate {
+                    q.push(" AND NOT EXISTS (SELECT 1 FROM reductions r WHERE r.tenant = partitions.tenant \
+                            AND r.partition_id = partitions.partition_id AND r.target = ")
+                        .push_bind(target)
+                        .push(")");
+                }
+                q.push(PARTITION_ORDER);
                 let partitions = partition_rows(q.build().fetch_all(&mut *tx).await?)?;
-                let mut q = blocks_query(tenant, kinds, time_range, true);
+                let mut q = blocks_query(tenant, request.kinds, request.time_range, true);
                 q.push(" ORDER BY insert_time, segment_id, byte_offset");
                 let blocks = block_rows(q.build().fetch_all(&mut *tx).await?)?;
+                let reduced = match request.aggregate {
+                    Some((target, time_range)) => {
+                        let mut q = partitions_query(tenant, Some(target), time_range, None);
+                        q.push(PARTITION_ORDER);
+                        partition_rows(q.build().fetch_all(&mut *tx).await?)?
+                    }
+                    None => Vec::new(),
+                };
                 tx.commit().await?;
-                Ok($crate::catalog::ViewSnapshot { partitions, blocks })
+                Ok($crate::catalog::ViewSnapshot { partitions, blocks, reduced })
+            }
+
+            async fn partition_tenants(&self, view: &str) -> $crate::Result<Vec<$crate::ids::TenantId>> {
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT DISTINCT tenant FROM partitions WHERE view_name = ",
+                );
+                q.push_bind(view).push(" ORDER BY tenant");
+                q.build()
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.try_get::<String, _>(0)?.parse())
+                    .collect()
+            }
+
+            async fn claim_partitions(
+                &self,
+                tenant: &$crate::ids::TenantId,
+                filter: &$crate::catalog::PartitionFilter,
+            ) -> $crate::Result<Box<dyn $crate::catalog::PartitionClaim>> {
+                let mut q = partitions_query(tenant, Some(&filter.view), None, None);
+                q.push(" AND level >= ").push_bind(filter.min_level);
+                q.push(" AND level <= ").push_bind(filter.max_level);
+                if let Some(before) = filter.inserted_before {
+                    q.push(" AND min_insert_time < ").push_bind(before);
+                }
+                if let Some(target) = &filter.not_reduced_into {
+                    q.push(" AND NOT EXISTS (SELECT 1 FROM reductions r WHERE r.tenant = partitions.tenant \
+                            AND r.partition_id = partitions.partition_id AND r.target = ")
+                        .push_bind(target.as_str())
+                        .push(")");
+                }
+                if !filter.reduced_into.is_empty() {
+                    q.push(" AND (SELECT count(*) FROM reductions r WHERE r.tenant = partitions.tenant \
+                            AND r.partition_id = partitions.partition_id AND r.target IN (");
+                    let mut list = q.separated(", ");
+                    for target in &filter.reduced_into {
+                        list.push_bind(target.as_str());
+                    }
+                    q.push(")) = ").push_bind(filter.reduced_into.len() as i64);
+                }
+                q.push(PARTITION_ORDER).push(" LIMIT ").push_bind(filter.limit as i64).push($claim_lock);
+                let (tx, rows) = if $claim_lock.is_empty() {
+                    (None, q.build().fetch_all(&self.pool).await?)
+                } else {
+                    let mut tx = self.pool.begin().await?;
+                    let rows = q.build().fetch_all(&mut *tx).await?;
+                    (Some(tx), rows)
+                };
+                Ok(Box::new(SqlPartitionClaim {
+                    pool: self.pool.clone(),
+                    tx,
+                    tenant: tenant.clone(),
+                    partitions: partition_rows(rows)?,
+                }))
+            }
+
+            async fn garbage(
+                &self,
+                now: i64,
+                limit: usize,
+            ) -> $crate::Result<Vec<$crate::catalog::Garbage>> {
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT tenant, path FROM garbage WHERE delete_after <= ",
+                );
+                q.push_bind(now).push(" ORDER BY delete_after LIMIT ").push_bind(limit as i64);
+                q.build()
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(|r| {
+                        Ok($crate::catalog::Garbage {
+                            tenant: r.try_get::<String, _>(0)?.parse()?,
+                            path: r.try_get(1)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn forget_garbage(&self, deleted: &[$crate::catalog::Garbage]) -> $crate::Result<()> {
+                use $crate::catalog::sql::INSERT_CHUNK;
+                let mut tx = self.pool.begin().await?;
+                for chunk in deleted.chunks(INSERT_CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM garbage WHERE (tenant, path) IN (");
+                    let mut list = q.separated(", ");
+                    for g in chunk {
+                        list.push("(")
+                            .push_bind_unseparated(g.tenant.as_str())
+                            .push_unseparated(", ")
+                            .push_bind_unseparated(g.path.as_str())
+                            .push_unseparated(")");
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn partitions(
@@ -207,6 +328,7 @@ macro_rules! impl_sql_catalog {
                 view: Option<&str>,
             ) -> $crate::Result<Vec<$crate::catalog::PartitionRecord>> {
                 let mut q = partitions_query(tenant, view, None, None);
+                q.push(PARTITION_ORDER);
                 partition_rows(q.build().fetch_all(&self.pool).await?)
             }
 
@@ -368,7 +490,8 @@ macro_rules! impl_sql_catalog {
                 .collect()
         }
 
-        /// Partitions of a tenant: of one view (all when `None`), overlapping a time range.
+        /// Partitions of a tenant: of one view (all when `None`), overlapping a
+        /// time range, all of whose rows were inserted before a time.
         fn partitions_query(
             tenant: &$crate::ids::TenantId,
             view: Option<&str>,
@@ -390,9 +513,11 @@ macro_rules! impl_sql_catalog {
             if let Some(cutoff) = inserted_before {
                 q.push(" AND max_insert_time < ").push_bind(cutoff);
             }
-            q.push(" ORDER BY min_insert_time, partition_id");
             q
         }
+
+        /// The order partitions are listed and claimed in: oldest insert first.
+        const PARTITION_ORDER: &str = " ORDER BY min_insert_time, partition_id";
 
         fn partition_rows(
             rows: Vec<<$db as sqlx::Database>::Row>,
@@ -455,24 +580,7 @@ macro_rules! impl_sql_catalog {
                     None => self.pool.begin().await?,
                 };
                 let tenant = self.tenant.as_str();
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO partitions (tenant, partition_id, view_name, level, min_time, max_time, \
-                     min_insert_time, max_insert_time, row_count, size, insert_time) ",
-                );
-                q.push_values([partition], |mut b, p| {
-                    b.push_bind(tenant)
-                        .push_bind(p.partition_id.as_bytes().as_slice())
-                        .push_bind(p.view.as_str())
-                        .push_bind(p.level)
-                        .push_bind(p.min_time)
-                        .push_bind(p.max_time)
-                        .push_bind(p.min_insert_time)
-                        .push_bind(p.max_insert_time)
-                        .push_bind(p.row_count as i64)
-                        .push_bind(p.size as i64)
-                        .push_bind(p.insert_time);
-                });
-                q.build().execute(&mut *tx).await?;
+                insert_partitions(tenant, [partition]).build().execute(&mut *tx).await?;
                 let mut updated = 0;
                 for chunk in self.blocks.chunks(INSERT_CHUNK) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE blocks SET partition_id = ");
@@ -491,6 +599,161 @@ macro_rules! impl_sql_catalog {
                     // Another maintainer materialized some of them first.
                     tx.rollback().await?;
                     return Ok(false);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+
+        fn insert_partitions<'a>(
+            tenant: &'a str,
+            partitions: impl IntoIterator<Item = &'a $crate::catalog::PartitionRecord>,
+        ) -> sqlx::QueryBuilder<$db> {
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO partitions (tenant, partition_id, view_name, level, min_time, max_time, \
+                 min_insert_time, max_insert_time, row_count, size, insert_time) ",
+            );
+            q.push_values(partitions, |mut b, p| {
+                b.push_bind(tenant)
+                    .push_bind(p.partition_id.as_bytes().as_slice())
+                    .push_bind(p.view.as_str())
+                    .push_bind(p.level)
+                    .push_bind(p.min_time)
+                    .push_bind(p.max_time)
+                    .push_bind(p.min_insert_time)
+                    .push_bind(p.max_insert_time)
+                    .push_bind(p.row_count as i64)
+                    .push_bind(p.size as i64)
+                    .push_bind(p.insert_time);
+            });
+            q
+        }
+
+        /// `column IN (…ids)`.
+        fn push_ids(
+            q: &mut sqlx::QueryBuilder<$db>,
+            column: &str,
+            ids: &[$crate::ids::PartitionId],
+        ) {
+            q.push(" ").push(column).push(" IN (");
+            let mut list = q.separated(", ");
+            for id in ids {
+                list.push_bind(id.as_bytes().as_slice());
+            }
+            q.push(")");
+        }
+
+        /// Partitions claimed for compaction or reduction.
+        struct SqlPartitionClaim {
+            pool: sqlx::Pool<$db>,
+            /// The transaction holding the partitions' row locks, if the backend locks rows.
+            tx: Option<sqlx::Transaction<'static, $db>>,
+            tenant: $crate::ids::TenantId,
+            partitions: Vec<$crate::catalog::PartitionRecord>,
+        }
+
+        impl std::fmt::Debug for SqlPartitionClaim {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("SqlPartitionClaim")
+                    .field("tenant", &self.tenant)
+                    .field("partitions", &self.partitions.len())
+                    .field("locked", &self.tx.is_some())
+                    .finish()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::catalog::PartitionClaim for SqlPartitionClaim {
+            fn partitions(&self) -> &[$crate::catalog::PartitionRecord] {
+                &self.partitions
+            }
+
+            async fn commit(
+                self: Box<Self>,
+                change: &$crate::catalog::PartitionChange,
+            ) -> $crate::Result<bool> {
+                use sqlx::Row;
+                let mut tx = match self.tx {
+                    Some(tx) => tx,
+                    None => self.pool.begin().await?,
+                };
+                let tenant = self.tenant.as_str();
+                // Writes come before the checks: once a write holds SQLite's
+                // lock, what the checks read is current.
+                for r in &change.replacements {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM partitions WHERE tenant = ");
+                    q.push_bind(tenant).push(" AND");
+                    push_ids(&mut q, "partition_id", &r.inputs);
+                    if q.build().execute(&mut *tx).await?.rows_affected() != r.inputs.len() as u64 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    insert_partitions(tenant, [&r.output]).build().execute(&mut *tx).await?;
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE blocks SET partition_id = ");
+                    q.push_bind(r.output.partition_id.as_bytes().as_slice())
+                        .push(" WHERE tenant = ")
+                        .push_bind(tenant)
+                        .push(" AND");
+                    push_ids(&mut q, "partition_id", &r.inputs);
+                    q.build().execute(&mut *tx).await?;
+                    // Aggregates that reduced every input have reduced the output.
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO reductions (tenant, target, partition_id) SELECT tenant, target, ",
+                    );
+                    q.push_bind(r.output.partition_id.as_bytes().as_slice())
+                        .push(" FROM reductions WHERE tenant = ")
+                        .push_bind(tenant)
+                        .push(" AND");
+                    push_ids(&mut q, "partition_id", &r.inputs);
+                    q.push(" GROUP BY tenant, target HAVING count(*) = ")
+                        .push_bind(r.inputs.len() as i64);
+                    q.build().execute(&mut *tx).await?;
+                    let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM reductions WHERE tenant = ");
+                    q.push_bind(tenant).push(" AND");
+                    push_ids(&mut q, "partition_id", &r.inputs);
+                    q.build().execute(&mut *tx).await?;
+                    let garbage: Vec<String> = self
+                        .partitions
+                        .iter()
+                        .filter(|p| r.inputs.contains(&p.partition_id))
+                        .map(|p| p.path(&self.tenant).to_string())
+                        .collect();
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO garbage (tenant, path, delete_after) ");
+                    q.push_values(&garbage, |mut b, path| {
+                        b.push_bind(tenant).push_bind(path.as_str()).push_bind(change.delete_after);
+                    });
+                    q.push(" ON CONFLICT DO NOTHING");
+                    q.build().execute(&mut *tx).await?;
+                }
+                for (id, level) in &change.relevels {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE partitions SET level = ");
+                    q.push_bind(*level)
+                        .push(" WHERE tenant = ")
+                        .push_bind(tenant)
+                        .push(" AND partition_id = ")
+                        .push_bind(id.as_bytes().as_slice());
+                    if q.build().execute(&mut *tx).await?.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                }
+                for r in &change.reductions {
+                    insert_partitions(tenant, [&r.output]).build().execute(&mut *tx).await?;
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO reductions (tenant, target, partition_id) ");
+                    q.push_values(&r.sources, |mut b, id| {
+                        b.push_bind(tenant).push_bind(r.output.view.as_str()).push_bind(id.as_bytes().as_slice());
+                    });
+                    q.push(" ON CONFLICT DO NOTHING");
+                    let recorded = q.build().execute(&mut *tx).await?.rows_affected();
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT count(*) FROM partitions WHERE tenant = ");
+                    q.push_bind(tenant).push(" AND");
+                    push_ids(&mut q, "partition_id", &r.sources);
+                    let present: i64 = q.build().fetch_one(&mut *tx).await?.try_get(0)?;
+                    // Another maintainer reduced or replaced one of them first.
+                    if recorded != r.sources.len() as u64 || present != r.sources.len() as i64 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
                 }
                 tx.commit().await?;
                 Ok(true)

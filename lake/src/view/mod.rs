@@ -62,6 +62,15 @@ impl View {
         }
     }
 
+    /// The order compaction writes its rows in: spans by trace (a trace id
+    /// lookup reads one row group of a file), the others by time.
+    pub fn sort_key(self) -> &'static [&'static str] {
+        match self {
+            View::LogEntries | View::Measures => &["time"],
+            View::Spans => &["trace_id", "start_time"],
+        }
+    }
+
     pub fn schema(self) -> SchemaRef {
         match self {
             View::LogEntries => Arc::clone(&logs::SCHEMA),
