@@ -146,7 +146,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // The log questions: framelake's views against plain DataFusion over the same files.
-    let engine = Engine::new(Arc::clone(&lake), QueryLimits::default());
+    let engine = Engine::new(
+        Arc::clone(&lake),
+        QueryLimits::default(),
+        framelake_query::aggregate::shipped(),
+    )
+    .await?;
     let mut config = datafusion::prelude::SessionConfig::new();
     // Partition files are in a folder per day.
     config

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use framelake_lake::Lake;
-use framelake_lake::compact::{Compactor, EventRewrite};
+use framelake_lake::compact::{CompactConfig, Compactor, EventRewrite};
 use framelake_lake::materialize::Materializer;
 use framelake_lake::tenancy::Tenancy;
 use framelake_lake::writer::Writer;
 use framelake_query::Engine;
+use framelake_query::aggregate::{self, AggregateRewrite, Reducer};
 use framelake_query::flight::FlightSql;
 use framelake_query::http::QueryService;
 use framelake_receiver::Ingest;
@@ -69,8 +70,14 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
     } else {
         None
     };
+    let engine = Engine::new(
+        Arc::clone(&lake),
+        settings.query_limits(),
+        settings.aggregates(),
+    )
+    .await?;
     if roles.query {
-        let engine = Engine::new(Arc::clone(&lake), settings.query_limits());
+        let engine = engine.clone();
         let flight = FlightSql::new(engine.clone(), tenancy.clone()).into_server();
         let listener = bind("flightsql", settings.flight_addr()).await?;
         let stopped = stop.clone().cancelled_owned();
@@ -102,10 +109,21 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         let materializer = Materializer::new(Arc::clone(&lake), settings.materialize());
         let stopped = stop.clone();
         tracker.spawn(async move { materializer.run(stopped).await });
+        let compact = CompactConfig {
+            reduced_first: aggregate::reduced_first(&engine),
+            ..settings.compact()
+        };
         let events = Arc::new(EventRewrite::new(Arc::clone(&lake)));
-        let compactor = Compactor::new(Arc::clone(&lake), events, settings.compact());
+        let compactor = Compactor::new(Arc::clone(&lake), events, compact.clone());
         let stopped = stop.clone();
         tracker.spawn(async move { compactor.run(stopped).await });
+        let aggregates = Arc::new(AggregateRewrite::new(engine.clone()));
+        let compactor = Compactor::new(Arc::clone(&lake), aggregates, compact.clone());
+        let stopped = stop.clone();
+        tracker.spawn(async move { compactor.run(stopped).await });
+        let reducer = Reducer::new(engine.clone());
+        let stopped = stop.clone();
+        tracker.spawn(async move { reducer.run(compact.interval, stopped).await });
     }
     if roles.maintain {
         let (lake, retention, stopped) = (Arc::clone(&lake), settings.retention()?, stop.clone());

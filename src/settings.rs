@@ -16,6 +16,7 @@ use framelake_lake::segment::Compression;
 use framelake_lake::store::S3Options;
 use framelake_lake::writer::WriterConfig;
 use framelake_query::QueryLimits;
+use framelake_query::aggregate::{self, AggregateDefinition};
 use framelake_receiver::Limits;
 use serde::Deserialize;
 
@@ -30,6 +31,11 @@ macro_rules! settings {
             #[arg(long, env = "FRAMELAKE_CONFIG", global = true)]
             #[serde(skip)]
             pub(crate) config: Option<PathBuf>,
+            /// Aggregate views besides the shipped ones: `[[aggregates]]` tables
+            /// of the config file (name, source, bin_seconds, transform, merge).
+            #[arg(skip)]
+            #[serde(default)]
+            pub(crate) aggregates: Vec<AggregateDefinition>,
             $(
                 $(#[doc = $doc])*
                 #[arg(long, env = $env, global = true, allow_negative_numbers = true)]
@@ -40,7 +46,9 @@ macro_rules! settings {
         impl Settings {
             /// Fills what is unset from `file`.
             fn or(self, file: Settings) -> Settings {
-                Settings { config: self.config, $($name: self.$name.or(file.$name),)* }
+                let mut aggregates = self.aggregates;
+                aggregates.extend(file.aggregates);
+                Settings { config: self.config, aggregates, $($name: self.$name.or(file.$name),)* }
             }
         }
     };
@@ -179,6 +187,13 @@ impl Settings {
                 .map_or(d.interval, |ms| Duration::from_millis(ms.max(10))),
             ..d
         }
+    }
+
+    /// The aggregate views: the shipped ones and the configured ones.
+    pub(crate) fn aggregates(&self) -> Vec<AggregateDefinition> {
+        let mut all = aggregate::shipped();
+        all.extend(self.aggregates.iter().cloned());
+        all
     }
 
     /// Compaction; replaced objects stay readable for twice the query timeout

@@ -22,6 +22,7 @@ use framelake_lake::view::catalog::CatalogView;
 use futures::Stream;
 
 use crate::QueryError;
+use crate::aggregate::{Aggregate, AggregateDefinition, AggregateTable};
 use crate::table::{CatalogTable, EventTable};
 
 /// What one query may use.
@@ -51,6 +52,7 @@ impl Default for QueryLimits {
 pub struct Engine {
     lake: Arc<Lake>,
     limits: QueryLimits,
+    aggregates: Arc<Vec<Aggregate>>,
 }
 
 /// A planned query.
@@ -68,16 +70,47 @@ pub struct Rows {
 }
 
 impl Engine {
-    pub fn new(lake: Arc<Lake>, limits: QueryLimits) -> Self {
-        Engine { lake, limits }
+    /// An engine with these aggregate views (besides the event and catalog
+    /// views); fails on a definition that cannot work.
+    pub async fn new(
+        lake: Arc<Lake>,
+        limits: QueryLimits,
+        aggregates: Vec<AggregateDefinition>,
+    ) -> Result<Self, QueryError> {
+        let mut engine = Engine {
+            lake,
+            limits,
+            aggregates: Arc::new(Vec::new()),
+        };
+        let mut planned: Vec<Aggregate> = Vec::new();
+        for definition in aggregates {
+            if planned.iter().any(|a| a.definition.name == definition.name) {
+                return Err(QueryError::Config(format!(
+                    "aggregate {:?} is defined twice",
+                    definition.name
+                )));
+            }
+            planned.push(Aggregate::plan(&engine, definition).await?);
+        }
+        engine.aggregates = Arc::new(planned);
+        Ok(engine)
     }
 
     pub fn limits(&self) -> &QueryLimits {
         &self.limits
     }
 
-    /// A session that sees the views of one tenant and nothing else.
-    pub fn session(&self, tenant: &TenantId) -> Result<SessionContext, QueryError> {
+    pub fn lake(&self) -> &Arc<Lake> {
+        &self.lake
+    }
+
+    /// The aggregate views.
+    pub fn aggregates(&self) -> &[Aggregate] {
+        &self.aggregates
+    }
+
+    /// A session with the functions and the limits, but no tables.
+    pub(crate) fn bare_session(&self) -> Result<SessionContext, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("framelake", "public")
@@ -94,6 +127,13 @@ impl Engine {
             Arc::clone(self.lake.store.object_store()),
         );
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        register_functions(&ctx);
+        Ok(ctx)
+    }
+
+    /// A session that sees the views of one tenant and nothing else.
+    pub fn session(&self, tenant: &TenantId) -> Result<SessionContext, QueryError> {
+        let ctx = self.bare_session()?;
         for view in View::ALL {
             let table = EventTable::new(view, Arc::clone(&self.lake), tenant.clone());
             ctx.register_table(view.name(), Arc::new(table))?;
@@ -102,7 +142,10 @@ impl Engine {
             let table = CatalogTable::new(view, Arc::clone(&self.lake), tenant.clone());
             ctx.register_table(view.name(), Arc::new(table))?;
         }
-        crate::functions::register(&ctx);
+        for aggregate in self.aggregates.iter() {
+            let table = AggregateTable::new(aggregate.clone(), self.clone(), tenant.clone());
+            ctx.register_table(aggregate.definition.name.as_str(), Arc::new(table))?;
+        }
         Ok(ctx)
     }
 
@@ -174,6 +217,12 @@ impl Engine {
         });
         Ok(Rows { schema, stream })
     }
+}
+
+/// Registers framelake's SQL functions with a session.
+pub(crate) fn register_functions(ctx: &SessionContext) {
+    crate::functions::register(ctx);
+    crate::quantiles::register(ctx);
 }
 
 fn read_only_options() -> SQLOptions {

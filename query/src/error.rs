@@ -36,6 +36,9 @@ pub enum QueryError {
     /// The catalog or the object store did not answer; the query may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// A configured definition (an aggregate view's) that cannot work.
+    #[error("{0}")]
+    Config(String),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -52,7 +55,7 @@ impl QueryError {
             QueryError::ResourcesExhausted(_) => StatusCode::UNPROCESSABLE_ENTITY,
             QueryError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             QueryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            QueryError::Config(_) | QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -64,6 +67,16 @@ impl From<framelake_lake::tenancy::AuthError> for QueryError {
             AuthError::Unauthenticated(m) => QueryError::Unauthorized(m),
             AuthError::Forbidden(m) => QueryError::Forbidden(m),
             AuthError::BadTenant(m) => QueryError::BadQuery(m),
+        }
+    }
+}
+
+impl From<framelake_lake::Error> for QueryError {
+    fn from(e: framelake_lake::Error) -> Self {
+        if e.is_retryable() {
+            QueryError::Unavailable(e.to_string())
+        } else {
+            QueryError::Internal(e.to_string())
         }
     }
 }

@@ -115,7 +115,7 @@ fn status(e: QueryError) -> Status {
         QueryError::ResourcesExhausted(_) => Status::resource_exhausted(message),
         QueryError::Timeout(_) => Status::deadline_exceeded(message),
         QueryError::Unavailable(_) => Status::unavailable(message),
-        QueryError::Internal(_) => Status::internal(message),
+        QueryError::Config(_) | QueryError::Internal(_) => Status::internal(message),
     }
 }
 

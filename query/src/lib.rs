@@ -1,17 +1,20 @@
 //! framelake's query side: SQL over the lake with DataFusion.
 //!
 //! - [`engine`]: a session per query, scoped to one tenant, read-only and limited.
+//! - [`aggregate`]: aggregate views, reduced incrementally by the maintainer.
 //! - [`http`]: `POST /api/v1/sql` on the query listener.
 //! - [`flight`]: Arrow FlightSQL.
 //!
 //! The views are those of [`framelake_lake::view`]; [`functions`] lists the
-//! SQL functions added for them.
+//! SQL functions added for them, [`quantiles`] the percentile functions.
 
+pub mod aggregate;
 pub mod engine;
 mod error;
 pub mod flight;
 pub mod functions;
 pub mod http;
+pub mod quantiles;
 mod table;
 
 pub use crate::engine::{Engine, Prepared, QueryLimits, Rows};

@@ -51,6 +51,8 @@ pub(crate) struct EventTable {
     schema: SchemaRef,
     lake: Arc<Lake>,
     tenant: TenantId,
+    /// What it reads, when given rather than asked of the catalog at scan.
+    fixed: Option<ViewSnapshot>,
 }
 
 impl EventTable {
@@ -60,6 +62,20 @@ impl EventTable {
             schema: query_schema(&view.schema()),
             lake,
             tenant,
+            fixed: None,
+        }
+    }
+
+    /// The view's rows in these partitions and blocks only.
+    pub(crate) fn fixed(
+        view: View,
+        lake: Arc<Lake>,
+        tenant: TenantId,
+        snapshot: ViewSnapshot,
+    ) -> Self {
+        EventTable {
+            fixed: Some(snapshot),
+            ..EventTable::new(view, lake, tenant)
         }
     }
 }
@@ -106,14 +122,12 @@ impl TableProvider for EventTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let range = filters
-            .iter()
-            .filter_map(|f| time_bounds(self.view, f))
-            .fold(TimeRange::ALL, TimeRange::intersect);
-        let snapshot = if range.is_empty() {
-            ViewSnapshot::default()
-        } else {
-            self.lake
+        let range = time_range(self.view.time_columns(), filters);
+        let snapshot = match &self.fixed {
+            _ if range.is_empty() => ViewSnapshot::default(),
+            Some(fixed) => fixed.overlapping(range),
+            None => self
+                .lake
                 .catalog
                 .snapshot(
                     &self.tenant,
@@ -125,11 +139,20 @@ impl TableProvider for EventTable {
                     },
                 )
                 .await
-                .map_err(external)?
+                .map_err(external)?,
         };
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !snapshot.partitions.is_empty() {
-            inputs.push(self.parquet(state, &snapshot.partitions, projection, filters, limit)?);
+            let partitions = &snapshot.partitions;
+            inputs.push(parquet(
+                state,
+                &self.schema,
+                &self.tenant,
+                partitions,
+                projection,
+                filters,
+                limit,
+            )?);
         }
         if !snapshot.blocks.is_empty() || inputs.is_empty() {
             inputs.push(self.blocks(state, snapshot.blocks, projection, limit)?);
@@ -141,52 +164,106 @@ impl TableProvider for EventTable {
     }
 }
 
-impl EventTable {
-    /// Reads partitions with DataFusion's Parquet reader: predicates prune row
-    /// groups and pages by statistics and bloom filters.
-    fn parquet(
+/// Reads partitions with DataFusion's Parquet reader: predicates prune row
+/// groups and pages by statistics and bloom filters.
+pub(crate) fn parquet(
+    state: &dyn Session,
+    schema: &SchemaRef,
+    tenant: &TenantId,
+    partitions: &[PartitionRecord],
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut source = ParquetSource::new(Arc::clone(schema))
+        .with_enable_page_index(true)
+        .with_bloom_filter_on_read(true);
+    if let Some(predicate) = conjunction(filters.iter().map(|f| uncast_ids(f.clone(), schema))) {
+        let df_schema = DFSchema::try_from(Arc::clone(schema))?;
+        // A predicate the Parquet reader cannot use only costs pruning.
+        if let Ok(predicate) = state.create_physical_expr(predicate, &df_schema) {
+            source = source.with_predicate(predicate);
+        }
+    }
+    let files: Vec<PartitionedFile> = partitions
+        .iter()
+        .map(|p| {
+            // The catalog knows each file's rows: `count(*)` needs no scan.
+            let mut statistics = Statistics::new_unknown(schema);
+            statistics.num_rows = Precision::Exact(p.row_count as usize);
+            PartitionedFile::new(p.path(tenant).to_string(), p.size)
+                .with_statistics(Arc::new(statistics))
+        })
+        .collect();
+    let groups = state
+        .config()
+        .target_partitions()
+        .clamp(1, files.len().max(1));
+    let mut file_groups = vec![Vec::new(); groups];
+    for (i, file) in files.into_iter().enumerate() {
+        file_groups[i % groups].push(file);
+    }
+    let config = FileScanConfigBuilder::new(lake_store_url(), Arc::new(source))
+        .with_file_groups(file_groups.into_iter().map(FileGroup::new).collect())
+        .with_projection_indices(projection.cloned())?
+        .with_limit(limit)
+        .build();
+    Ok(DataSourceExec::from_data_source(config))
+}
+
+/// Given partitions of a view (an aggregate's), read as they are.
+#[derive(Debug)]
+pub(crate) struct PartitionTable {
+    pub(crate) schema: SchemaRef,
+    pub(crate) tenant: TenantId,
+    pub(crate) partitions: Vec<PartitionRecord>,
+}
+
+#[async_trait]
+impl TableProvider for PartitionTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
         &self,
         state: &dyn Session,
-        partitions: &[PartitionRecord],
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let schema = Arc::clone(&self.schema);
-        let mut source = ParquetSource::new(Arc::clone(&schema))
-            .with_enable_page_index(true)
-            .with_bloom_filter_on_read(true);
-        if let Some(predicate) = conjunction(filters.iter().map(|f| uncast_ids(f.clone(), &schema)))
-        {
-            let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
-            // A predicate the Parquet reader cannot use only costs pruning.
-            if let Ok(predicate) = state.create_physical_expr(predicate, &df_schema) {
-                source = source.with_predicate(predicate);
-            }
+        if self.partitions.is_empty() {
+            let schema = Arc::clone(&self.schema);
+            return Ok(MemorySourceConfig::try_new_exec(
+                &[vec![]],
+                schema,
+                projection.cloned(),
+            )?);
         }
-        let files: Vec<PartitionedFile> = partitions
-            .iter()
-            .map(|p| {
-                // The catalog knows each file's rows: `count(*)` needs no scan.
-                let mut statistics = Statistics::new_unknown(&schema);
-                statistics.num_rows = Precision::Exact(p.row_count as usize);
-                PartitionedFile::new(p.path(&self.tenant).to_string(), p.size)
-                    .with_statistics(Arc::new(statistics))
-            })
-            .collect();
-        let groups = state.config().target_partitions().clamp(1, files.len());
-        let mut file_groups = vec![Vec::new(); groups];
-        for (i, file) in files.into_iter().enumerate() {
-            file_groups[i % groups].push(file);
-        }
-        let config = FileScanConfigBuilder::new(lake_store_url(), Arc::new(source))
-            .with_file_groups(file_groups.into_iter().map(FileGroup::new).collect())
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .build();
-        Ok(DataSourceExec::from_data_source(config))
+        parquet(
+            state,
+            &self.schema,
+            &self.tenant,
+            &self.partitions,
+            projection,
+            filters,
+            limit,
+        )
     }
+}
 
+impl EventTable {
     /// Reads blocks not yet materialized, decoding them as they come.
     fn blocks(
         &self,
@@ -333,6 +410,31 @@ fn cast_to(
     )?)
 }
 
+trait Overlapping {
+    fn overlapping(&self, range: TimeRange) -> Self;
+}
+
+impl Overlapping for ViewSnapshot {
+    /// What of the snapshot overlaps a time range.
+    fn overlapping(&self, range: TimeRange) -> ViewSnapshot {
+        ViewSnapshot {
+            partitions: self
+                .partitions
+                .iter()
+                .filter(|p| range.overlaps(p.min_time, p.max_time))
+                .cloned()
+                .collect(),
+            blocks: self
+                .blocks
+                .iter()
+                .filter(|b| range.overlaps(b.min_time, b.max_time))
+                .cloned()
+                .collect(),
+            reduced: Vec::new(),
+        }
+    }
+}
+
 /// `processes`, `streams` or `blocks` of one tenant, read from the catalog at scan.
 #[derive(Debug)]
 pub(crate) struct CatalogTable {
@@ -388,13 +490,13 @@ impl TableProvider for CatalogTable {
 
 /// An inclusive range of event times, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct TimeRange {
-    min: i64,
-    max: i64,
+pub(crate) struct TimeRange {
+    pub(crate) min: i64,
+    pub(crate) max: i64,
 }
 
 impl TimeRange {
-    const ALL: TimeRange = TimeRange {
+    pub(crate) const ALL: TimeRange = TimeRange {
         min: i64::MIN,
         max: i64::MAX,
     };
@@ -406,20 +508,31 @@ impl TimeRange {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.min > self.max
     }
 
-    fn as_filter(&self) -> Option<(i64, i64)> {
+    pub(crate) fn overlaps(&self, min: i64, max: i64) -> bool {
+        max >= self.min && min <= self.max
+    }
+
+    pub(crate) fn as_filter(&self) -> Option<(i64, i64)> {
         (*self != TimeRange::ALL).then_some((self.min, self.max))
     }
 }
 
-/// The time range a filter confines a view's rows to, if it is a comparison
-/// of one of the view's time columns with a timestamp.
-fn time_bounds(view: View, filter: &Expr) -> Option<TimeRange> {
-    let is_time =
-        |e: &Expr| matches!(e, Expr::Column(c) if view.time_columns().contains(&c.name.as_str()));
+/// The time range filters confine rows to, by their time columns.
+pub(crate) fn time_range(columns: &[&str], filters: &[Expr]) -> TimeRange {
+    filters
+        .iter()
+        .filter_map(|f| time_bounds(columns, f))
+        .fold(TimeRange::ALL, TimeRange::intersect)
+}
+
+/// The time range a filter confines rows to, if it is a comparison of one
+/// of their time columns with a timestamp.
+fn time_bounds(columns: &[&str], filter: &Expr) -> Option<TimeRange> {
+    let is_time = |e: &Expr| matches!(e, Expr::Column(c) if columns.contains(&c.name.as_str()));
     match filter {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let (op, value) = if is_time(left) {
@@ -499,7 +612,7 @@ mod tests {
     #[test]
     fn time_predicates_become_block_ranges() {
         let logs = View::LogEntries;
-        let range = |e: Expr| time_bounds(logs, &e);
+        let range = |e: Expr| time_bounds(logs.time_columns(), &e);
         assert_eq!(
             range(col("time").gt(ts(10))),
             Some(TimeRange {
@@ -533,8 +646,11 @@ mod tests {
         assert_eq!(range(col("time").not_eq(ts(1))), None);
         assert_eq!(range(col("severity_number").gt(lit(3))), None);
         assert_eq!(range(col("time").not_between(ts(1), ts(2))), None);
-        assert_eq!(time_bounds(View::Spans, &col("time").gt(ts(1))), None);
-        assert!(time_bounds(View::Spans, &col("end_time").gt(ts(1))).is_some());
+        assert_eq!(
+            time_bounds(View::Spans.time_columns(), &col("time").gt(ts(1))),
+            None
+        );
+        assert!(time_bounds(View::Spans.time_columns(), &col("end_time").gt(ts(1))).is_some());
         let empty = TimeRange::ALL
             .intersect(TimeRange {
                 min: 5,

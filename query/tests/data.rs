@@ -366,3 +366,42 @@ pub(crate) fn traces(seed: u64, traces: u64, base: u64) -> Vec<u8> {
     }
     .encode_to_vec()
 }
+
+/// `n` log records scattered over the day from `base` (derived from `seed`):
+/// three services, four severities, two scopes; some share a minute.
+pub(crate) fn logs_over_a_day(seed: u64, n: u64, base: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let severities = [(5, "DEBUG"), (9, "INFO"), (13, "WARN"), (17, "ERROR")];
+    let resource_logs = ["checkout", "cart", "search"]
+        .into_iter()
+        .map(|service| ResourceLogs {
+            resource: resource(service),
+            scope_logs: ["app", "db"]
+                .into_iter()
+                .map(|scope_name| ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: scope_name.into(),
+                        ..Default::default()
+                    }),
+                    log_records: (0..n / 6)
+                        .map(|_| {
+                            // Minutes of the day, and seconds within them.
+                            let at = base + next() % 1440 * 60 * SECOND + next() % 60 * SECOND;
+                            let (number, text) = severities[(next() % 4) as usize];
+                            log(at, number, text, "work done", Vec::new())
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest { resource_logs }.encode_to_vec()
+}

@@ -1,6 +1,7 @@
 //! The query side end to end: OTLP requests into a real receiver over HTTP,
 //! SQL over HTTP back out, on SQLite + local files and PostgreSQL + S3.
 
+mod aggregates;
 mod api;
 mod compaction;
 mod data;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 /// A receiver and a query listener in this process, on one lake.
 pub(crate) struct Stack {
     pub(crate) lake: Arc<Lake>,
+    pub(crate) engine: Engine,
     pub(crate) ingest_url: String,
     pub(crate) query_url: String,
     /// `http://host:port` of the FlightSQL listener.
@@ -70,9 +72,18 @@ impl Stack {
             limits: Limits::default(),
             compression: Compression::Lz4,
         });
-        let engine = Engine::new(Arc::clone(&lake), limits);
+        let engine = Engine::new(
+            Arc::clone(&lake),
+            limits,
+            framelake_query::aggregate::shipped(),
+        )
+        .await
+        .expect("the shipped aggregates plan");
         let flight = FlightSql::new(engine.clone(), tenancy.clone()).into_server();
-        let query = Arc::new(QueryService { engine, tenancy });
+        let query = Arc::new(QueryService {
+            engine: engine.clone(),
+            tenancy,
+        });
         let ingest_url = serve(framelake_receiver::http::router(ingest)).await;
         let query_url = serve(framelake_query::http::router(query)).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -84,6 +95,7 @@ impl Stack {
         );
         Stack {
             lake,
+            engine,
             ingest_url,
             query_url,
             flight_url,

@@ -13,6 +13,7 @@ use framelake_lake::compact::{CompactConfig, Compactor, EventRewrite};
 use framelake_lake::materialize::{MaterializeConfig, Materializer};
 use framelake_lake::tenancy::Tenancy;
 use framelake_query::QueryLimits;
+use framelake_query::aggregate::Reducer;
 use object_store::ObjectStoreExt;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
@@ -152,6 +153,16 @@ async fn run_suite(stack: &Stack) {
         .await
         .expect("partitions");
     assert!(partitions.iter().all(|p| p.level == 3), "{partitions:?}");
+    run_files(stack).await;
+    // Reduced into the aggregate views: they read their own partitions.
+    let done = Reducer::new(stack.engine.clone())
+        .pass()
+        .await
+        .expect("reduces");
+    assert_eq!(
+        done.written, 3,
+        "log_stats and span_stats, log_stats of the other tenant: {done:?}"
+    );
     run_files(stack).await;
 }
 
