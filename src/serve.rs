@@ -45,7 +45,8 @@ pub(crate) struct Roles {
     pub(crate) receiver: bool,
     /// SQL over HTTP and FlightSQL.
     pub(crate) query: bool,
-    /// Materialization of blocks into Parquet partitions.
+    /// Materialization of blocks into Parquet partitions, compaction,
+    /// reduction into aggregate views, retention.
     pub(crate) maintain: bool,
 }
 
@@ -63,6 +64,15 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
             "authentication is off: any client may read and write any tenant (use --auth-file)"
         );
     }
+    // Planned first: an aggregate definition that cannot work stops the
+    // process before it listens.
+    let engine = Engine::new(
+        Arc::clone(&lake),
+        settings.query_limits(),
+        settings.aggregates(),
+    )
+    .await
+    .context("the aggregate views")?;
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     let writer = if roles.receiver {
@@ -70,12 +80,6 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
     } else {
         None
     };
-    let engine = Engine::new(
-        Arc::clone(&lake),
-        settings.query_limits(),
-        settings.aggregates(),
-    )
-    .await?;
     if roles.query {
         let engine = engine.clone();
         let flight = FlightSql::new(engine.clone(), tenancy.clone()).into_server();

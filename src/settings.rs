@@ -314,6 +314,20 @@ mod tests {
     }
 
     #[test]
+    fn aggregates_come_from_the_file_after_the_shipped_ones() {
+        let file: Settings = toml::from_str(
+            "[[aggregates]]\nname = \"errors\"\nsource = \"log_entries\"\n\
+             transform = \"SELECT 1\"\nmerge = \"SELECT 1\"\n",
+        )
+        .expect("valid toml");
+        let merged = Settings::default().or(file);
+        let names: Vec<String> = merged.aggregates().into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["log_stats", "span_stats", "errors"]);
+        assert_eq!(merged.aggregates()[2].bin_seconds, 60);
+        assert!(toml::from_str::<Settings>("[[aggregates]]\nname = \"x\"").is_err());
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         assert!(toml::from_str::<Settings>("flush_intervl_ms = 1").is_err());
     }

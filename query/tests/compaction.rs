@@ -10,6 +10,7 @@ use framelake_lake::compact::{CompactConfig, Compactor, EventRewrite, read_parti
 use framelake_lake::ids::TenantId;
 use framelake_lake::tenancy::Tenancy;
 use framelake_query::QueryLimits;
+use framelake_query::aggregate::Reducer;
 use object_store::ObjectStoreExt;
 use serde_json::json;
 
@@ -130,6 +131,18 @@ async fn two_compactors_merge_each_partition_once(stack: Stack) {
     assert_eq!(blocks.len(), 12);
     let pending = stack.lake.catalog.pending_tenants().await.expect("pending");
     assert!(pending.is_empty(), "{pending:?}");
+    // Two reducers at once: each compacted partition reduced once.
+    let reducers = [
+        Reducer::new(stack.engine.clone()),
+        Reducer::new(stack.engine.clone()),
+    ];
+    let (a, b) = tokio::join!(reducers[0].pass(), reducers[1].pass());
+    let (a, b) = (a.expect("first reducer"), b.expect("second reducer"));
+    assert_eq!(a.sources + b.sources, after.len(), "{a:?} {b:?}");
+    assert_eq!(
+        stack.rows("SELECT sum(count) AS n FROM span_stats").await,
+        vec![json!({ "n": 1200 })]
+    );
     // A trace is found whole, in one row group of one file.
     let one = "SELECT count(*) AS n FROM spans WHERE trace_id = \
                (SELECT trace_id FROM spans ORDER BY span_id LIMIT 1)";
