@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use arrow::array::Array;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use framelake_lake::compact::{CompactConfig, Compactor, EventRewrite};
 use framelake_lake::materialize::{MaterializeConfig, Materializer};
 use framelake_lake::tenancy::Tenancy;
 use framelake_lake::writer::{Writer, WriterConfig};
 use framelake_lake::{Lake, LakeConfig};
+use framelake_query::aggregate::{self, AggregateRewrite, Reducer};
 use framelake_query::{Engine, QueryLimits};
 use framelake_receiver::otlp::{Encoding, Signal};
 use framelake_receiver::{ContentEncoding, Ingest, Limits};
@@ -145,13 +147,70 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
 
-    // The log questions: framelake's views against plain DataFusion over the same files.
+    // Compaction and reduction, as maintainers do them once the windows
+    // closed: partitions merged (spans sorted by trace id, logs by time,
+    // zstd 3), reduced into the aggregate views, merged up to days.
     let engine = Engine::new(
         Arc::clone(&lake),
         QueryLimits::default(),
         framelake_query::aggregate::shipped(),
     )
     .await?;
+    if !args.reuse {
+        let config = CompactConfig {
+            reduced_first: aggregate::reduced_first(&engine),
+            ..CompactConfig::default()
+        };
+        let events = Compactor::new(
+            Arc::clone(&lake),
+            Arc::new(EventRewrite::new(Arc::clone(&lake))),
+            config.clone(),
+        );
+        let partials = Compactor::new(
+            Arc::clone(&lake),
+            Arc::new(AggregateRewrite::new(engine.clone())),
+            config,
+        );
+        let reducer = Reducer::new(engine.clone());
+        let later = framelake_lake::writer::now_nanos() + 2 * 86_400 * 1_000_000_000;
+        let (cpu, wall) = (cpu_seconds(), Instant::now());
+        let compacted = events.pass(later).await?;
+        let (compact_cpu, compact_wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+        let (cpu, wall) = (cpu_seconds(), Instant::now());
+        let reduced = reducer.pass().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (reduce_cpu, reduce_wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+        events.pass(later).await?;
+        partials.pass(later).await?;
+        let partitions = lake.catalog.partitions(&tenant, None).await?;
+        let at_rest = |view: &str| {
+            let (bytes, rows) = partitions
+                .iter()
+                .filter(|p| p.view == view)
+                .fold((0, 0), |(b, r), p| (b + p.size, r + p.row_count));
+            bytes as f64 / rows.max(1) as f64
+        };
+        println!();
+        println!(
+            "| maintenance after materialization | partitions in → out | CPU s | wall s | rows per CPU-s | B/row at rest (log / span) |"
+        );
+        println!("|---|---:|---:|---:|---:|---|");
+        println!(
+            "| compaction (sort, zstd 3) | {} → {} | {compact_cpu:.2} | {compact_wall:.2} | {:.0} | {:.1} / {:.1} |",
+            compacted.merged,
+            compacted.written,
+            done.rows as f64 / compact_cpu,
+            at_rest("log_entries"),
+            at_rest("spans"),
+        );
+        println!(
+            "| reduction into log_stats, span_stats | {} → {} | {reduce_cpu:.2} | {reduce_wall:.2} | {:.0} | — |",
+            reduced.sources,
+            reduced.written,
+            done.rows as f64 / reduce_cpu,
+        );
+    }
+
+    // The log questions: framelake's views against plain DataFusion over the same files.
     let mut config = datafusion::prelude::SessionConfig::new();
     // Partition files are in a folder per day.
     config
@@ -184,6 +243,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             "SELECT service_name, count(*) FROM log_entries GROUP BY service_name",
         ),
         ("count all", "SELECT count(*) FROM log_entries"),
+        (
+            "count per hour and service",
+            "SELECT date_bin(INTERVAL '1 hour', time) AS hour, service_name, count(*) FROM log_entries GROUP BY 1, 2",
+        ),
     ];
     println!();
     println!(
@@ -211,6 +274,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             theirs / ours
         );
     }
+    // Dashboards read the reduced rows.
+    let dashboard = "SELECT date_bin(INTERVAL '1 hour', time) AS hour, service_name, sum(count) FROM log_stats GROUP BY 1, 2";
+    let reduced = time_runs(args.runs, || async {
+        let rows = engine
+            .sql(&tenant, dashboard)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        rows.stream.try_collect::<Vec<_>>().await?;
+        Ok(())
+    })
+    .await?;
+    println!("| count per hour and service, from `log_stats` | {reduced:.3} | — | — |");
 
     // Trace by id: a sample of ids, each looked up.
     let sample = engine

@@ -69,8 +69,10 @@ async fn adbc_and_pyarrow_flight_read_what_the_sdk_sent() {
         json!([
             "blocks",
             "log_entries",
+            "log_stats",
             "measures",
             "processes",
+            "span_stats",
             "spans",
             "streams"
         ])

@@ -1,11 +1,11 @@
 //! Partition objects: how a view's rows are written to Parquet and read back.
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding as ParquetEncoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::{Error, Result};
@@ -40,6 +40,18 @@ pub fn write(
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    // Timestamps in delta encoding: close times (a stream's, in sorted or
+    // received order) take a byte or two instead of eight before zstd.
+    for field in schema.fields() {
+        if matches!(field.data_type(), DataType::Timestamp(_, _)) {
+            properties = properties
+                .set_column_dictionary_enabled(field.name().as_str().into(), false)
+                .set_column_encoding(
+                    field.name().as_str().into(),
+                    ParquetEncoding::DELTA_BINARY_PACKED,
+                );
+        }
+    }
     if schema.column_with_name("trace_id").is_some() {
         // Sized for the ids a row group holds (the default, a million at 5%,
         // is ~0.8 MB per row group, which a lookup reads for every one).
