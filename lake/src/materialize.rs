@@ -177,8 +177,8 @@ impl Materializer {
     }
 }
 
-/// How materialization writes: zstd level 1 (fast; compaction rewrites
-/// partitions smaller), rows in the order their blocks were received (close
+/// How materialization writes: zstd level 1 (fast; compaction rewrites it
+/// sorted, with zstd 3), rows in the order their blocks were received (close
 /// to time order).
 fn encoding(view: View) -> Encoding {
     Encoding {

@@ -256,6 +256,22 @@ impl Aggregate {
             .collect()
     }
 
+    /// Its rows as one Parquet object (zstd 3), and their count.
+    async fn encode(&self, batches: Vec<RecordBatch>) -> Result<(Bytes, u64), QueryError> {
+        let batches = self.conform(batches)?;
+        let schema = Arc::clone(&self.partial);
+        tokio::task::spawn_blocking(move || {
+            let encoding = Encoding {
+                zstd_level: 3,
+                trace_ids_per_row_group: ROW_GROUP_ROWS as u64,
+            };
+            partition::write(schema, &batches, encoding)
+        })
+        .await
+        .map_err(|e| QueryError::Internal(format!("parquet task: {e}")))?
+        .map_err(QueryError::from)
+    }
+
     /// Writes rows as one of its partitions (not yet recorded).
     async fn write(
         &self,
@@ -264,24 +280,14 @@ impl Aggregate {
         batches: Vec<RecordBatch>,
         sources: &[PartitionRecord],
         level: i16,
-    ) -> Result<(PartitionRecord, Bytes), QueryError> {
-        let batches = self.conform(batches)?;
+    ) -> Result<PartitionRecord, QueryError> {
         let (min, max) = time_extent(&batches).unwrap_or_else(|| {
             (
                 sources.iter().map(|p| p.min_time).min().unwrap_or_default(),
                 sources.iter().map(|p| p.max_time).max().unwrap_or_default(),
             )
         });
-        let schema = Arc::clone(&self.partial);
-        let (bytes, rows) = tokio::task::spawn_blocking(move || {
-            let encoding = Encoding {
-                zstd_level: 3,
-                trace_ids_per_row_group: ROW_GROUP_ROWS as u64,
-            };
-            partition::write(schema, &batches, encoding)
-        })
-        .await
-        .map_err(|e| QueryError::Internal(format!("parquet task: {e}")))??;
+        let (bytes, rows) = self.encode(batches).await?;
         let record = PartitionRecord {
             partition_id: PartitionId::new(),
             view: self.storage.clone(),
@@ -302,10 +308,8 @@ impl Aggregate {
             size: bytes.len() as u64,
             insert_time: now_nanos(),
         };
-        lake.store
-            .put_durable(&record.path(tenant), bytes.clone())
-            .await?;
-        Ok((record, bytes))
+        lake.store.put_durable(&record.path(tenant), bytes).await?;
+        Ok(record)
     }
 }
 
@@ -554,7 +558,7 @@ impl Reducer {
             .await?
             .collect()
             .await?;
-        let (output, _) = aggregate.write(lake, tenant, batches, &sources, 0).await?;
+        let output = aggregate.write(lake, tenant, batches, &sources, 0).await?;
         let change = PartitionChange {
             reductions: vec![Reduction {
                 output: output.clone(),
@@ -628,19 +632,10 @@ impl Rewrite for AggregateRewrite {
         }
         .await
         .map_err(|e| failed(e.to_string()))?;
-        let batches = aggregate
-            .conform(batches)
-            .map_err(|e| failed(e.to_string()))?;
-        let schema = Arc::clone(&aggregate.partial);
-        tokio::task::spawn_blocking(move || {
-            let encoding = Encoding {
-                zstd_level: 3,
-                trace_ids_per_row_group: ROW_GROUP_ROWS as u64,
-            };
-            partition::write(schema, &batches, encoding)
-        })
-        .await
-        .map_err(|e| failed(e.to_string()))?
+        aggregate
+            .encode(batches)
+            .await
+            .map_err(|e| failed(e.to_string()))
     }
 }
 
