@@ -269,6 +269,35 @@ fn value_json(v: &Values<'_>, i: usize) -> serde_json::Value {
     v.text(i).map_or(Json::Null, Json::String)
 }
 
+/// One row of an attributes map as a JSON object of plain values.
+pub(crate) fn map_json(map: &MapArray, row: usize) -> serde_json::Value {
+    let keys = map.keys().as_string::<i32>();
+    let values = Values {
+        values: map.values().as_struct(),
+    };
+    let offsets = map.value_offsets();
+    let object: serde_json::Map<String, serde_json::Value> = (offsets[row] as usize
+        ..offsets[row + 1] as usize)
+        .map(|i| (keys.value(i).to_owned(), value_json(&values, i)))
+        .collect();
+    serde_json::Value::Object(object)
+}
+
+/// Whether a type is that of an attributes map (key -> typed value struct).
+pub(crate) fn is_attributes(t: &DataType) -> bool {
+    match t {
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(fields) => {
+                fields.len() == 2
+                    && fields[0].data_type() == &DataType::Utf8
+                    && matches!(fields[1].data_type(), DataType::Struct(v) if v.find("str").is_some() && v.find("json").is_some())
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 impl ScalarUDFImpl for AttributesJson {
     fn name(&self) -> &str {
         "attributes_json"
@@ -289,21 +318,12 @@ impl ScalarUDFImpl for AttributesJson {
         match array.as_any().downcast_ref::<MapArray>() {
             None => (0..array.len()).for_each(|_| b.append_null()),
             Some(map) => {
-                let keys = map.keys().as_string::<i32>();
-                let values = Values {
-                    values: map.values().as_struct(),
-                };
-                let offsets = map.value_offsets();
                 for row in 0..map.len() {
                     if map.is_null(row) {
                         b.append_null();
-                        continue;
+                    } else {
+                        b.append_value(map_json(map, row).to_string());
                     }
-                    let object: serde_json::Map<String, serde_json::Value> = (offsets[row] as usize
-                        ..offsets[row + 1] as usize)
-                        .map(|i| (keys.value(i).to_owned(), value_json(&values, i)))
-                        .collect();
-                    b.append_value(serde_json::Value::Object(object).to_string());
                 }
             }
         }

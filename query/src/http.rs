@@ -228,7 +228,11 @@ fn encode_error(e: arrow::error::ArrowError) -> QueryError {
 
 impl Encoder {
     fn new(format: Format, schema: &SchemaRef) -> Result<Self, QueryError> {
-        let json = || arrow::json::WriterBuilder::new().with_explicit_nulls(true);
+        let json = || {
+            arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .with_encoder_factory(Arc::new(AttributesAsObjects))
+        };
         Ok(match format {
             Format::Json => Encoder::Json(json().build(Vec::new())),
             Format::NdJson => Encoder::NdJson(json().build(Vec::new())),
@@ -379,5 +383,44 @@ mod tests {
             request_sql(Some("application/xml"), b"<q/>"),
             Err(QueryError::UnsupportedMediaType(_))
         ));
+    }
+}
+
+/// Attribute maps in JSON results are objects of plain values
+/// (`{"http.method": "GET", "retries": 2}`), as `attributes_json` writes
+/// them, not maps of typed-value structs.
+#[derive(Debug)]
+struct AttributesAsObjects;
+
+impl arrow::json::writer::EncoderFactory for AttributesAsObjects {
+    fn make_default_encoder<'a>(
+        &self,
+        field: &'a arrow::datatypes::FieldRef,
+        array: &'a dyn arrow::array::Array,
+        _options: &'a arrow::json::writer::EncoderOptions,
+    ) -> Result<Option<arrow::json::writer::NullableEncoder<'a>>, arrow::error::ArrowError> {
+        if !crate::functions::is_attributes(field.data_type()) {
+            return Ok(None);
+        }
+        let Some(map) = array.as_any().downcast_ref::<arrow::array::MapArray>() else {
+            return Ok(None);
+        };
+        let encoder = AttributesEncoder { map };
+        Ok(Some(arrow::json::writer::NullableEncoder::new(
+            Box::new(encoder),
+            arrow::array::Array::nulls(map).cloned(),
+        )))
+    }
+}
+
+struct AttributesEncoder<'a> {
+    map: &'a arrow::array::MapArray,
+}
+
+impl arrow::json::writer::Encoder for AttributesEncoder<'_> {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        let value = crate::functions::map_json(self.map, idx);
+        // Writing a serde_json value into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, &value);
     }
 }

@@ -178,6 +178,14 @@ async fn results_come_in_the_format_asked() {
     stack.send("default", "logs", logs_at(T0)).await;
     let sql = "SELECT severity_text, body, trace_id FROM log_entries WHERE service_name = 'checkout' ORDER BY time";
 
+    // Attribute maps are JSON objects of plain values.
+    assert_eq!(
+        stack
+            .rows("SELECT attributes FROM log_entries WHERE body = 'order placed'")
+            .await,
+        vec![json!({ "attributes": { "order.id": 1001, "amount": 12.5 } })]
+    );
+
     let (status, body) = stack
         .query(sql, &[("accept", "application/x-ndjson")])
         .await;
