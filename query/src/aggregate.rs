@@ -406,7 +406,7 @@ impl TableProvider for AggregateTable {
     }
 
     fn table_type(&self) -> TableType {
-        TableType::View
+        TableType::Base
     }
 
     fn supports_filters_pushdown(

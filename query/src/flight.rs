@@ -42,6 +42,9 @@ use crate::{Engine, QueryError};
 /// The catalog and schema the views are in.
 const CATALOG: &str = "framelake";
 const SCHEMA: &str = "public";
+/// Every view is listed as a table: clients such as Grafana's FlightSQL
+/// datasource list only `BASE TABLE`s (the views are read-only either way).
+const TABLE_TYPE: &str = "BASE TABLE";
 
 type FlightStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
@@ -407,7 +410,7 @@ impl FlightSqlService for FlightSql {
                 .await
                 .map_err(|e| status(e.into()))?;
             builder
-                .append(CATALOG, SCHEMA, &name, "VIEW", &table.schema())
+                .append(CATALOG, SCHEMA, &name, TABLE_TYPE, &table.schema())
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
         one_batch(builder.build())
@@ -429,7 +432,7 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<FlightStream>, Status> {
         self.tenant(request.metadata())?;
         let mut builder = query.into_builder();
-        builder.append("VIEW");
+        builder.append(TABLE_TYPE);
         one_batch(builder.build())
     }
 

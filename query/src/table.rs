@@ -102,7 +102,7 @@ impl TableProvider for EventTable {
     }
 
     fn table_type(&self) -> TableType {
-        TableType::View
+        TableType::Base
     }
 
     fn supports_filters_pushdown(
@@ -226,7 +226,7 @@ impl TableProvider for PartitionTable {
     }
 
     fn table_type(&self) -> TableType {
-        TableType::View
+        TableType::Base
     }
 
     fn supports_filters_pushdown(
@@ -456,7 +456,7 @@ impl TableProvider for CatalogTable {
     }
 
     fn table_type(&self) -> TableType {
-        TableType::View
+        TableType::Base
     }
 
     async fn scan(

@@ -172,3 +172,74 @@ async fn prepared_statements_bind_parameters_and_errors_map_to_grpc_codes() {
         assert_eq!(got.as_ref().map_err(|e| e.0), Err(code), "{sql}: {got:?}");
     }
 }
+
+/// What Grafana's FlightSQL datasource asks: the tables of type
+/// `BASE TABLE` (its table list), one table with its schema (its column
+/// list), and queries with its `$__dateBin` and `$__timeFilter` expansions.
+#[tokio::test(flavor = "multi_thread")]
+async fn grafana_flightsql_datasource_calls_work() {
+    let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
+    stack.send("default", "logs", logs_at(T0)).await;
+    let mut grafana = client(&stack).await;
+    let tables = |command: CommandGetTables| {
+        let mut grafana = grafana.clone();
+        async move {
+            let info = grafana.get_tables(command).await.expect("GetTables");
+            let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+            let batches: Vec<_> = grafana
+                .do_get(ticket)
+                .await
+                .expect("DoGet")
+                .try_collect()
+                .await
+                .expect("rows");
+            batches
+        }
+    };
+    let listed = tables(CommandGetTables {
+        table_types: vec!["BASE TABLE".into()],
+        ..CommandGetTables::default()
+    })
+    .await;
+    let names: Vec<String> = listed
+        .iter()
+        .flat_map(|b| {
+            let names = b.column_by_name("table_name").expect("table_name");
+            (0..names.len())
+                .map(|i| arrow::util::display::array_value_to_string(names, i).expect("text"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for view in [
+        "log_entries",
+        "spans",
+        "measures",
+        "log_stats",
+        "span_stats",
+    ] {
+        assert!(names.contains(&view.to_owned()), "{view} not in {names:?}");
+    }
+    let one = tables(CommandGetTables {
+        table_name_filter_pattern: Some("log_entries".into()),
+        include_schema: true,
+        ..CommandGetTables::default()
+    })
+    .await;
+    assert_eq!(one.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    let schema = one[0].column_by_name("table_schema").expect("table_schema");
+    let schema =
+        arrow::ipc::convert::try_schema_from_ipc_buffer(schema.as_binary::<i32>().value(0))
+            .expect("an IPC schema");
+    assert!(
+        schema.field_with_name("severity_text").is_ok(),
+        "{schema:?}"
+    );
+    // `$__dateBin(time)` and `$__timeFilter(time)` as the datasource expands them.
+    let sql = "SELECT date_bin(interval '60 second', time, timestamp '1970-01-01T00:00:00Z') AS time, count(*) \
+               FROM log_entries WHERE time >= '2026-01-01T00:00:00Z' AND time <= '2026-01-01T00:05:00Z' \
+               GROUP BY 1";
+    assert_eq!(
+        run(&mut grafana, sql).await,
+        Ok(vec!["2026-01-01T00:00:00Z".to_owned()])
+    );
+}
