@@ -284,7 +284,7 @@ impl Compactor {
                 }
             }
         }
-        done.deleted = self.collect_garbage(now).await?;
+        done.deleted = self.lake.delete_garbage(now).await?;
         Ok(done)
     }
 
@@ -381,26 +381,6 @@ impl Compactor {
             return Ok(Compacted::default());
         }
         Ok(done)
-    }
-
-    /// Deletes objects no query can be reading any more.
-    async fn collect_garbage(&self, now: i64) -> Result<usize> {
-        let mut deleted = 0;
-        loop {
-            let due = self.lake.catalog.garbage(now, 1000).await?;
-            if due.is_empty() {
-                return Ok(deleted);
-            }
-            for g in &due {
-                let path = object_store::path::Path::from(g.path.as_str());
-                match self.lake.store.object_store().delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            self.lake.catalog.forget_garbage(&due).await?;
-            deleted += due.len();
-        }
     }
 
     /// Removes outputs that were written but not recorded.

@@ -28,6 +28,7 @@ pub mod writer;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use object_store::ObjectStoreExt;
 
 use crate::catalog::{BlockRecord, Catalog};
 pub use crate::error::{Error, Result};
@@ -84,6 +85,28 @@ impl Lake {
         })
         .await
         .map_err(|e| Error::FlushFailed(format!("decode task: {e}")))?
+    }
+
+    /// Deletes the objects whose deletion is due at `now` (see
+    /// [`Catalog::garbage`]); returns how many.
+    pub async fn delete_garbage(&self, now: i64) -> Result<usize> {
+        let mut deleted = 0;
+        loop {
+            let due = self.catalog.garbage(now, 1000).await?;
+            if due.is_empty() {
+                return Ok(deleted);
+            }
+            for g in &due {
+                let path = object_store::path::Path::from(g.path.as_str());
+                match self.store.object_store().delete(&path).await {
+                    // Gone already is fine (an earlier pass that stopped midway).
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.catalog.forget_garbage(&due).await?;
+            deleted += due.len();
+        }
     }
 
     /// Reads one block and decodes it into rows of its view.

@@ -7,11 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::ObjectStoreExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::TenantId;
-use crate::paths::SegmentPath;
 use crate::{Error, Lake, Result};
 
 const DAY_NANOS: i64 = 86_400 * 1_000_000_000;
@@ -79,20 +77,9 @@ pub async fn expire(lake: &Lake, retention: &Retention, now: i64) -> Result<Remo
         removed.partitions += expired.partitions.len();
         removed.segments += expired.segments.len();
         removed.blocks += expired.blocks;
-        let paths = expired.partitions.iter().map(|p| p.path(&tenant)).chain(
-            expired
-                .segments
-                .iter()
-                .map(|s| SegmentPath::new(tenant.clone(), *s).to_object_path()),
-        );
-        for path in paths {
-            // Gone already is fine (an earlier pass that stopped midway).
-            match lake.store.object_store().delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => tracing::warn!(error = %e, %path, "deleting an expired object"),
-            }
-        }
     }
+    // The catalog queued their objects in the same transaction.
+    lake.delete_garbage(now).await?;
     Ok(removed)
 }
 

@@ -149,6 +149,23 @@ macro_rules! impl_sql_catalog {
                 let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM segments WHERE tenant = ");
                 q.push_bind(tenant.as_str()).push(" AND insert_time < ").push_bind(cutoff);
                 q.build().execute(&mut *tx).await?;
+                // Their objects, queued for deletion now: a process that stops
+                // before deleting them leaves the queue to the next pass.
+                let paths: Vec<String> = partitions
+                    .iter()
+                    .map(|p| p.path(tenant).to_string())
+                    .chain(segments.iter().map(|s| {
+                        $crate::paths::SegmentPath::new(tenant.clone(), *s).to_object_path().to_string()
+                    }))
+                    .collect();
+                for chunk in paths.chunks($crate::catalog::sql::INSERT_CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO garbage (tenant, path, delete_after) ");
+                    q.push_values(chunk, |mut b, path| {
+                        b.push_bind(tenant.as_str()).push_bind(path.as_str()).push_bind(i64::MIN);
+                    });
+                    q.push(" ON CONFLICT DO NOTHING");
+                    q.build().execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok($crate::catalog::Expired { partitions, segments, blocks })
             }
