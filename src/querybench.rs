@@ -56,6 +56,15 @@ fn cpu_seconds() -> f64 {
     t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
+/// Bytes at rest per row of a view's partitions.
+fn bytes_per_row(partitions: &[framelake_lake::catalog::PartitionRecord], view: &str) -> f64 {
+    let (bytes, rows) = partitions
+        .iter()
+        .filter(|p| p.view == view)
+        .fold((0, 0), |(b, r), p| (b + p.size, r + p.row_count));
+    bytes as f64 / rows.max(1) as f64
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -124,13 +133,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let done = materializer.pass().await?;
     let (cpu, wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
     let partitions = lake.catalog.partitions(&tenant, None).await?;
-    let at_rest = |view: &str| {
-        let (bytes, rows) = partitions
-            .iter()
-            .filter(|p| p.view == view)
-            .fold((0, 0), |(b, r), p| (b + p.size, r + p.row_count));
-        bytes as f64 / rows.max(1) as f64
-    };
+    let at_rest = |view: &str| bytes_per_row(&partitions, view);
     if !args.reuse {
         println!();
         println!(
@@ -182,13 +185,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         events.pass(later).await?;
         partials.pass(later).await?;
         let partitions = lake.catalog.partitions(&tenant, None).await?;
-        let at_rest = |view: &str| {
-            let (bytes, rows) = partitions
-                .iter()
-                .filter(|p| p.view == view)
-                .fold((0, 0), |(b, r), p| (b + p.size, r + p.row_count));
-            bytes as f64 / rows.max(1) as f64
-        };
+        let at_rest = |view: &str| bytes_per_row(&partitions, view);
         println!();
         println!(
             "| maintenance after materialization | partitions in → out | CPU s | wall s | rows per CPU-s | B/row at rest (log / span) |"

@@ -27,7 +27,6 @@ use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{PartitionChange, PartitionFilter, PartitionRecord, Replacement};
@@ -335,7 +334,7 @@ impl Compactor {
             let (bytes, rows) = match self.rewrite.rewrite(tenant, view, &group).await {
                 Ok(out) => out,
                 Err(e) => {
-                    self.remove(&written).await;
+                    self.lake.discard(&written).await;
                     return Err(e);
                 }
             };
@@ -361,7 +360,7 @@ impl Compactor {
             };
             let path = output.path(tenant);
             if let Err(e) = self.lake.store.put_durable(&path, bytes).await {
-                self.remove(&written).await;
+                self.lake.discard(&written).await;
                 return Err(e);
             }
             written.push(path);
@@ -377,18 +376,9 @@ impl Compactor {
         }
         if !claim.commit(&change).await? {
             tracing::debug!(%tenant, view, level, "partitions were changed by another maintainer");
-            self.remove(&written).await;
+            self.lake.discard(&written).await;
             return Ok(Compacted::default());
         }
         Ok(done)
-    }
-
-    /// Removes outputs that were written but not recorded.
-    async fn remove(&self, paths: &[object_store::path::Path]) {
-        for path in paths {
-            if let Err(e) = self.lake.store.object_store().delete(path).await {
-                tracing::warn!(error = %e, %path, "removing an unused partition object");
-            }
-        }
     }
 }

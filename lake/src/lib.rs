@@ -109,6 +109,17 @@ impl Lake {
         }
     }
 
+    /// Removes objects that were written but never recorded (another
+    /// maintainer won, or the work failed midway). Best effort: one left
+    /// behind is unreferenced, never read.
+    pub async fn discard(&self, paths: &[object_store::path::Path]) {
+        for path in paths {
+            if let Err(e) = self.store.object_store().delete(path).await {
+                tracing::warn!(error = %e, %path, "removing an unrecorded object");
+            }
+        }
+    }
+
     /// Reads one block and decodes it into rows of its view.
     pub async fn decode_block(
         &self,

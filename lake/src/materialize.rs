@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::PartitionRecord;
@@ -164,9 +163,7 @@ impl Materializer {
         self.lake.store.put_durable(&path, bytes).await?;
         if !claim.commit(&partition).await? {
             tracing::debug!(%tenant, view = view.name(), "blocks were materialized by another maintainer");
-            if let Err(e) = self.lake.store.object_store().delete(&path).await {
-                tracing::warn!(error = %e, %path, "removing an unused partition object");
-            }
+            self.lake.discard(&[path]).await;
             return Ok(Materialized::default());
         }
         Ok(Materialized {

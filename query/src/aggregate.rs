@@ -52,7 +52,6 @@ use framelake_lake::partition::{self, Encoding, ROW_GROUP_ROWS};
 use framelake_lake::view::View;
 use framelake_lake::view::catalog::CatalogView;
 use framelake_lake::writer::now_nanos;
-use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -568,9 +567,7 @@ impl Reducer {
         };
         if !claim.commit(&change).await? {
             tracing::debug!(%tenant, aggregate = aggregate.definition.name, "reduced by another maintainer first");
-            if let Err(e) = lake.store.object_store().delete(&output.path(tenant)).await {
-                tracing::warn!(error = %e, "removing an unused partition object");
-            }
+            lake.discard(&[output.path(tenant)]).await;
             return Ok(Reduced::default());
         }
         Ok(Reduced {

@@ -319,13 +319,7 @@ pub(crate) fn metrics_at(base: u64) -> Vec<u8> {
 /// `traces` traces of two spans each (a root and a child) starting at `base`,
 /// with ids scattered as real ones are (derived from `seed`).
 pub(crate) fn traces(seed: u64, traces: u64, base: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = scattered(seed);
     let spans = (0..traces)
         .flat_map(|i| {
             let trace_id: Vec<u8> = [next().to_be_bytes(), next().to_be_bytes()].concat();
@@ -370,13 +364,7 @@ pub(crate) fn traces(seed: u64, traces: u64, base: u64) -> Vec<u8> {
 /// `n` log records scattered over the day from `base` (derived from `seed`):
 /// three services, four severities, two scopes; some share a minute.
 pub(crate) fn logs_over_a_day(seed: u64, n: u64, base: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = scattered(seed);
     let severities = [(5, "DEBUG"), (9, "INFO"), (13, "WARN"), (17, "ERROR")];
     let resource_logs = ["checkout", "cart", "search"]
         .into_iter()
@@ -404,4 +392,15 @@ pub(crate) fn logs_over_a_day(seed: u64, n: u64, base: u64) -> Vec<u8> {
         })
         .collect();
     ExportLogsServiceRequest { resource_logs }.encode_to_vec()
+}
+
+/// Numbers that look random (xorshift), the same for the same seed.
+fn scattered(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
 }
