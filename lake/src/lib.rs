@@ -127,12 +127,7 @@ impl Lake {
         block: &BlockRecord,
     ) -> Result<arrow::array::RecordBatch> {
         let payload = self.read_block(tenant, block).await?;
-        let source = view::BlockSource {
-            block_id: block.block_id,
-            process_id: block.process_id,
-            stream_id: block.stream_id,
-            max_time: block.max_time,
-        };
+        let source = view::BlockSource::of(block);
         let kind = block.kind;
         tokio::task::spawn_blocking(move || view::decode(kind, &payload, &source))
             .await

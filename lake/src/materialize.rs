@@ -11,14 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::PartitionRecord;
+use crate::catalog::{BlockRecord, PartitionRecord};
 use crate::ids::{PartitionId, TenantId};
 use crate::partition::{self, Encoding, ROW_GROUP_ROWS};
-use crate::view::View;
+use crate::view::{BlockSource, Rows, View};
 use crate::{Error, Lake, Result};
 
 /// How materialization runs.
@@ -129,16 +128,7 @@ impl Materializer {
         if blocks.is_empty() {
             return Ok(Materialized::default());
         }
-        let batches: Vec<RecordBatch> = futures::stream::iter(blocks.clone())
-            .map(|block| async move { self.lake.decode_block(tenant, &block).await })
-            .buffered(self.config.read_ahead)
-            .try_collect()
-            .await?;
-        let (bytes, rows) = tokio::task::spawn_blocking(move || {
-            partition::write(view.schema(), &batches, encoding(view))
-        })
-        .await
-        .map_err(|e| Error::FlushFailed(format!("parquet task: {e}")))??;
+        let (bytes, rows) = self.write(tenant, view, &blocks).await?;
         let partition = PartitionRecord {
             partition_id: PartitionId::new(),
             view: view.name().to_owned(),
@@ -173,6 +163,74 @@ impl Materializer {
         })
     }
 }
+
+impl Materializer {
+    /// Writes the rows of blocks as one Parquet object, streaming: blocks
+    /// are read ahead while one blocking task decodes them into batches of
+    /// [`BATCH_ROWS`] and encodes those, so memory holds a few blocks, a
+    /// batch and the row group being encoded, never the partition's rows.
+    async fn write(
+        &self,
+        tenant: &TenantId,
+        view: View,
+        blocks: &[BlockRecord],
+    ) -> Result<(bytes::Bytes, u64)> {
+        // The blocks' stored (LZ4) bytes are about the Parquet's size: one
+        // allocation for the output instead of growing it by copies.
+        let capacity = blocks.iter().map(|b| b.length as usize).sum();
+        let (payloads, mut received) =
+            tokio::sync::mpsc::channel::<(BlockRecord, bytes::Bytes)>(self.config.read_ahead);
+        let encode = tokio::task::spawn_blocking(move || {
+            let mut writer = partition::Writer::new(view.schema(), encoding(view), capacity)?;
+            let mut rows = Rows::new(view);
+            while let Some((block, payload)) = received.blocking_recv() {
+                rows.append(block.kind, &payload, &BlockSource::of(&block))?;
+                if rows.len() >= BATCH_ROWS {
+                    writer.write(&rows.finish())?;
+                }
+            }
+            if !rows.is_empty() {
+                writer.write(&rows.finish())?;
+            }
+            writer.finish()
+        });
+        let mut reads = futures::stream::iter(blocks.to_vec())
+            .map(|block| {
+                let (lake, tenant) = (Arc::clone(&self.lake), tenant.clone());
+                async move {
+                    let payload = lake.read_block(&tenant, &block).await?;
+                    Ok::<_, Error>((block, payload))
+                }
+            })
+            .buffered(self.config.read_ahead);
+        let mut read_error = None;
+        while let Some(read) = reads.next().await {
+            match read {
+                // A send fails only when encoding stopped: its error says why.
+                Ok(read) => {
+                    if payloads.send(read).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(payloads);
+        let encoded = encode
+            .await
+            .map_err(|e| Error::FlushFailed(format!("parquet task: {e}")))?;
+        match read_error {
+            Some(e) => Err(e),
+            None => encoded,
+        }
+    }
+}
+
+/// Rows decoded into one batch before Parquet encodes them.
+const BATCH_ROWS: usize = 8192;
 
 /// How materialization writes: zstd level 1 (fast; compaction rewrites it
 /// sorted, with zstd 3), rows in the order their blocks were received (close

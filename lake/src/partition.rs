@@ -35,46 +35,83 @@ pub fn write(
     batches: &[RecordBatch],
     encoding: Encoding,
 ) -> Result<(Bytes, u64)> {
-    let mut properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(encoding.zstd_level).map_err(parquet_error)?,
-        ))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
-    // Timestamps in delta encoding: close times (a stream's, in sorted or
-    // received order) take a byte or two instead of eight before zstd.
-    for field in schema.fields() {
-        // Random ids never repeat enough for a dictionary: trying one is waste.
-        if ["trace_id", "span_id", "parent_span_id"].contains(&field.name().as_str()) {
-            properties =
-                properties.set_column_dictionary_enabled(field.name().as_str().into(), false);
-        }
-        if matches!(field.data_type(), DataType::Timestamp(_, _)) {
-            properties = properties
-                .set_column_dictionary_enabled(field.name().as_str().into(), false)
-                .set_column_encoding(
-                    field.name().as_str().into(),
-                    ParquetEncoding::DELTA_BINARY_PACKED,
-                );
-        }
-    }
-    if schema.column_with_name("trace_id").is_some() {
-        // Sized for the ids a row group holds (the default, a million at 5%,
-        // is ~0.8 MB per row group, which a lookup reads for every one).
-        properties = properties
-            .set_column_bloom_filter_enabled("trace_id".into(), true)
-            .set_column_bloom_filter_max_ndv("trace_id".into(), encoding.trace_ids_per_row_group)
-            .set_column_bloom_filter_fpp("trace_id".into(), 0.01);
-    }
-    let mut out = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut out, schema, Some(properties.build())).map_err(parquet_error)?;
+    let mut writer = Writer::new(schema, encoding, 0)?;
     for batch in batches {
-        writer.write(batch).map_err(parquet_error)?;
+        writer.write(batch)?;
     }
-    writer.close().map_err(parquet_error)?;
-    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-    Ok((out.into(), rows))
+    writer.finish()
+}
+
+/// A Parquet object being written batch by batch: only the row group being
+/// encoded and the bytes written are held, not the rows.
+pub struct Writer {
+    writer: ArrowWriter<Vec<u8>>,
+    rows: u64,
+}
+
+impl Writer {
+    /// A writer whose output buffer starts with `capacity` bytes (an estimate
+    /// of the object's size saves copying it as it grows).
+    pub fn new(schema: SchemaRef, encoding: Encoding, capacity: usize) -> Result<Self> {
+        let mut properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(encoding.zstd_level).map_err(parquet_error)?,
+            ))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        // Timestamps in delta encoding: close times (a stream's, in sorted or
+        // received order) take a byte or two instead of eight before zstd.
+        for field in schema.fields() {
+            // Random ids never repeat enough for a dictionary: trying one is waste.
+            if ["trace_id", "span_id", "parent_span_id"].contains(&field.name().as_str()) {
+                properties =
+                    properties.set_column_dictionary_enabled(field.name().as_str().into(), false);
+            }
+            if matches!(field.data_type(), DataType::Timestamp(_, _)) {
+                properties = properties
+                    .set_column_dictionary_enabled(field.name().as_str().into(), false)
+                    .set_column_encoding(
+                        field.name().as_str().into(),
+                        ParquetEncoding::DELTA_BINARY_PACKED,
+                    );
+            }
+        }
+        if schema.column_with_name("trace_id").is_some() {
+            // Sized for the ids a row group holds (the default, a million at 5%,
+            // is ~0.8 MB per row group, which a lookup reads for every one).
+            properties = properties
+                .set_column_bloom_filter_enabled("trace_id".into(), true)
+                .set_column_bloom_filter_max_ndv(
+                    "trace_id".into(),
+                    encoding.trace_ids_per_row_group,
+                )
+                .set_column_bloom_filter_fpp("trace_id".into(), 0.01);
+        }
+        let writer = ArrowWriter::try_new(
+            Vec::with_capacity(capacity),
+            schema,
+            Some(properties.build()),
+        )
+        .map_err(parquet_error)?;
+        Ok(Writer { writer, rows: 0 })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(parquet_error)?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Closes the object: its bytes and its row count.
+    pub fn finish(self) -> Result<(Bytes, u64)> {
+        let out = self.writer.into_inner().map_err(parquet_error)?;
+        Ok((out.into(), self.rows))
+    }
 }
 
 /// Reads a whole Parquet object back into rows.

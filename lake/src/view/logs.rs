@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Int32Builder, StringBuilder, UInt32Builder};
+use arrow::array::{ArrayBuilder, Int32Builder, StringBuilder, UInt32Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -32,68 +32,104 @@ pub(super) static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(fields))
 });
 
-pub(super) fn decode(
-    payload: &[u8],
-    source: &BlockSource,
-) -> Result<RecordBatch, prost::DecodeError> {
-    let request = ExportLogsServiceRequest::decode(payload)?;
-    let mut common = Common::default();
-    let mut time = Times::default();
-    let mut observed = Times::default();
-    let mut severity_number = Int32Builder::new();
-    let mut severity_text = StringBuilder::new();
-    let mut body = StringBuilder::new();
-    let mut event_name = StringBuilder::new();
-    let mut trace_id = Ids::new(16);
-    let mut span_id = Ids::new(8);
-    let mut flags = UInt32Builder::new();
-    let mut attributes = Attributes::default();
-    let mut dropped = UInt32Builder::new();
-    for rl in &request.resource_logs {
-        let resource = rl.resource.clone().unwrap_or_default();
-        let service_name = super::service_name(&resource);
-        for sl in &rl.scope_logs {
-            let scope = sl.scope.clone().unwrap_or_default();
-            let origin = Origin {
-                source,
-                service_name,
-                resource: &resource,
-                scope: &scope,
-            };
-            for record in &sl.log_records {
-                common.append(&origin);
-                let t = match (record.time_unix_nano, record.observed_time_unix_nano) {
-                    (0, 0) => u64::try_from(source.max_time).unwrap_or(0),
-                    (0, o) => o,
-                    (t, _) => t,
-                };
-                time.append(t);
-                observed.append_optional(record.observed_time_unix_nano);
-                severity_number.append_value(record.severity_number);
-                severity_text.append_value(&record.severity_text);
-                body.append_option(any_text(record.body.as_ref()));
-                event_name.append_value(&record.event_name);
-                trace_id.append(&record.trace_id);
-                span_id.append(&record.span_id);
-                flags.append_value(record.flags);
-                attributes.append(&record.attributes);
-                dropped.append_value(record.dropped_attributes_count);
-            }
+/// Builders of `log_entries` rows.
+#[derive(Debug)]
+pub(super) struct LogRows {
+    common: Common,
+    time: Times,
+    observed: Times,
+    severity_number: Int32Builder,
+    severity_text: StringBuilder,
+    body: StringBuilder,
+    event_name: StringBuilder,
+    trace_id: Ids,
+    span_id: Ids,
+    flags: UInt32Builder,
+    attributes: Attributes,
+    dropped: UInt32Builder,
+}
+
+impl Default for LogRows {
+    fn default() -> Self {
+        LogRows {
+            common: Common::default(),
+            time: Times::default(),
+            observed: Times::default(),
+            severity_number: Int32Builder::new(),
+            severity_text: StringBuilder::new(),
+            body: StringBuilder::new(),
+            event_name: StringBuilder::new(),
+            trace_id: Ids::new(16),
+            span_id: Ids::new(8),
+            flags: UInt32Builder::new(),
+            attributes: Attributes::default(),
+            dropped: UInt32Builder::new(),
         }
     }
-    let mut columns = common.finish();
-    columns.extend([
-        time.finish(),
-        observed.finish(),
-        Arc::new(severity_number.finish()),
-        Arc::new(severity_text.finish()),
-        Arc::new(body.finish()),
-        Arc::new(event_name.finish()),
-        trace_id.finish(),
-        span_id.finish(),
-        Arc::new(flags.finish()),
-        attributes.finish(),
-        Arc::new(dropped.finish()),
-    ]);
-    Ok(batch(&SCHEMA, columns))
+}
+
+impl LogRows {
+    pub(super) fn append(
+        &mut self,
+        payload: &[u8],
+        source: &BlockSource,
+    ) -> Result<(), prost::DecodeError> {
+        let request = ExportLogsServiceRequest::decode(payload)?;
+        for rl in &request.resource_logs {
+            let resource = rl.resource.clone().unwrap_or_default();
+            let service_name = super::service_name(&resource);
+            for sl in &rl.scope_logs {
+                let scope = sl.scope.clone().unwrap_or_default();
+                let origin = Origin {
+                    source,
+                    service_name,
+                    resource: &resource,
+                    scope: &scope,
+                };
+                for record in &sl.log_records {
+                    self.common.append(&origin);
+                    let t = match (record.time_unix_nano, record.observed_time_unix_nano) {
+                        (0, 0) => u64::try_from(source.max_time).unwrap_or(0),
+                        (0, o) => o,
+                        (t, _) => t,
+                    };
+                    self.time.append(t);
+                    self.observed
+                        .append_optional(record.observed_time_unix_nano);
+                    self.severity_number.append_value(record.severity_number);
+                    self.severity_text.append_value(&record.severity_text);
+                    self.body.append_option(any_text(record.body.as_ref()));
+                    self.event_name.append_value(&record.event_name);
+                    self.trace_id.append(&record.trace_id);
+                    self.span_id.append(&record.span_id);
+                    self.flags.append_value(record.flags);
+                    self.attributes.append(&record.attributes);
+                    self.dropped.append_value(record.dropped_attributes_count);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    pub(super) fn finish(&mut self) -> RecordBatch {
+        let mut columns = self.common.finish();
+        columns.extend([
+            self.time.finish(),
+            self.observed.finish(),
+            Arc::new(self.severity_number.finish()),
+            Arc::new(self.severity_text.finish()),
+            Arc::new(self.body.finish()),
+            Arc::new(self.event_name.finish()),
+            self.trace_id.finish(),
+            self.span_id.finish(),
+            Arc::new(self.flags.finish()),
+            self.attributes.finish(),
+            Arc::new(self.dropped.finish()),
+        ]);
+        batch(&SCHEMA, columns)
+    }
 }

@@ -122,33 +122,40 @@ struct Series<'a> {
     is_monotonic: Option<bool>,
 }
 
-pub(super) fn decode(
-    payload: &[u8],
-    source: &BlockSource,
-) -> Result<RecordBatch, prost::DecodeError> {
-    let request = ExportMetricsServiceRequest::decode(payload)?;
-    let mut columns = Columns::default();
-    for rm in &request.resource_metrics {
-        let resource = rm.resource.clone().unwrap_or_default();
-        let service_name = super::service_name(&resource);
-        for sm in &rm.scope_metrics {
-            let scope = sm.scope.clone().unwrap_or_default();
-            let origin = Origin {
-                source,
-                service_name,
-                resource: &resource,
-                scope: &scope,
-            };
-            for m in &sm.metrics {
-                columns.append_metric(&origin, m);
+impl MeasureRows {
+    pub(super) fn append_request(
+        &mut self,
+        payload: &[u8],
+        source: &BlockSource,
+    ) -> Result<(), prost::DecodeError> {
+        let request = ExportMetricsServiceRequest::decode(payload)?;
+        for rm in &request.resource_metrics {
+            let resource = rm.resource.clone().unwrap_or_default();
+            let service_name = super::service_name(&resource);
+            for sm in &rm.scope_metrics {
+                let scope = sm.scope.clone().unwrap_or_default();
+                let origin = Origin {
+                    source,
+                    service_name,
+                    resource: &resource,
+                    scope: &scope,
+                };
+                for m in &sm.metrics {
+                    self.append_metric(&origin, m);
+                }
             }
         }
+        Ok(())
     }
-    Ok(batch(&SCHEMA, columns.finish()))
+
+    pub(super) fn len(&self) -> usize {
+        self.flags.len()
+    }
 }
 
-#[derive(Default)]
-struct Columns {
+/// Builders of `measures` rows.
+#[derive(Debug, Default)]
+pub(super) struct MeasureRows {
     common: Common,
     name: StringBuilder,
     description: StringBuilder,
@@ -180,7 +187,7 @@ struct Columns {
     exemplars: Exemplars,
 }
 
-impl Columns {
+impl MeasureRows {
     fn append_metric(&mut self, origin: &Origin<'_>, m: &Metric) {
         let series = |kind, temporality, is_monotonic| Series {
             metric: m,
@@ -308,7 +315,7 @@ impl Columns {
         self.exemplars.append(p.exemplars);
     }
 
-    fn finish(mut self) -> Vec<ArrayRef> {
+    pub(super) fn finish(&mut self) -> RecordBatch {
         let mut columns = self.common.finish();
         columns.extend([
             Arc::new(self.name.finish()) as ArrayRef,
@@ -340,7 +347,7 @@ impl Columns {
             self.quantiles.finish(),
             self.exemplars.finish(),
         ]);
-        columns
+        batch(&SCHEMA, columns)
     }
 }
 
@@ -377,6 +384,7 @@ where
 }
 
 /// The `quantiles` column.
+#[derive(Debug)]
 struct Quantiles {
     offsets: Vec<i32>,
     quantile: Float64Builder,
@@ -412,6 +420,7 @@ impl Quantiles {
 }
 
 /// The `exemplars` column.
+#[derive(Debug)]
 struct Exemplars {
     offsets: Vec<i32>,
     time: Times,

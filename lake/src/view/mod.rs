@@ -76,6 +76,15 @@ impl View {
         }
     }
 
+    /// The view showing a kind of block's events.
+    pub fn of(kind: BlockKind) -> View {
+        match kind {
+            BlockKind::OtlpLogs => View::LogEntries,
+            BlockKind::OtlpSpans => View::Spans,
+            BlockKind::OtlpMetrics => View::Measures,
+        }
+    }
+
     pub fn schema(self) -> SchemaRef {
         match self {
             View::LogEntries => Arc::clone(&logs::SCHEMA),
@@ -96,16 +105,100 @@ pub struct BlockSource {
     pub max_time: i64,
 }
 
+impl BlockSource {
+    pub fn of(block: &crate::catalog::BlockRecord) -> Self {
+        BlockSource {
+            block_id: block.block_id,
+            process_id: block.process_id,
+            stream_id: block.stream_id,
+            max_time: block.max_time,
+        }
+    }
+}
+
 /// Decodes a stored block (its uncompressed payload) into rows of its view.
 pub fn decode(kind: BlockKind, payload: &[u8], source: &BlockSource) -> Result<RecordBatch> {
-    let invalid = |e: prost::DecodeError| Error::Corrupt {
-        location: format!("{} block {}", kind.name(), source.block_id),
-        reason: e.to_string(),
-    };
-    match kind {
-        BlockKind::OtlpLogs => logs::decode(payload, source).map_err(invalid),
-        BlockKind::OtlpSpans => spans::decode(payload, source).map_err(invalid),
-        BlockKind::OtlpMetrics => measures::decode(payload, source).map_err(invalid),
+    let mut rows = Rows::new(View::of(kind));
+    rows.append(kind, payload, source)?;
+    Ok(rows.finish())
+}
+
+/// Rows of one view being built from the blocks appended to it: several
+/// blocks make one batch (fewer, larger arrays for Parquet to encode).
+#[derive(Debug)]
+pub struct Rows(RowBuilders);
+
+#[derive(Debug)]
+enum RowBuilders {
+    Logs(Box<logs::LogRows>),
+    Spans(Box<spans::SpanRows>),
+    Measures(Box<measures::MeasureRows>),
+}
+
+impl Rows {
+    pub fn new(view: View) -> Self {
+        Rows(match view {
+            View::LogEntries => RowBuilders::Logs(Box::default()),
+            View::Spans => RowBuilders::Spans(Box::default()),
+            View::Measures => RowBuilders::Measures(Box::default()),
+        })
+    }
+
+    /// Appends a stored block's rows (its uncompressed payload). A block that
+    /// does not decode is refused whole: nothing of it is appended.
+    pub fn append(&mut self, kind: BlockKind, payload: &[u8], source: &BlockSource) -> Result<()> {
+        let invalid = |e: prost::DecodeError| Error::Corrupt {
+            location: format!("{} block {}", kind.name(), source.block_id),
+            reason: e.to_string(),
+        };
+        match (&mut self.0, kind) {
+            (RowBuilders::Logs(rows), BlockKind::OtlpLogs) => rows.append(payload, source),
+            (RowBuilders::Spans(rows), BlockKind::OtlpSpans) => rows.append(payload, source),
+            (RowBuilders::Measures(rows), BlockKind::OtlpMetrics) => {
+                rows.append_request(payload, source)
+            }
+            _ => {
+                return Err(Error::Corrupt {
+                    location: format!("block {}", source.block_id),
+                    reason: format!(
+                        "a {} block is not a row of {}",
+                        kind.name(),
+                        self.view().name()
+                    ),
+                });
+            }
+        }
+        .map_err(invalid)
+    }
+
+    pub fn view(&self) -> View {
+        match self.0 {
+            RowBuilders::Logs(_) => View::LogEntries,
+            RowBuilders::Spans(_) => View::Spans,
+            RowBuilders::Measures(_) => View::Measures,
+        }
+    }
+
+    /// Rows appended since the last [`Rows::finish`].
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            RowBuilders::Logs(rows) => rows.len(),
+            RowBuilders::Spans(rows) => rows.len(),
+            RowBuilders::Measures(rows) => rows.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows appended so far, as one batch; starts afresh.
+    pub fn finish(&mut self) -> RecordBatch {
+        match &mut self.0 {
+            RowBuilders::Logs(rows) => rows.finish(),
+            RowBuilders::Spans(rows) => rows.finish(),
+            RowBuilders::Measures(rows) => rows.finish(),
+        }
     }
 }
 

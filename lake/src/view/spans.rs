@@ -61,89 +61,133 @@ pub(super) static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(fields))
 });
 
-pub(super) fn decode(
-    payload: &[u8],
-    source: &BlockSource,
-) -> Result<RecordBatch, prost::DecodeError> {
-    let request = ExportTraceServiceRequest::decode(payload)?;
-    let mut common = Common::default();
-    let mut trace_id = Ids::new(16);
-    let mut span_id = Ids::new(8);
-    let mut parent_span_id = Ids::new(8);
-    let mut trace_state = StringBuilder::new();
-    let mut flags = UInt32Builder::new();
-    let mut name = StringBuilder::new();
-    let mut kind = Int32Builder::new();
-    let mut start = Times::default();
-    let mut end = Times::default();
-    let mut duration = Int64Builder::new();
-    let mut status_code = Int32Builder::new();
-    let mut status_message = StringBuilder::new();
-    let mut attributes = Attributes::default();
-    let mut dropped_attributes = UInt32Builder::new();
-    let mut events = Events::default();
-    let mut dropped_events = UInt32Builder::new();
-    let mut links = Links::default();
-    let mut dropped_links = UInt32Builder::new();
-    for rs in &request.resource_spans {
-        let resource = rs.resource.clone().unwrap_or_default();
-        let service_name = super::service_name(&resource);
-        for ss in &rs.scope_spans {
-            let scope = ss.scope.clone().unwrap_or_default();
-            let origin = Origin {
-                source,
-                service_name,
-                resource: &resource,
-                scope: &scope,
-            };
-            for span in &ss.spans {
-                common.append(&origin);
-                trace_id.append(&span.trace_id);
-                span_id.append(&span.span_id);
-                parent_span_id.append(&span.parent_span_id);
-                trace_state.append_value(&span.trace_state);
-                flags.append_value(span.flags);
-                name.append_value(&span.name);
-                kind.append_value(span.kind);
-                start.append(span.start_time_unix_nano);
-                end.append(span.end_time_unix_nano);
-                duration.append_value(
-                    clamp(span.end_time_unix_nano).saturating_sub(clamp(span.start_time_unix_nano)),
-                );
-                let status = span.status.clone().unwrap_or_default();
-                status_code.append_value(status.code);
-                status_message.append_value(&status.message);
-                attributes.append(&span.attributes);
-                dropped_attributes.append_value(span.dropped_attributes_count);
-                events.append(&span.events);
-                dropped_events.append_value(span.dropped_events_count);
-                links.append(&span.links);
-                dropped_links.append_value(span.dropped_links_count);
-            }
+/// Builders of `spans` rows.
+#[derive(Debug)]
+pub(super) struct SpanRows {
+    common: Common,
+    trace_id: Ids,
+    span_id: Ids,
+    parent_span_id: Ids,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    name: StringBuilder,
+    kind: Int32Builder,
+    start: Times,
+    end: Times,
+    duration: Int64Builder,
+    status_code: Int32Builder,
+    status_message: StringBuilder,
+    attributes: Attributes,
+    dropped_attributes: UInt32Builder,
+    events: Events,
+    dropped_events: UInt32Builder,
+    links: Links,
+    dropped_links: UInt32Builder,
+}
+
+impl Default for SpanRows {
+    fn default() -> Self {
+        SpanRows {
+            common: Common::default(),
+            trace_id: Ids::new(16),
+            span_id: Ids::new(8),
+            parent_span_id: Ids::new(8),
+            trace_state: StringBuilder::new(),
+            flags: UInt32Builder::new(),
+            name: StringBuilder::new(),
+            kind: Int32Builder::new(),
+            start: Times::default(),
+            end: Times::default(),
+            duration: Int64Builder::new(),
+            status_code: Int32Builder::new(),
+            status_message: StringBuilder::new(),
+            attributes: Attributes::default(),
+            dropped_attributes: UInt32Builder::new(),
+            events: Events::default(),
+            dropped_events: UInt32Builder::new(),
+            links: Links::default(),
+            dropped_links: UInt32Builder::new(),
         }
     }
-    let mut columns = common.finish();
-    columns.extend([
-        trace_id.finish(),
-        span_id.finish(),
-        parent_span_id.finish(),
-        Arc::new(trace_state.finish()),
-        Arc::new(flags.finish()),
-        Arc::new(name.finish()),
-        Arc::new(kind.finish()),
-        start.finish(),
-        end.finish(),
-        Arc::new(duration.finish()),
-        Arc::new(status_code.finish()),
-        Arc::new(status_message.finish()),
-        attributes.finish(),
-        Arc::new(dropped_attributes.finish()),
-        events.finish(),
-        Arc::new(dropped_events.finish()),
-        links.finish(),
-        Arc::new(dropped_links.finish()),
-    ]);
-    Ok(batch(&SCHEMA, columns))
+}
+
+impl SpanRows {
+    pub(super) fn append(
+        &mut self,
+        payload: &[u8],
+        source: &BlockSource,
+    ) -> Result<(), prost::DecodeError> {
+        let request = ExportTraceServiceRequest::decode(payload)?;
+        for rs in &request.resource_spans {
+            let resource = rs.resource.clone().unwrap_or_default();
+            let service_name = super::service_name(&resource);
+            for ss in &rs.scope_spans {
+                let scope = ss.scope.clone().unwrap_or_default();
+                let origin = Origin {
+                    source,
+                    service_name,
+                    resource: &resource,
+                    scope: &scope,
+                };
+                for span in &ss.spans {
+                    self.common.append(&origin);
+                    self.trace_id.append(&span.trace_id);
+                    self.span_id.append(&span.span_id);
+                    self.parent_span_id.append(&span.parent_span_id);
+                    self.trace_state.append_value(&span.trace_state);
+                    self.flags.append_value(span.flags);
+                    self.name.append_value(&span.name);
+                    self.kind.append_value(span.kind);
+                    self.start.append(span.start_time_unix_nano);
+                    self.end.append(span.end_time_unix_nano);
+                    self.duration.append_value(
+                        clamp(span.end_time_unix_nano)
+                            .saturating_sub(clamp(span.start_time_unix_nano)),
+                    );
+                    let status = span.status.clone().unwrap_or_default();
+                    self.status_code.append_value(status.code);
+                    self.status_message.append_value(&status.message);
+                    self.attributes.append(&span.attributes);
+                    self.dropped_attributes
+                        .append_value(span.dropped_attributes_count);
+                    self.events.append(&span.events);
+                    self.dropped_events.append_value(span.dropped_events_count);
+                    self.links.append(&span.links);
+                    self.dropped_links.append_value(span.dropped_links_count);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    pub(super) fn finish(&mut self) -> RecordBatch {
+        let mut columns = self.common.finish();
+        columns.extend([
+            self.trace_id.finish(),
+            self.span_id.finish(),
+            self.parent_span_id.finish(),
+            Arc::new(self.trace_state.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.kind.finish()),
+            self.start.finish(),
+            self.end.finish(),
+            Arc::new(self.duration.finish()),
+            Arc::new(self.status_code.finish()),
+            Arc::new(self.status_message.finish()),
+            self.attributes.finish(),
+            Arc::new(self.dropped_attributes.finish()),
+            self.events.finish(),
+            Arc::new(self.dropped_events.finish()),
+            self.links.finish(),
+            Arc::new(self.dropped_links.finish()),
+        ]);
+        batch(&SCHEMA, columns)
+    }
 }
 
 /// The `events` column.

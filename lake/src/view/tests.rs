@@ -365,3 +365,64 @@ fn a_corrupt_block_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+fn logs_of(bodies: &[&str]) -> Vec<u8> {
+    let records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| LogRecord {
+            time_unix_nano: 1_000 + i as u64,
+            body: Some(AnyValue {
+                value: Some(Value::StringValue((*body).to_owned())),
+            }),
+            attributes: vec![kv("i", Value::IntValue(i as i64))],
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource(),
+            scope_logs: vec![ScopeLogs {
+                scope: scope(),
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn blocks_append_into_one_batch_and_a_bad_block_appends_nothing() {
+    let (first, second) = (logs_of(&["a", "b"]), logs_of(&["c"]));
+    let mut rows = Rows::new(View::LogEntries);
+    rows.append(BlockKind::OtlpLogs, &first, &source())
+        .expect("decodes");
+    let corrupt = rows
+        .append(BlockKind::OtlpLogs, b"\x0a\xff", &source())
+        .expect_err("corrupt");
+    assert!(matches!(corrupt, Error::Corrupt { .. }), "{corrupt}");
+    let other_view = rows
+        .append(BlockKind::OtlpSpans, &first, &source())
+        .expect_err("a span block is not a log row");
+    assert!(
+        other_view.to_string().contains("log_entries"),
+        "{other_view}"
+    );
+    rows.append(BlockKind::OtlpLogs, &second, &source())
+        .expect("decodes");
+    assert_eq!(rows.len(), 3);
+    let batch = rows.finish();
+    let separately = arrow::compute::concat_batches(
+        &View::LogEntries.schema(),
+        &[
+            decode(BlockKind::OtlpLogs, &first, &source()).expect("decodes"),
+            decode(BlockKind::OtlpLogs, &second, &source()).expect("decodes"),
+        ],
+    )
+    .expect("same schema");
+    assert_eq!(batch, separately);
+    assert!(rows.is_empty(), "finish starts afresh");
+    assert_eq!(rows.finish().num_rows(), 0);
+}
