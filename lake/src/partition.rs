@@ -3,8 +3,8 @@
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding as ParquetEncoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
@@ -28,6 +28,10 @@ fn parquet_error(e: parquet::errors::ParquetError) -> Error {
     Error::FlushFailed(format!("parquet: {e}"))
 }
 
+fn parquet_error_of_arrow(e: arrow::error::ArrowError) -> Error {
+    Error::FlushFailed(format!("parquet schema: {e}"))
+}
+
 /// Writes rows as one Parquet object: statistics per page, the bloom filter
 /// on `trace_id` where there is one. Returns the bytes and the row count.
 pub fn write(
@@ -41,6 +45,12 @@ pub fn write(
     }
     writer.finish()
 }
+
+/// Columns of free text.
+const FREE_TEXT: [&str; 2] = ["body", "status_message"];
+
+/// Text columns that keep statistics: a sort key gathers their values.
+const SORTED_TEXT: [&str; 2] = ["service_name", "name"];
 
 /// A Parquet object being written batch by batch: only the row group being
 /// encoded and the bytes written are held, not the rows.
@@ -74,6 +84,31 @@ impl Writer {
                         field.name().as_str().into(),
                         ParquetEncoding::DELTA_BINARY_PACKED,
                     );
+            }
+        }
+        // Statistics where a predicate can use them: top-level columns. Not
+        // the leaves of maps and lists (attributes, events), which pruning
+        // never reads, nor text whose values mix in every row group (bodies,
+        // severity and scope names: min and max span everything, and
+        // computing them was a tenth of the CPU); strings keep them where
+        // the sort key gathers values (service, span and metric names).
+        // Free text has no dictionary either: it rarely repeats whole.
+        let leaves = ArrowSchemaConverter::new()
+            .convert(&schema)
+            .map_err(parquet_error)?;
+        for leaf in leaves.columns() {
+            let path = leaf.path().parts();
+            let top = schema
+                .field_with_name(&path[0])
+                .map_err(parquet_error_of_arrow)?;
+            let mixed_text = matches!(top.data_type(), DataType::Utf8)
+                && !SORTED_TEXT.contains(&path[0].as_str());
+            if path.len() > 1 || mixed_text {
+                properties = properties
+                    .set_column_statistics_enabled(leaf.path().clone(), EnabledStatistics::None);
+            }
+            if FREE_TEXT.contains(&path[0].as_str()) {
+                properties = properties.set_column_dictionary_enabled(leaf.path().clone(), false);
             }
         }
         if schema.column_with_name("trace_id").is_some() {

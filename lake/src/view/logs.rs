@@ -80,14 +80,14 @@ impl LogRows {
             let service_name = super::service_name(&resource);
             for sl in &rl.scope_logs {
                 let scope = sl.scope.clone().unwrap_or_default();
-                let origin = Origin {
+                let origin = self.common.origin(&Origin {
                     source,
                     service_name,
                     resource: &resource,
                     scope: &scope,
-                };
+                });
                 for record in &sl.log_records {
-                    self.common.append(&origin);
+                    self.common.append(origin);
                     let t = match (record.time_unix_nano, record.observed_time_unix_nano) {
                         (0, 0) => u64::try_from(source.max_time).unwrap_or(0),
                         (0, o) => o,

@@ -134,14 +134,14 @@ impl MeasureRows {
             let service_name = super::service_name(&resource);
             for sm in &rm.scope_metrics {
                 let scope = sm.scope.clone().unwrap_or_default();
-                let origin = Origin {
+                let origin = self.common.origin(&Origin {
                     source,
                     service_name,
                     resource: &resource,
                     scope: &scope,
-                };
+                });
                 for m in &sm.metrics {
-                    self.append_metric(&origin, m);
+                    self.append_metric(origin, m);
                 }
             }
         }
@@ -188,7 +188,7 @@ pub(super) struct MeasureRows {
 }
 
 impl MeasureRows {
-    fn append_metric(&mut self, origin: &Origin<'_>, m: &Metric) {
+    fn append_metric(&mut self, origin: u32, m: &Metric) {
         let series = |kind, temporality, is_monotonic| Series {
             metric: m,
             kind,
@@ -271,7 +271,7 @@ impl MeasureRows {
         }
     }
 
-    fn append(&mut self, origin: &Origin<'_>, s: &Series<'_>, p: Point<'_>) {
+    fn append(&mut self, origin: u32, s: &Series<'_>, p: Point<'_>) {
         self.common.append(origin);
         self.name.append_value(&s.metric.name);
         self.description.append_value(&s.metric.description);

@@ -13,7 +13,7 @@ mod spans;
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, FixedSizeBinaryBuilder, StringBuilder};
+use arrow::array::{ArrayBuilder, ArrayRef, FixedSizeBinaryBuilder, StringBuilder, UInt32Array};
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
@@ -215,9 +215,19 @@ fn common_fields() -> Vec<Field> {
     ]
 }
 
-/// Builders of [`common_fields`].
-#[derive(Debug)]
+/// The columns of [`common_fields`]. Their values are the same for every
+/// row of a resource and scope in a block (an origin): each origin is built
+/// once, and the rows take their values from it when the batch is finished
+/// (copying arrays, not appending a resource's attributes row by row).
+#[derive(Debug, Default)]
 struct Common {
+    origins: Origins,
+    rows: Vec<u32>,
+}
+
+/// One row per origin.
+#[derive(Debug)]
+struct Origins {
     process_id: FixedSizeBinaryBuilder,
     stream_id: FixedSizeBinaryBuilder,
     service_name: StringBuilder,
@@ -227,9 +237,9 @@ struct Common {
     scope_attributes: Attributes,
 }
 
-impl Default for Common {
+impl Default for Origins {
     fn default() -> Self {
-        Common {
+        Origins {
             process_id: FixedSizeBinaryBuilder::new(16),
             stream_id: FixedSizeBinaryBuilder::new(16),
             service_name: StringBuilder::new(),
@@ -250,29 +260,46 @@ struct Origin<'a> {
 }
 
 impl Common {
-    fn append(&mut self, origin: &Origin<'_>) {
+    /// Records an origin; rows of it are appended with the index returned.
+    fn origin(&mut self, origin: &Origin<'_>) -> u32 {
+        let o = &mut self.origins;
+        let index = o.service_name.len() as u32;
         let append_id = |b: &mut FixedSizeBinaryBuilder, id: &[u8; 16]| {
             b.append_value(id).expect("16-byte id");
         };
-        append_id(&mut self.process_id, origin.source.process_id.as_bytes());
-        append_id(&mut self.stream_id, origin.source.stream_id.as_bytes());
-        self.service_name.append_value(origin.service_name);
-        self.resource_attributes.append(&origin.resource.attributes);
-        self.scope_name.append_value(&origin.scope.name);
-        self.scope_version.append_value(&origin.scope.version);
-        self.scope_attributes.append(&origin.scope.attributes);
+        append_id(&mut o.process_id, origin.source.process_id.as_bytes());
+        append_id(&mut o.stream_id, origin.source.stream_id.as_bytes());
+        o.service_name.append_value(origin.service_name);
+        o.resource_attributes.append(&origin.resource.attributes);
+        o.scope_name.append_value(&origin.scope.name);
+        o.scope_version.append_value(&origin.scope.version);
+        o.scope_attributes.append(&origin.scope.attributes);
+        index
+    }
+
+    /// Appends a row of an origin.
+    fn append(&mut self, origin: u32) {
+        self.rows.push(origin);
     }
 
     fn finish(&mut self) -> Vec<ArrayRef> {
-        vec![
-            Arc::new(self.process_id.finish()),
-            Arc::new(self.stream_id.finish()),
-            Arc::new(self.service_name.finish()),
-            self.resource_attributes.finish(),
-            Arc::new(self.scope_name.finish()),
-            Arc::new(self.scope_version.finish()),
-            self.scope_attributes.finish(),
-        ]
+        let o = &mut self.origins;
+        let origins: [ArrayRef; 7] = [
+            Arc::new(o.process_id.finish()),
+            Arc::new(o.stream_id.finish()),
+            Arc::new(o.service_name.finish()),
+            o.resource_attributes.finish(),
+            Arc::new(o.scope_name.finish()),
+            Arc::new(o.scope_version.finish()),
+            o.scope_attributes.finish(),
+        ];
+        let rows = UInt32Array::from(std::mem::take(&mut self.rows));
+        origins
+            .iter()
+            .map(|column| {
+                arrow::compute::take(column, &rows, None).expect("origin indices are in range")
+            })
+            .collect()
     }
 }
 

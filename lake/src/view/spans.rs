@@ -123,14 +123,14 @@ impl SpanRows {
             let service_name = super::service_name(&resource);
             for ss in &rs.scope_spans {
                 let scope = ss.scope.clone().unwrap_or_default();
-                let origin = Origin {
+                let origin = self.common.origin(&Origin {
                     source,
                     service_name,
                     resource: &resource,
                     scope: &scope,
-                };
+                });
                 for span in &ss.spans {
-                    self.common.append(&origin);
+                    self.common.append(origin);
                     self.trace_id.append(&span.trace_id);
                     self.span_id.append(&span.span_id);
                     self.parent_span_id.append(&span.parent_span_id);
