@@ -11,6 +11,8 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::RecordBatchStream;
@@ -47,12 +49,19 @@ impl Default for QueryLimits {
     }
 }
 
+/// Memory for the Parquet metadata of partitions (footers and page
+/// indexes: a few hundred KB per partition; least recently used goes).
+const METADATA_CACHE_BYTES: usize = 256 << 20;
+
 /// Answers SQL over the lake.
 #[derive(Debug, Clone)]
 pub struct Engine {
     lake: Arc<Lake>,
     limits: QueryLimits,
     aggregates: Arc<Vec<Aggregate>>,
+    /// Parquet footers and page indexes of partitions, shared by every
+    /// query (partition objects never change: a path is one content).
+    metadata: Arc<FileMetadataCache>,
 }
 
 /// A planned query.
@@ -81,6 +90,9 @@ impl Engine {
             lake,
             limits,
             aggregates: Arc::new(Vec::new()),
+            metadata: Arc::new(
+                DefaultCache::new(METADATA_CACHE_BYTES).with_name("framelake partition metadata"),
+            ),
         };
         let mut planned: Vec<Aggregate> = Vec::new();
         for definition in aggregates {
@@ -117,6 +129,11 @@ impl Engine {
             .with_target_partitions(self.limits.target_partitions);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
+            .with_cache_manager(
+                CacheManagerConfig::default()
+                    .with_file_metadata_cache(Some(Arc::clone(&self.metadata)))
+                    .with_metadata_cache_limit(METADATA_CACHE_BYTES),
+            )
             .with_disk_manager_builder(
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
             )

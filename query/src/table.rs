@@ -15,6 +15,7 @@ use datafusion::common::stats::Precision;
 use datafusion::common::{DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
@@ -175,9 +176,17 @@ pub(crate) fn parquet(
     filters: &[Expr],
     limit: Option<usize>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
+    // Footers and page indexes from the engine's cache: a query of recent
+    // data would otherwise read and decode them again every time.
+    let runtime = state.runtime_env();
+    let reader = CachedParquetFileReaderFactory::new(
+        runtime.object_store(lake_store_url())?,
+        runtime.cache_manager.get_file_metadata_cache(),
+    );
     let mut source = ParquetSource::new(Arc::clone(schema))
         .with_enable_page_index(true)
-        .with_bloom_filter_on_read(true);
+        .with_bloom_filter_on_read(true)
+        .with_parquet_file_reader_factory(Arc::new(reader));
     if let Some(predicate) = conjunction(filters.iter().map(|f| uncast_ids(f.clone(), schema))) {
         let df_schema = DFSchema::try_from(Arc::clone(schema))?;
         // A predicate the Parquet reader cannot use only costs pruning.
