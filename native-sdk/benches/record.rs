@@ -82,8 +82,30 @@ fn timed(collector: &mut Collector, iterations: u64, mut f: impl FnMut()) -> std
     total
 }
 
+/// Spans fastrace hands to its reporter: dropped.
+struct Discard;
+
+impl fastrace::collector::Reporter for Discard {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        black_box(spans);
+    }
+}
+
 fn record(c: &mut Criterion) {
     let mut collector = Collector::new(Process::default());
+    // micromegas-tracing recording (CPU tracing on), its blocks dropped.
+    micromegas_tracing::dispatch::init_event_dispatch(
+        10 << 20,
+        1 << 20,
+        10 << 20,
+        std::sync::Arc::new(micromegas_tracing::event::NullEventSink {}),
+        std::collections::HashMap::new(),
+        true,
+    )
+    .expect("micromegas dispatch");
+    micromegas_tracing::dispatch::init_thread_stream();
+    fastrace::set_reporter(Discard, fastrace::collector::Config::default());
+    let _registry = tracing::subscriber::set_default(tracing_subscriber::registry());
     let mut group = c.benchmark_group("calling thread, per event");
     group.bench_function("floor: 2 tick reads + 2 thread-local pushes", |b| {
         b.iter(floor_scope)
@@ -96,6 +118,39 @@ fn record(c: &mut Criterion) {
     });
     group.bench_function("framelake span scope (begin + end)", |b| {
         b.iter_custom(|n| timed(&mut collector, n, span_scope))
+    });
+    group.bench_function("micromegas-tracing span scope", |b| {
+        b.iter(|| {
+            micromegas_tracing::span_scope!("span");
+        })
+    });
+    group.bench_function("tracing span (registry) entered + dropped", |b| {
+        b.iter(|| {
+            let _span = tracing::info_span!("span").entered();
+        })
+    });
+    group.bench_function("fastrace local span", |b| {
+        b.iter_custom(|n| {
+            const BATCH: u64 = 10_000;
+            let mut total = std::time::Duration::ZERO;
+            let mut left = n;
+            while left > 0 {
+                let root =
+                    fastrace::Span::root("frame", fastrace::collector::SpanContext::random());
+                let guard = root.set_local_parent();
+                let batch = left.min(BATCH);
+                let started = std::time::Instant::now();
+                for _ in 0..batch {
+                    let _span = fastrace::local::LocalSpan::enter_with_local_parent("span");
+                }
+                total += started.elapsed();
+                drop(guard);
+                drop(root);
+                left -= batch;
+            }
+            fastrace::flush();
+            total
+        })
     });
     group.bench_function("framelake float metric", |b| {
         b.iter_custom(|n| {
