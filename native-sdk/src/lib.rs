@@ -10,6 +10,7 @@ mod buffer;
 pub mod collect;
 pub mod format;
 mod ids;
+pub mod send;
 pub mod ticks;
 
 pub use buffer::{Descriptor, dropped_events, set_memory_limit};

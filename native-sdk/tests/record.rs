@@ -115,6 +115,7 @@ fn events_of(d: &Decoded, kind: StreamKind) -> Vec<String> {
 
 #[test]
 fn threads_record_and_the_collector_sends_self_contained_blocks() {
+    let _one = super::recording();
     let mut collector = Collector::new(Process {
         process_id: [7; 16],
         exe: "test".into(),
