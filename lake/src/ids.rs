@@ -258,14 +258,24 @@ pub enum BlockKind {
     OtlpSpans = 2,
     /// OTLP metrics: an `ExportMetricsServiceRequest` with one resource.
     OtlpMetrics = 3,
+    /// A native thread stream's block (CPU spans, frames, instants): a
+    /// native block message as sent (`docs/native-format.md`).
+    NativeThread = 4,
+    /// A native log stream's block.
+    NativeLog = 5,
+    /// A native metric stream's block.
+    NativeMetric = 6,
 }
 
 impl BlockKind {
     /// Every kind, in code order.
-    pub const ALL: [BlockKind; 3] = [
+    pub const ALL: [BlockKind; 6] = [
         BlockKind::OtlpLogs,
         BlockKind::OtlpSpans,
         BlockKind::OtlpMetrics,
+        BlockKind::NativeThread,
+        BlockKind::NativeLog,
+        BlockKind::NativeMetric,
     ];
 
     /// The stored code.
@@ -287,6 +297,9 @@ impl BlockKind {
             BlockKind::OtlpLogs => "otlp.logs",
             BlockKind::OtlpSpans => "otlp.spans",
             BlockKind::OtlpMetrics => "otlp.metrics",
+            BlockKind::NativeThread => "native.thread",
+            BlockKind::NativeLog => "native.log",
+            BlockKind::NativeMetric => "native.metric",
         }
     }
 }

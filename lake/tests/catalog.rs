@@ -49,6 +49,37 @@ macro_rules! catalog_suite {
                     catalog.streams(&tenant("b")).await.expect("streams"),
                     b.streams
                 );
+                // One by id, within its tenant only.
+                let (p, s) = (&a.processes[0], &b.streams[0]);
+                assert_eq!(
+                    catalog
+                        .process(&tenant("a"), &p.process_id)
+                        .await
+                        .expect("process"),
+                    Some(p.clone())
+                );
+                assert_eq!(
+                    catalog
+                        .process(&tenant("b"), &p.process_id)
+                        .await
+                        .expect("process"),
+                    None,
+                    "another tenant's process is not found"
+                );
+                assert_eq!(
+                    catalog
+                        .stream(&tenant("b"), &s.stream_id)
+                        .await
+                        .expect("stream"),
+                    Some(s.clone())
+                );
+                assert_eq!(
+                    catalog
+                        .stream(&tenant("a"), &s.stream_id)
+                        .await
+                        .expect("stream"),
+                    None
+                );
                 assert_eq!(
                     catalog.segments(&tenant("a")).await.expect("segments"),
                     vec![a.segment.clone()]

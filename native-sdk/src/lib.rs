@@ -10,6 +10,7 @@ mod buffer;
 pub mod collect;
 pub mod format;
 mod ids;
+#[cfg(feature = "send")]
 pub mod send;
 pub mod ticks;
 

@@ -20,6 +20,10 @@ pub enum IngestError {
     /// The body, or what it decompresses to, is larger than the limit.
     #[error("request body exceeds the limit of {limit} bytes{what}")]
     PayloadTooLarge { limit: usize, what: &'static str },
+    /// What the request refers to is not registered (a native block's
+    /// stream, a stream's process): register it, then retry.
+    #[error("{0}")]
+    NotFound(String),
     /// No credentials, or credentials we do not know.
     #[error("{0}")]
     Unauthorized(String),
@@ -43,6 +47,7 @@ impl IngestError {
         match self {
             IngestError::BadRequest(_) => StatusCode::BAD_REQUEST,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::NotFound(_) => StatusCode::NOT_FOUND,
             IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -58,6 +63,7 @@ impl IngestError {
                 tonic::Code::InvalidArgument
             }
             IngestError::PayloadTooLarge { .. } => tonic::Code::ResourceExhausted,
+            IngestError::NotFound(_) => tonic::Code::NotFound,
             IngestError::Unauthorized(_) => tonic::Code::Unauthenticated,
             IngestError::Forbidden(_) => tonic::Code::PermissionDenied,
             IngestError::Unavailable { .. } => tonic::Code::Unavailable,

@@ -1,5 +1,6 @@
-//! OTLP/HTTP on :4318: `POST /v1/logs`, `/v1/metrics`, `/v1/traces`, protobuf or
-//! JSON, optionally gzip, deflate or zstd; and `GET /ready`.
+//! HTTP ingest on :4318: OTLP/HTTP (`POST /v1/logs`, `/v1/metrics`,
+//! `/v1/traces`, protobuf or JSON, optionally gzip, deflate or zstd), the
+//! native protocol (`POST /v1/native/{process,stream,block}`) and `GET /ready`.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, header};
 
 use crate::error::IngestError;
+use crate::native::NativeMessage;
 use crate::otlp::{Encoding, Signal};
 use crate::{ContentEncoding, Ingest};
 
@@ -25,6 +27,18 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
         .route(
             "/v1/metrics",
             post(|s, h, b| export(s, h, b, Signal::Metrics)),
+        )
+        .route(
+            "/v1/native/process",
+            post(|s, h, b| native(s, h, b, NativeMessage::Process)),
+        )
+        .route(
+            "/v1/native/stream",
+            post(|s, h, b| native(s, h, b, NativeMessage::Stream)),
+        )
+        .route(
+            "/v1/native/block",
+            post(|s, h, b| native(s, h, b, NativeMessage::Block)),
         )
         .route("/ready", get(ready))
         .with_state(ingest)
@@ -47,16 +61,7 @@ async fn export(
             header("x-scope-orgid"),
         )?;
         let compression = ContentEncoding::from_header(header(header::CONTENT_ENCODING.as_str()))?;
-        let limit = ingest.limits.max_body_bytes;
-        let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                IngestError::PayloadTooLarge { limit, what: "" }
-            } else {
-                IngestError::BadRequest(format!("reading the body: {e}"))
-            }
-        })?;
+        let body = read_body(body, ingest.limits.max_body_bytes).await?;
         ingest
             .export(tenant, signal, encoding, compression, body)
             .await
@@ -73,6 +78,65 @@ async fn export(
             e.into_http(encoding)
         }
     }
+}
+
+/// A native protocol request: 200 with an empty body once stored, else the
+/// status and a plain-text reason (`docs/native-format.md`).
+async fn native(
+    State(ingest): State<Arc<Ingest>>,
+    headers: HeaderMap,
+    body: Body,
+    message: NativeMessage,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let result = async {
+        let tenant = ingest.authorize(
+            header(header::AUTHORIZATION.as_str()),
+            header("x-scope-orgid"),
+        )?;
+        let content_type = header(header::CONTENT_TYPE.as_str())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase());
+        if content_type.as_deref() != Some(crate::native::CONTENT_TYPE) {
+            return Err(IngestError::UnsupportedMediaType(format!(
+                "unsupported Content-Type {:?}: use {}",
+                content_type.unwrap_or_default(),
+                crate::native::CONTENT_TYPE
+            )));
+        }
+        let compression = ContentEncoding::from_header(header(header::CONTENT_ENCODING.as_str()))?;
+        let body = read_body(body, ingest.limits.max_body_bytes).await?;
+        ingest.native(tenant, message, compression, body).await
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => {
+            if e.http_status().is_server_error() {
+                tracing::warn!(error = %e, ?message, "native request failed");
+            }
+            let mut response = (e.http_status(), format!("{e}\n")).into_response();
+            if let IngestError::Unavailable { retry_after, .. } = &e
+                && let Ok(v) =
+                    http::HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            response
+        }
+    }
+}
+
+/// The whole body, within the limit.
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, IngestError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            IngestError::PayloadTooLarge { limit, what: "" }
+        } else {
+            IngestError::BadRequest(format!("reading the body: {e}"))
+        }
+    })
 }
 
 async fn ready(State(ingest): State<Arc<Ingest>>) -> Response {

@@ -8,6 +8,7 @@ mod decompress;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod native;
 pub mod otlp;
 pub mod recovery;
 

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use framelake_lake::Lake;
 use framelake_lake::catalog::{BlockRecord, SegmentRecord, TenantCommit};
-use framelake_lake::ids::{SegmentId, TenantId};
+use framelake_lake::ids::{ProcessId, SegmentId, StreamId, TenantId};
 use framelake_lake::paths::SegmentPath;
 use framelake_lake::segment;
 use framelake_lake::{Error, Result};
@@ -152,6 +152,21 @@ async fn record(lake: &Lake, tenant: &TenantId, id: SegmentId) -> Result<u64> {
             )?;
             let resource = block_resource(e.kind, &payload)
                 .map_err(|err| corrupt(format!("block at {start} is not OTLP: {err}")))?;
+            let Some(resource) = resource else {
+                // A native block: its process and stream were registered
+                // (and committed) before it was accepted; its header names them.
+                let (header, _) = framelake_sdk::format::decode_block(&payload)
+                    .map_err(|err| corrupt(format!("native block at {start}: {err}")))?;
+                commit.blocks.push(BlockRecord::of_entry(
+                    &e,
+                    id,
+                    crate::native::NATIVE_PAYLOAD_FORMAT,
+                    ProcessId(header.process_id),
+                    StreamId(header.stream_id),
+                    insert_time,
+                ));
+                continue;
+            };
             let (mut process, mut stream) = process_and_stream(&resource, e.kind);
             (process.insert_time, stream.insert_time) = (insert_time, insert_time);
             commit.blocks.push(BlockRecord::of_entry(

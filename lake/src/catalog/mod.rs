@@ -27,12 +27,15 @@ use crate::{Error, Result};
 pub enum Source {
     /// An OpenTelemetry resource.
     Otlp = 1,
+    /// A process of a native SDK (its properties: the process message as sent).
+    Native = 2,
 }
 
 impl Source {
     pub(crate) fn from_code(code: i16) -> Result<Self> {
         match code {
             1 => Ok(Source::Otlp),
+            2 => Ok(Source::Native),
             other => Err(Error::InvalidInput(format!(
                 "unknown process source {other}"
             ))),
@@ -350,8 +353,14 @@ pub trait Catalog: Debug + Send + Sync {
     /// Lists the processes of a tenant.
     async fn processes(&self, tenant: &TenantId) -> Result<Vec<ProcessRecord>>;
 
+    /// One process of a tenant, if recorded.
+    async fn process(&self, tenant: &TenantId, id: &ProcessId) -> Result<Option<ProcessRecord>>;
+
     /// Lists the streams of a tenant.
     async fn streams(&self, tenant: &TenantId) -> Result<Vec<StreamRecord>>;
+
+    /// One stream of a tenant, if recorded.
+    async fn stream(&self, tenant: &TenantId, id: &StreamId) -> Result<Option<StreamRecord>>;
 
     /// Lists the segments of a tenant.
     async fn segments(&self, tenant: &TenantId) -> Result<Vec<SegmentRecord>>;

@@ -353,46 +353,54 @@ macro_rules! impl_sql_catalog {
                 &self,
                 tenant: &$crate::ids::TenantId,
             ) -> $crate::Result<Vec<$crate::catalog::ProcessRecord>> {
-                use sqlx::Row;
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "SELECT process_id, source, service_name, properties, insert_time FROM processes WHERE tenant = ",
                 );
                 q.push_bind(tenant.as_str()).push(" ORDER BY insert_time, process_id");
                 let rows = q.build().fetch_all(&self.pool).await?;
-                rows.into_iter()
-                    .map(|r| {
-                        Ok($crate::catalog::ProcessRecord {
-                            process_id: $crate::ids::ProcessId::from_slice(&r.try_get::<Vec<u8>, _>(0)?)?,
-                            source: $crate::catalog::Source::from_code(r.try_get(1)?)?,
-                            service_name: r.try_get(2)?,
-                            properties: r.try_get::<Vec<u8>, _>(3)?.into(),
-                            insert_time: r.try_get(4)?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(process_of_row).collect()
+            }
+
+            async fn process(
+                &self,
+                tenant: &$crate::ids::TenantId,
+                id: &$crate::ids::ProcessId,
+            ) -> $crate::Result<Option<$crate::catalog::ProcessRecord>> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT process_id, source, service_name, properties, insert_time FROM processes WHERE tenant = ",
+                );
+                q.push_bind(tenant.as_str())
+                    .push(" AND process_id = ")
+                    .push_bind(id.as_bytes().to_vec());
+                let row = q.build().fetch_optional(&self.pool).await?;
+                row.as_ref().map(process_of_row).transpose()
             }
 
             async fn streams(
                 &self,
                 tenant: &$crate::ids::TenantId,
             ) -> $crate::Result<Vec<$crate::catalog::StreamRecord>> {
-                use sqlx::Row;
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "SELECT stream_id, process_id, kind, name, insert_time FROM streams WHERE tenant = ",
                 );
                 q.push_bind(tenant.as_str()).push(" ORDER BY insert_time, stream_id");
                 let rows = q.build().fetch_all(&self.pool).await?;
-                rows.into_iter()
-                    .map(|r| {
-                        Ok($crate::catalog::StreamRecord {
-                            stream_id: $crate::ids::StreamId::from_slice(&r.try_get::<Vec<u8>, _>(0)?)?,
-                            process_id: $crate::ids::ProcessId::from_slice(&r.try_get::<Vec<u8>, _>(1)?)?,
-                            kind: $crate::ids::BlockKind::from_code(r.try_get(2)?)?,
-                            name: r.try_get(3)?,
-                            insert_time: r.try_get(4)?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(stream_of_row).collect()
+            }
+
+            async fn stream(
+                &self,
+                tenant: &$crate::ids::TenantId,
+                id: &$crate::ids::StreamId,
+            ) -> $crate::Result<Option<$crate::catalog::StreamRecord>> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT stream_id, process_id, kind, name, insert_time FROM streams WHERE tenant = ",
+                );
+                q.push_bind(tenant.as_str())
+                    .push(" AND stream_id = ")
+                    .push_bind(id.as_bytes().to_vec());
+                let row = q.build().fetch_optional(&self.pool).await?;
+                row.as_ref().map(stream_of_row).transpose()
             }
 
             async fn segments(
@@ -565,6 +573,32 @@ macro_rules! impl_sql_catalog {
             tx: Option<sqlx::Transaction<'static, $db>>,
             tenant: $crate::ids::TenantId,
             blocks: Vec<$crate::catalog::BlockRecord>,
+        }
+
+        fn process_of_row(
+            r: &<$db as sqlx::Database>::Row,
+        ) -> $crate::Result<$crate::catalog::ProcessRecord> {
+            use sqlx::Row;
+            Ok($crate::catalog::ProcessRecord {
+                process_id: $crate::ids::ProcessId::from_slice(&r.try_get::<Vec<u8>, _>(0)?)?,
+                source: $crate::catalog::Source::from_code(r.try_get(1)?)?,
+                service_name: r.try_get(2)?,
+                properties: r.try_get::<Vec<u8>, _>(3)?.into(),
+                insert_time: r.try_get(4)?,
+            })
+        }
+
+        fn stream_of_row(
+            r: &<$db as sqlx::Database>::Row,
+        ) -> $crate::Result<$crate::catalog::StreamRecord> {
+            use sqlx::Row;
+            Ok($crate::catalog::StreamRecord {
+                stream_id: $crate::ids::StreamId::from_slice(&r.try_get::<Vec<u8>, _>(0)?)?,
+                process_id: $crate::ids::ProcessId::from_slice(&r.try_get::<Vec<u8>, _>(1)?)?,
+                kind: $crate::ids::BlockKind::from_code(r.try_get(2)?)?,
+                name: r.try_get(3)?,
+                insert_time: r.try_get(4)?,
+            })
         }
 
         impl std::fmt::Debug for SqlClaim {

@@ -76,12 +76,14 @@ impl View {
         }
     }
 
-    /// The view showing a kind of block's events.
-    pub fn of(kind: BlockKind) -> View {
+    /// The view showing a kind of block's events (native ones are not
+    /// decoded into views yet).
+    pub fn of(kind: BlockKind) -> Option<View> {
         match kind {
-            BlockKind::OtlpLogs => View::LogEntries,
-            BlockKind::OtlpSpans => View::Spans,
-            BlockKind::OtlpMetrics => View::Measures,
+            BlockKind::OtlpLogs => Some(View::LogEntries),
+            BlockKind::OtlpSpans => Some(View::Spans),
+            BlockKind::OtlpMetrics => Some(View::Measures),
+            BlockKind::NativeThread | BlockKind::NativeLog | BlockKind::NativeMetric => None,
         }
     }
 
@@ -118,7 +120,11 @@ impl BlockSource {
 
 /// Decodes a stored block (its uncompressed payload) into rows of its view.
 pub fn decode(kind: BlockKind, payload: &[u8], source: &BlockSource) -> Result<RecordBatch> {
-    let mut rows = Rows::new(View::of(kind));
+    let view = View::of(kind).ok_or_else(|| Error::Corrupt {
+        location: format!("{} block {}", kind.name(), source.block_id),
+        reason: "no view shows this kind of block".to_owned(),
+    })?;
+    let mut rows = Rows::new(view);
     rows.append(kind, payload, source)?;
     Ok(rows.finish())
 }

@@ -334,8 +334,12 @@ pub fn process_and_stream(resource: &Resource, kind: BlockKind) -> (ProcessRecor
     )
 }
 
-/// The resource of a stored OTLP block (format 1: an export request of one resource).
-pub fn block_resource(kind: BlockKind, payload: &[u8]) -> Result<Resource, prost::DecodeError> {
+/// The resource of a stored OTLP block (format 1: an export request of one
+/// resource); `None` for native blocks, which have none.
+pub fn block_resource(
+    kind: BlockKind,
+    payload: &[u8],
+) -> Result<Option<Resource>, prost::DecodeError> {
     let resource = match kind {
         BlockKind::OtlpLogs => ExportLogsServiceRequest::decode(payload)?
             .resource_logs
@@ -352,8 +356,11 @@ pub fn block_resource(kind: BlockKind, payload: &[u8]) -> Result<Resource, prost
             .into_iter()
             .next()
             .and_then(|r| r.resource),
+        BlockKind::NativeThread | BlockKind::NativeLog | BlockKind::NativeMetric => {
+            return Ok(None);
+        }
     };
-    Ok(resource.unwrap_or_default())
+    Ok(Some(resource.unwrap_or_default()))
 }
 
 #[cfg(test)]
