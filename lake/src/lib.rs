@@ -87,6 +87,23 @@ impl Lake {
         .map_err(|e| Error::FlushFailed(format!("decode task: {e}")))?
     }
 
+    /// A native process, as the rows of its blocks need it.
+    pub async fn native_process(
+        &self,
+        tenant: &TenantId,
+        id: &ids::ProcessId,
+    ) -> Result<Arc<view::NativeProcess>> {
+        let record = self
+            .catalog
+            .process(tenant, id)
+            .await?
+            .ok_or_else(|| Error::Corrupt {
+                location: format!("process {id}"),
+                reason: "a native block's process is not recorded".to_owned(),
+            })?;
+        Ok(Arc::new(view::NativeProcess::of(&record)?))
+    }
+
     /// Deletes the objects whose deletion is due at `now` (see
     /// [`Catalog::garbage`]); returns how many.
     pub async fn delete_garbage(&self, now: i64) -> Result<usize> {
@@ -127,10 +144,21 @@ impl Lake {
         block: &BlockRecord,
     ) -> Result<arrow::array::RecordBatch> {
         let payload = self.read_block(tenant, block).await?;
-        let source = view::BlockSource::of(block);
+        let mut source = view::BlockSource::of(block);
+        if is_native(block.kind) {
+            source = source.with_native(self.native_process(tenant, &block.process_id).await?);
+        }
         let kind = block.kind;
         tokio::task::spawn_blocking(move || view::decode(kind, &payload, &source))
             .await
             .map_err(|e| Error::FlushFailed(format!("decode task: {e}")))?
     }
+}
+
+/// Whether blocks of `kind` come from a native SDK (their rows need the process).
+pub fn is_native(kind: ids::BlockKind) -> bool {
+    matches!(
+        kind,
+        ids::BlockKind::NativeThread | ids::BlockKind::NativeLog | ids::BlockKind::NativeMetric
+    )
 }

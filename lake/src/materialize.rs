@@ -180,11 +180,21 @@ impl Materializer {
         let capacity = blocks.iter().map(|b| b.length as usize).sum();
         let (payloads, mut received) =
             tokio::sync::mpsc::channel::<(BlockRecord, bytes::Bytes)>(self.config.read_ahead);
+        let mut natives = std::collections::HashMap::new();
+        for b in blocks.iter().filter(|b| crate::is_native(b.kind)) {
+            if let std::collections::hash_map::Entry::Vacant(e) = natives.entry(b.process_id) {
+                e.insert(self.lake.native_process(tenant, &b.process_id).await?);
+            }
+        }
         let encode = tokio::task::spawn_blocking(move || {
             let mut writer = partition::Writer::new(view.schema(), encoding(view), capacity)?;
             let mut rows = Rows::new(view);
             while let Some((block, payload)) = received.blocking_recv() {
-                rows.append(block.kind, &payload, &BlockSource::of(&block))?;
+                let mut source = BlockSource::of(&block);
+                if let Some(process) = natives.get(&block.process_id) {
+                    source = source.with_native(Arc::clone(process));
+                }
+                rows.append(block.kind, &payload, &source)?;
                 if rows.len() >= BATCH_ROWS {
                     writer.write(&rows.finish())?;
                 }

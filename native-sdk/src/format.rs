@@ -89,6 +89,49 @@ impl StreamKind {
     }
 }
 
+/// A process's clock: ticks to Unix nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clock {
+    pub start_time: i64,
+    pub start_ticks: i64,
+    /// Ticks per second; 0 when neither the SDK nor a calibration knows.
+    pub frequency: f64,
+}
+
+impl Clock {
+    /// The process's own frequency, else one estimated from a calibration
+    /// point (a block's: ticks and nanoseconds elapsed since the start).
+    pub fn of(process: &Process, calibration_ticks: i64, calibration_time: i64) -> Clock {
+        let frequency = if process.tick_frequency > 0 {
+            process.tick_frequency as f64
+        } else {
+            let (ticks, nanos) = (
+                calibration_ticks.saturating_sub(process.start_ticks),
+                calibration_time.saturating_sub(process.start_time),
+            );
+            if ticks > 0 && nanos > 0 {
+                ticks as f64 * 1e9 / nanos as f64
+            } else {
+                0.0
+            }
+        };
+        Clock {
+            start_time: process.start_time,
+            start_ticks: process.start_ticks,
+            frequency,
+        }
+    }
+
+    /// Unix nanoseconds at `ticks` (the start when the frequency is unknown).
+    pub fn time(&self, ticks: i64) -> i64 {
+        if self.frequency <= 0.0 {
+            return self.start_time;
+        }
+        let elapsed = ticks.saturating_sub(self.start_ticks) as f64 * 1e9 / self.frequency;
+        self.start_time.saturating_add(elapsed as i64)
+    }
+}
+
 /// A stream of a process: one per instrumented thread, one for logs, one for metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stream {

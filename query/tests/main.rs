@@ -6,6 +6,7 @@ mod api;
 mod compaction;
 mod data;
 mod flight;
+mod native;
 mod sql;
 
 use std::sync::Arc;

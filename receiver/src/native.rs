@@ -8,7 +8,7 @@ use framelake_lake::catalog::{ProcessRecord, Source, StreamRecord};
 use framelake_lake::ids::{BlockId, BlockKind, ProcessId, StreamId, TenantId};
 use framelake_lake::segment::{Compression, EncodedBlock};
 use framelake_lake::writer::{PendingBlock, WriteBatch};
-use framelake_sdk::format::{self, Process, Stream, StreamKind};
+use framelake_sdk::format::{self, Clock, Process, Stream, StreamKind};
 
 use crate::error::IngestError;
 use crate::{ContentEncoding, Ingest};
@@ -37,48 +37,6 @@ pub fn block_kind(kind: StreamKind) -> BlockKind {
         StreamKind::Thread => BlockKind::NativeThread,
         StreamKind::Log => BlockKind::NativeLog,
         StreamKind::Metric => BlockKind::NativeMetric,
-    }
-}
-
-/// A process's clock: ticks to Unix nanoseconds.
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    start_time: i64,
-    start_ticks: i64,
-    /// Ticks per second; 0 when neither the SDK nor a calibration knows.
-    frequency: f64,
-}
-
-impl Clock {
-    /// The process's own frequency, else one estimated from a calibration
-    /// point (ticks and nanoseconds elapsed since the start).
-    fn of(process: &Process, calibration_ticks: i64, calibration_time: i64) -> Clock {
-        let frequency = if process.tick_frequency > 0 {
-            process.tick_frequency as f64
-        } else {
-            let (ticks, nanos) = (
-                calibration_ticks.saturating_sub(process.start_ticks),
-                calibration_time.saturating_sub(process.start_time),
-            );
-            if ticks > 0 && nanos > 0 {
-                ticks as f64 * 1e9 / nanos as f64
-            } else {
-                0.0
-            }
-        };
-        Clock {
-            start_time: process.start_time,
-            start_ticks: process.start_ticks,
-            frequency,
-        }
-    }
-
-    fn time(&self, ticks: i64) -> i64 {
-        if self.frequency <= 0.0 {
-            return self.start_time;
-        }
-        let elapsed = (ticks.saturating_sub(self.start_ticks)) as f64 * 1e9 / self.frequency;
-        self.start_time.saturating_add(elapsed as i64)
     }
 }
 

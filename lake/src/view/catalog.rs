@@ -127,7 +127,7 @@ pub fn processes(records: &[ProcessRecord]) -> Result<RecordBatch> {
                         reason: e.to_string(),
                     }
                 })?;
-                attributes.append(&native_attributes(&p));
+                attributes.append(&super::native::attributes(&p));
             }
         }
         service.append_value(&r.service_name);
@@ -143,32 +143,6 @@ pub fn processes(records: &[ProcessRecord]) -> Result<RecordBatch> {
             Arc::new(insert.finish()),
         ],
     ))
-}
-
-/// What a native process says of itself, as attributes.
-fn native_attributes(
-    p: &framelake_sdk::format::Process,
-) -> Vec<opentelemetry_proto::tonic::common::v1::KeyValue> {
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
-    let kv = |key: &str, value: Value| KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    };
-    let text = |key: &str, value: &str| kv(key, Value::StringValue(value.to_owned()));
-    let mut attributes = vec![
-        text("process.executable.path", &p.exe),
-        text("process.owner", &p.username),
-        text("host.name", &p.computer),
-        text("os.type", &p.distro),
-        text("host.cpu.model.name", &p.cpu_brand),
-        kv(
-            "tick_frequency",
-            Value::IntValue(i64::try_from(p.tick_frequency).unwrap_or(i64::MAX)),
-        ),
-    ];
-    attributes.extend(p.properties.iter().map(|(k, v)| text(k, v)));
-    attributes
 }
 
 /// The `streams` rows of these records.

@@ -9,7 +9,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 
 use super::columns::{Attributes, Ids, Times, any_text};
-use super::{BlockSource, Common, Origin, attributes_type, batch, common_fields, timestamp_type};
+use super::{
+    BlockSource, Common, Origin, attributes_type, batch, common_fields, native, timestamp_type,
+};
 
 pub(super) static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = common_fields();
@@ -107,6 +109,59 @@ impl LogRows {
                     self.dropped.append_value(record.dropped_attributes_count);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Appends a native log block's records.
+    pub(super) fn append_native(
+        &mut self,
+        payload: &[u8],
+        source: &BlockSource,
+    ) -> Result<(), String> {
+        use framelake_sdk::format::Event;
+        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        let opened = native::open(payload, source)?;
+        let parsed = opened.parse()?;
+        let mut origins = std::collections::HashMap::new();
+        for event in parsed.events() {
+            let Ok(Event::Log {
+                descriptor,
+                ticks,
+                message,
+            }) = event
+            else {
+                continue;
+            };
+            let d = &parsed.descriptors[&descriptor];
+            let origin = *origins.entry(d.target.as_str()).or_insert_with(|| {
+                self.common.origin(&Origin {
+                    source,
+                    service_name: &opened.process.service_name,
+                    resource: &opened.resource,
+                    scope: &InstrumentationScope {
+                        name: d.target.clone(),
+                        ..Default::default()
+                    },
+                })
+            });
+            self.common.append(origin);
+            let (number, text) = native::severity(d.level);
+            self.time.append(opened.clock.time(ticks).max(0) as u64);
+            self.observed.append_optional(0);
+            self.severity_number.append_value(number);
+            self.severity_text.append_value(text);
+            self.body.append_value(message);
+            self.event_name.append_value("");
+            self.trace_id.append(&[]);
+            self.span_id.append(&[]);
+            self.flags.append_value(0);
+            self.attributes.append(&[
+                native::kv("code.file.path", Value::StringValue(d.file.clone())),
+                native::kv("code.line.number", Value::IntValue(i64::from(d.line))),
+            ]);
+            self.dropped.append_value(0);
         }
         Ok(())
     }

@@ -21,7 +21,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use prost::Message;
 
 use super::columns::{Attributes, Ids, Times, item_field, struct_list};
-use super::{BlockSource, Common, Origin, attributes_type, batch, common_fields, timestamp_type};
+use super::{
+    BlockSource, Common, Origin, attributes_type, batch, common_fields, native, timestamp_type,
+};
 
 static QUANTILE_FIELDS: LazyLock<Fields> = LazyLock::new(|| {
     Fields::from(vec![
@@ -144,6 +146,66 @@ impl MeasureRows {
                     self.append_metric(origin, m);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Appends a native metric block's values (as gauges).
+    pub(super) fn append_native(
+        &mut self,
+        payload: &[u8],
+        source: &BlockSource,
+    ) -> Result<(), String> {
+        use framelake_sdk::format::Event;
+        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+        let opened = native::open(payload, source)?;
+        let parsed = opened.parse()?;
+        let mut series = std::collections::HashMap::new();
+        for event in parsed.events() {
+            let (descriptor, ticks, value, int_value) = match event {
+                Ok(Event::MetricFloat {
+                    descriptor,
+                    ticks,
+                    value,
+                }) => (descriptor, ticks, value, None),
+                Ok(Event::MetricInt {
+                    descriptor,
+                    ticks,
+                    value,
+                }) => (descriptor, ticks, value as f64, Some(value)),
+                _ => continue,
+            };
+            let (origin, metric) = series.entry(descriptor).or_insert_with(|| {
+                let d = &parsed.descriptors[&descriptor];
+                let origin = self.common.origin(&Origin {
+                    source,
+                    service_name: &opened.process.service_name,
+                    resource: &opened.resource,
+                    scope: &InstrumentationScope {
+                        name: d.target.clone(),
+                        ..Default::default()
+                    },
+                });
+                let metric = Metric {
+                    name: d.name.clone(),
+                    unit: d.unit.clone(),
+                    ..Default::default()
+                };
+                (origin, metric)
+            });
+            let s = Series {
+                metric,
+                kind: "gauge",
+                temporality: 0,
+                is_monotonic: None,
+            };
+            let point = Point {
+                time: opened.clock.time(ticks).max(0) as u64,
+                value: Some(value),
+                int_value,
+                ..Point::default()
+            };
+            self.append(*origin, &s, point);
         }
         Ok(())
     }

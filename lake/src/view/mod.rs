@@ -9,6 +9,7 @@ pub mod catalog;
 mod columns;
 mod logs;
 mod measures;
+mod native;
 mod spans;
 
 use std::sync::Arc;
@@ -47,9 +48,9 @@ impl View {
     /// The kinds of blocks whose events it shows.
     pub fn kinds(self) -> &'static [BlockKind] {
         match self {
-            View::LogEntries => &[BlockKind::OtlpLogs],
+            View::LogEntries => &[BlockKind::OtlpLogs, BlockKind::NativeLog],
             View::Spans => &[BlockKind::OtlpSpans],
-            View::Measures => &[BlockKind::OtlpMetrics],
+            View::Measures => &[BlockKind::OtlpMetrics, BlockKind::NativeMetric],
         }
     }
 
@@ -76,14 +77,14 @@ impl View {
         }
     }
 
-    /// The view showing a kind of block's events (native ones are not
-    /// decoded into views yet).
+    /// The view showing a kind of block's events (CPU trace blocks are
+    /// decoded on demand into their own views).
     pub fn of(kind: BlockKind) -> Option<View> {
         match kind {
-            BlockKind::OtlpLogs => Some(View::LogEntries),
+            BlockKind::OtlpLogs | BlockKind::NativeLog => Some(View::LogEntries),
             BlockKind::OtlpSpans => Some(View::Spans),
-            BlockKind::OtlpMetrics => Some(View::Measures),
-            BlockKind::NativeThread | BlockKind::NativeLog | BlockKind::NativeMetric => None,
+            BlockKind::OtlpMetrics | BlockKind::NativeMetric => Some(View::Measures),
+            BlockKind::NativeThread => None,
         }
     }
 
@@ -97,7 +98,7 @@ impl View {
 }
 
 /// What a block's rows take from its catalog record.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BlockSource {
     pub block_id: BlockId,
     pub process_id: ProcessId,
@@ -105,6 +106,31 @@ pub struct BlockSource {
     /// The block's latest event time: the time of a log record without one
     /// (the receiver indexed it at its arrival, within this range).
     pub max_time: i64,
+    /// A native block's process (its clock, service and attributes).
+    pub native: Option<Arc<NativeProcess>>,
+}
+
+/// A native process, as its blocks' rows need it.
+#[derive(Debug)]
+pub struct NativeProcess {
+    pub process: framelake_sdk::format::Process,
+    pub service_name: String,
+}
+
+impl NativeProcess {
+    /// From its catalog record (the process message as sent).
+    pub fn of(record: &crate::catalog::ProcessRecord) -> Result<Self> {
+        let process = framelake_sdk::format::Process::decode(&record.properties).map_err(|e| {
+            Error::Corrupt {
+                location: format!("process {}", record.process_id),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(NativeProcess {
+            process,
+            service_name: record.service_name.clone(),
+        })
+    }
 }
 
 impl BlockSource {
@@ -114,7 +140,13 @@ impl BlockSource {
             process_id: block.process_id,
             stream_id: block.stream_id,
             max_time: block.max_time,
+            native: None,
         }
+    }
+
+    pub fn with_native(mut self, process: Arc<NativeProcess>) -> Self {
+        self.native = Some(process);
+        self
     }
 }
 
@@ -157,24 +189,35 @@ impl Rows {
             location: format!("{} block {}", kind.name(), source.block_id),
             reason: e.to_string(),
         };
+        let native = |e: String| Error::Corrupt {
+            location: format!("{} block {}", kind.name(), source.block_id),
+            reason: e,
+        };
         match (&mut self.0, kind) {
-            (RowBuilders::Logs(rows), BlockKind::OtlpLogs) => rows.append(payload, source),
-            (RowBuilders::Spans(rows), BlockKind::OtlpSpans) => rows.append(payload, source),
+            (RowBuilders::Logs(rows), BlockKind::OtlpLogs) => {
+                rows.append(payload, source).map_err(invalid)
+            }
+            (RowBuilders::Spans(rows), BlockKind::OtlpSpans) => {
+                rows.append(payload, source).map_err(invalid)
+            }
             (RowBuilders::Measures(rows), BlockKind::OtlpMetrics) => {
-                rows.append_request(payload, source)
+                rows.append_request(payload, source).map_err(invalid)
             }
-            _ => {
-                return Err(Error::Corrupt {
-                    location: format!("block {}", source.block_id),
-                    reason: format!(
-                        "a {} block is not a row of {}",
-                        kind.name(),
-                        self.view().name()
-                    ),
-                });
+            (RowBuilders::Logs(rows), BlockKind::NativeLog) => {
+                rows.append_native(payload, source).map_err(native)
             }
+            (RowBuilders::Measures(rows), BlockKind::NativeMetric) => {
+                rows.append_native(payload, source).map_err(native)
+            }
+            _ => Err(Error::Corrupt {
+                location: format!("block {}", source.block_id),
+                reason: format!(
+                    "a {} block is not a row of {}",
+                    kind.name(),
+                    self.view().name()
+                ),
+            }),
         }
-        .map_err(invalid)
     }
 
     pub fn view(&self) -> View {

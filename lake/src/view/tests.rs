@@ -50,6 +50,7 @@ fn source() -> BlockSource {
         process_id: ProcessId::of(&[b"p"]),
         stream_id: StreamId::of(&[b"s"]),
         max_time: 5_000,
+        native: None,
     }
 }
 
