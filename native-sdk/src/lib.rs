@@ -4,8 +4,23 @@
 //!
 //! The calling thread appends fixed-layout events to a buffer of its own
 //! ([`buffer`]); a [`collect::Collector`] takes what every thread published
-//! and encodes the messages for the server.
+//! and encodes the messages for the server; [`send::Telemetry`] sends them.
+//!
+//! Without the `enabled` feature (on by default) every recording function
+//! and macro compiles to nothing.
+//!
+//! ```
+//! use framelake_sdk::{fmetric, info, span_scope};
+//! fn update(frame: u64) {
+//!     span_scope!("update");
+//!     info!("frame {frame} updated");
+//!     fmetric!("frame_time", "ms", 16.6);
+//! }
+//! update(1);
+//! ```
 
+// Without `enabled`, nothing records: the buffers are left unused.
+#[cfg_attr(not(feature = "enabled"), allow(dead_code))]
 mod buffer;
 pub mod collect;
 pub mod format;
@@ -17,17 +32,24 @@ pub mod ticks;
 pub use buffer::{Descriptor, dropped_events, set_memory_limit};
 pub use format::DescriptorKind;
 
+#[cfg(feature = "enabled")]
 use format::kind;
 
 /// Begins a span of `descriptor` (ended by [`span_end`] on the same thread).
 #[inline(always)]
 pub fn span_begin(descriptor: &'static Descriptor) {
+    #[cfg(not(feature = "enabled"))]
+    let _ = descriptor;
+    #[cfg(feature = "enabled")]
     buffer::push2(descriptor.id() | kind::SPAN_BEGIN, ticks::now() as u64);
 }
 
 /// Ends the innermost span, which must be of `descriptor`.
 #[inline(always)]
 pub fn span_end(descriptor: &'static Descriptor) {
+    #[cfg(not(feature = "enabled"))]
+    let _ = descriptor;
+    #[cfg(feature = "enabled")]
     buffer::push2(descriptor.id() | kind::SPAN_END, ticks::now() as u64);
 }
 
@@ -53,18 +75,27 @@ impl Drop for SpanGuard {
 /// Marks the start of frame `number` (and the end of the one before).
 #[inline(always)]
 pub fn frame(number: u64) {
+    #[cfg(not(feature = "enabled"))]
+    let _ = number;
+    #[cfg(feature = "enabled")]
     buffer::push2(number << 3 | kind::FRAME, ticks::now() as u64);
 }
 
 /// A user-marked moment: the sampler keeps the CPU trace of its frame.
 #[inline(always)]
 pub fn instant(descriptor: &'static Descriptor) {
+    #[cfg(not(feature = "enabled"))]
+    let _ = descriptor;
+    #[cfg(feature = "enabled")]
     buffer::push2(descriptor.id() | kind::INSTANT, ticks::now() as u64);
 }
 
 /// An integer metric value.
 #[inline(always)]
 pub fn int_metric(descriptor: &'static Descriptor, value: i64) {
+    #[cfg(not(feature = "enabled"))]
+    let _ = (descriptor, value);
+    #[cfg(feature = "enabled")]
     buffer::push3(
         descriptor.id() | kind::METRIC_INT,
         ticks::now() as u64,
@@ -75,6 +106,9 @@ pub fn int_metric(descriptor: &'static Descriptor, value: i64) {
 /// A float metric value.
 #[inline(always)]
 pub fn float_metric(descriptor: &'static Descriptor, value: f64) {
+    #[cfg(not(feature = "enabled"))]
+    let _ = (descriptor, value);
+    #[cfg(feature = "enabled")]
     buffer::push3(
         descriptor.id() | kind::METRIC_FLOAT,
         ticks::now() as u64,
@@ -85,6 +119,9 @@ pub fn float_metric(descriptor: &'static Descriptor, value: f64) {
 /// A log record; its message is formatted in the thread's buffer.
 #[inline]
 pub fn log(descriptor: &'static Descriptor, args: std::fmt::Arguments<'_>) {
+    #[cfg(not(feature = "enabled"))]
+    let _ = (descriptor, args);
+    #[cfg(feature = "enabled")]
     buffer::push_log(descriptor, ticks::now(), args);
 }
 
@@ -102,5 +139,87 @@ macro_rules! span_scope {
             unit: "",
         };
         let _framelake_span = $crate::SpanGuard::begin(&__FRAMELAKE_SPAN);
+    };
+}
+
+/// A log record at a level (1 error … 5 trace): the macros' common part.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __framelake_log {
+    ($level:expr, $fmt:literal $($args:tt)*) => {{
+        static __FRAMELAKE_LOG: $crate::Descriptor = $crate::Descriptor {
+            kind: $crate::DescriptorKind::Log,
+            level: $level,
+            line: line!(),
+            name: $fmt,
+            target: module_path!(),
+            file: file!(),
+            unit: "",
+        };
+        $crate::log(&__FRAMELAKE_LOG, format_args!($fmt $($args)*));
+    }};
+}
+
+/// An error log record, formatted: `error!("lost {n} packets")`.
+#[macro_export]
+macro_rules! error {
+    ($($t:tt)+) => { $crate::__framelake_log!(1, $($t)+) };
+}
+
+/// A warning log record, formatted.
+#[macro_export]
+macro_rules! warn {
+    ($($t:tt)+) => { $crate::__framelake_log!(2, $($t)+) };
+}
+
+/// An info log record, formatted.
+#[macro_export]
+macro_rules! info {
+    ($($t:tt)+) => { $crate::__framelake_log!(3, $($t)+) };
+}
+
+/// A debug log record, formatted.
+#[macro_export]
+macro_rules! debug {
+    ($($t:tt)+) => { $crate::__framelake_log!(4, $($t)+) };
+}
+
+/// A trace log record, formatted.
+#[macro_export]
+macro_rules! trace {
+    ($($t:tt)+) => { $crate::__framelake_log!(5, $($t)+) };
+}
+
+/// A metric descriptor: the macros' common part.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __framelake_metric {
+    ($name:expr, $unit:expr) => {{
+        static __FRAMELAKE_METRIC: $crate::Descriptor = $crate::Descriptor {
+            kind: $crate::DescriptorKind::Metric,
+            level: 0,
+            line: line!(),
+            name: $name,
+            target: module_path!(),
+            file: file!(),
+            unit: $unit,
+        };
+        &__FRAMELAKE_METRIC
+    }};
+}
+
+/// An integer metric value: `imetric!("entities", "{entity}", n)`.
+#[macro_export]
+macro_rules! imetric {
+    ($name:expr, $unit:expr, $value:expr) => {
+        $crate::int_metric($crate::__framelake_metric!($name, $unit), $value)
+    };
+}
+
+/// A float metric value: `fmetric!("frame_time", "ms", t)`.
+#[macro_export]
+macro_rules! fmetric {
+    ($name:expr, $unit:expr, $value:expr) => {
+        $crate::float_metric($crate::__framelake_metric!($name, $unit), $value)
     };
 }

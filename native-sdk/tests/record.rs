@@ -16,24 +16,6 @@ static UPDATE: Descriptor = Descriptor {
     file: "game.rs",
     unit: "",
 };
-static LOADED: Descriptor = Descriptor {
-    kind: DescriptorKind::Log,
-    level: 3,
-    line: 20,
-    name: "level {} loaded",
-    target: "game",
-    file: "game.rs",
-    unit: "",
-};
-static FPS: Descriptor = Descriptor {
-    kind: DescriptorKind::Metric,
-    level: 0,
-    line: 30,
-    name: "fps",
-    target: "game",
-    file: "game.rs",
-    unit: "1/s",
-};
 
 /// A block as the test sees it: sequence, open spans, events.
 type Block = (u64, Vec<(u64, i64)>, Vec<String>);
@@ -131,8 +113,9 @@ fn threads_record_and_the_collector_sends_self_contained_blocks() {
         .spawn(move || {
             framelake_sdk::frame(1);
             framelake_sdk::span_begin(&UPDATE);
-            framelake_sdk::log(&LOADED, format_args!("level {} loaded", 3));
-            framelake_sdk::float_metric(&FPS, 59.5);
+            let level = 3;
+            framelake_sdk::info!("level {level} loaded");
+            framelake_sdk::fmetric!("fps", "1/s", 59.5);
             parked.send(()).expect("parked");
             wait.recv().expect("go on");
             framelake_sdk::span_end(&UPDATE);
