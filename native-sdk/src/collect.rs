@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::buffer::{self, Descriptor, THREADS, ThreadEvents, lock};
+use crate::buffer::{Descriptor, THREADS, ThreadEvents, lock};
 use crate::format::{
     self, BlockHeader, Codec, Event, Events, Id, PayloadParts, Process, Stream, StreamKind,
 };
@@ -257,9 +257,4 @@ impl Collector {
         });
         out
     }
-}
-
-/// Events the calling threads dropped (memory limit reached).
-pub fn dropped_events() -> u64 {
-    buffer::dropped_events()
 }

@@ -82,14 +82,27 @@ impl IngestError {
             body,
         )
             .into_response();
-        if let IngestError::Unavailable { retry_after, .. } = &self {
+        self.add_retry_after(&mut response);
+        response
+    }
+
+    /// The HTTP response of a protocol without a status body (the native
+    /// one): the status and the reason as text.
+    pub fn into_text(self) -> Response {
+        let mut response = (self.http_status(), format!("{self}\n")).into_response();
+        self.add_retry_after(&mut response);
+        response
+    }
+
+    /// `Retry-After` on answers that may be retried later.
+    fn add_retry_after(&self, response: &mut Response) {
+        if let IngestError::Unavailable { retry_after, .. } = self {
             let secs = retry_after.as_secs().max(1).to_string();
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_str(&secs).expect("digits are a valid header"),
             );
         }
-        response
     }
 }
 

@@ -115,14 +115,7 @@ async fn native(
             if e.http_status().is_server_error() {
                 tracing::warn!(error = %e, ?message, "native request failed");
             }
-            let mut response = (e.http_status(), format!("{e}\n")).into_response();
-            if let IngestError::Unavailable { retry_after, .. } = &e
-                && let Ok(v) =
-                    http::HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            response
+            e.into_text()
         }
     }
 }

@@ -133,14 +133,18 @@ impl TestServer {
         out
     }
 
-    pub(crate) async fn block_count(&self, tenant: &str) -> usize {
+    /// Every block a tenant's catalog lists.
+    pub(crate) async fn blocks(&self, tenant: &str) -> Vec<framelake_lake::catalog::BlockRecord> {
         let tenant: TenantId = tenant.parse().expect("tenant");
         self.lake
             .catalog
             .blocks(&tenant, &BlockFilter::default())
             .await
             .expect("catalog answers")
-            .len()
+    }
+
+    pub(crate) async fn block_count(&self, tenant: &str) -> usize {
+        self.blocks(tenant).await.len()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use framelake_lake::catalog::{BlockFilter, Source};
+use framelake_lake::catalog::Source;
 use framelake_lake::ids::{BlockKind, ProcessId, StreamId, TenantId};
 use framelake_sdk::format::{
     self, BlockHeader, Codec, Descriptor, DescriptorKind, Event, PayloadParts, Process, Stream,
@@ -73,12 +73,7 @@ async fn the_sdk_sends_to_the_receiver_and_everything_is_indexed() {
     let t = tenant("default");
     let started = Instant::now();
     let blocks = loop {
-        let blocks = server
-            .lake
-            .catalog
-            .blocks(&t, &BlockFilter::default())
-            .await
-            .expect("blocks");
+        let blocks = server.blocks("default").await;
         let events: u32 = blocks.iter().map(|b| b.event_count).sum();
         if events >= 30 {
             break blocks;
@@ -232,12 +227,7 @@ async fn registrations_come_first_retries_count_once_and_bad_blocks_are_refused(
         assert_eq!(status, StatusCode::OK, "{text}");
     }
     let t = tenant("acme");
-    let blocks = server
-        .lake
-        .catalog
-        .blocks(&t, &BlockFilter::default())
-        .await
-        .expect("blocks");
+    let blocks = server.blocks("acme").await;
     assert_eq!(blocks.len(), 1, "a retried block is indexed once");
     let b = &blocks[0];
     assert_eq!((b.kind, b.event_count), (BlockKind::NativeThread, 2));
@@ -288,11 +278,9 @@ async fn registrations_come_first_retries_count_once_and_bad_blocks_are_refused(
         .await
         .expect("sent");
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let blocks = server
-        .lake
-        .catalog
-        .blocks(&t, &BlockFilter::default())
-        .await
-        .expect("blocks");
-    assert_eq!(blocks.len(), 1, "nothing refused was stored");
+    assert_eq!(
+        server.block_count("acme").await,
+        1,
+        "nothing refused was stored"
+    );
 }

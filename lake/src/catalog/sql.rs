@@ -354,7 +354,7 @@ macro_rules! impl_sql_catalog {
                 tenant: &$crate::ids::TenantId,
             ) -> $crate::Result<Vec<$crate::catalog::ProcessRecord>> {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT process_id, source, service_name, properties, insert_time FROM processes WHERE tenant = ",
+                    SELECT_PROCESSES,
                 );
                 q.push_bind(tenant.as_str()).push(" ORDER BY insert_time, process_id");
                 let rows = q.build().fetch_all(&self.pool).await?;
@@ -367,7 +367,7 @@ macro_rules! impl_sql_catalog {
                 id: &$crate::ids::ProcessId,
             ) -> $crate::Result<Option<$crate::catalog::ProcessRecord>> {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT process_id, source, service_name, properties, insert_time FROM processes WHERE tenant = ",
+                    SELECT_PROCESSES,
                 );
                 q.push_bind(tenant.as_str())
                     .push(" AND process_id = ")
@@ -381,7 +381,7 @@ macro_rules! impl_sql_catalog {
                 tenant: &$crate::ids::TenantId,
             ) -> $crate::Result<Vec<$crate::catalog::StreamRecord>> {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT stream_id, process_id, kind, name, insert_time FROM streams WHERE tenant = ",
+                    SELECT_STREAMS,
                 );
                 q.push_bind(tenant.as_str()).push(" ORDER BY insert_time, stream_id");
                 let rows = q.build().fetch_all(&self.pool).await?;
@@ -394,7 +394,7 @@ macro_rules! impl_sql_catalog {
                 id: &$crate::ids::StreamId,
             ) -> $crate::Result<Option<$crate::catalog::StreamRecord>> {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT stream_id, process_id, kind, name, insert_time FROM streams WHERE tenant = ",
+                    SELECT_STREAMS,
                 );
                 q.push_bind(tenant.as_str())
                     .push(" AND stream_id = ")
@@ -574,6 +574,13 @@ macro_rules! impl_sql_catalog {
             tenant: $crate::ids::TenantId,
             blocks: Vec<$crate::catalog::BlockRecord>,
         }
+
+        /// The columns `process_of_row` reads, of a tenant's processes.
+        const SELECT_PROCESSES: &str =
+            "SELECT process_id, source, service_name, properties, insert_time FROM processes WHERE tenant = ";
+        /// The columns `stream_of_row` reads, of a tenant's streams.
+        const SELECT_STREAMS: &str =
+            "SELECT stream_id, process_id, kind, name, insert_time FROM streams WHERE tenant = ";
 
         fn process_of_row(
             r: &<$db as sqlx::Database>::Row,
