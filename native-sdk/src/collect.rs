@@ -1,16 +1,20 @@
 //! The collector: takes what every thread published (idle threads
 //! included), splits logs and metrics from CPU events, keeps each thread's
-//! open spans so that every block decodes on its own, and encodes the
-//! messages to send (`docs/native-format.md`).
+//! open spans so that every block decodes on its own, samples the CPU trace
+//! by frame ([`Sampling`]) and encodes the messages to send
+//! (`docs/native-format.md`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::buffer::{Descriptor, THREADS, ThreadEvents, lock};
 use crate::format::{
-    self, BlockHeader, Codec, Event, Events, Id, PayloadParts, Process, Stream, StreamKind,
+    self, BlockHeader, Codec, Event, Events, Id, MAX_DEPTH, PayloadParts, Process, Stream,
+    StreamKind,
 };
+pub use crate::sample::{FramePolicy, Sampling};
+use crate::sample::{Frames, Place};
 use crate::ticks;
 
 /// A message for the server, encoded, with the endpoint it goes to.
@@ -38,10 +42,18 @@ impl Message {
     }
 }
 
-/// A stream's events since the last block, and what it carries over.
+/// CPU trace blocks the collector dropped so far, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Blocks of frames the sampler judged uninteresting.
+    pub sampled_out: u64,
+    /// Blocks dropped undecided because the sampler's ring was full.
+    pub ring_full: u64,
+}
+
+/// A stream's events since its last block, and what it carries over.
 struct Pending {
     stream: Stream,
-    announced: bool,
     sequence: u64,
     /// Spans open at the start of the pending events, outermost first.
     open_at_start: Vec<(u64, i64)>,
@@ -58,7 +70,6 @@ impl Pending {
     fn new(stream: Stream) -> Self {
         Pending {
             stream,
-            announced: false,
             sequence: 0,
             open_at_start: Vec::new(),
             open: Vec::new(),
@@ -70,44 +81,71 @@ impl Pending {
         }
     }
 
-    fn push(&mut self, event: &Event<'_>, descriptor: Option<u64>, ticks: i64) {
-        format::encode_event(event, &mut self.events);
-        self.count += 1;
-        self.descriptors.extend(descriptor);
-        self.first_ticks.get_or_insert(ticks);
-        self.last_ticks = ticks;
+    /// Adds an event, keeping span begins and ends well nested whatever the
+    /// program did: an end closes the spans left open inside its own (spans
+    /// begun while recording was being switched on or off), an end without
+    /// an open span of its descriptor is dropped, and so are begins beyond
+    /// the deepest nesting a block may hold.
+    fn push(&mut self, event: &Event<'_>) {
         match *event {
-            Event::SpanBegin { descriptor, ticks } => self.open.push((descriptor, ticks)),
-            Event::SpanEnd { .. } => {
+            Event::SpanBegin { descriptor, ticks } => {
+                if self.open.len() == MAX_DEPTH {
+                    return;
+                }
+                self.open.push((descriptor, ticks));
+            }
+            Event::SpanEnd { descriptor, ticks } => {
+                let Some(at) = self.open.iter().rposition(|&(d, _)| d == descriptor) else {
+                    return;
+                };
+                while self.open.len() > at + 1 {
+                    if let Some((inner, _)) = self.open.pop() {
+                        self.append(&Event::SpanEnd {
+                            descriptor: inner,
+                            ticks,
+                        });
+                    }
+                }
                 self.open.pop();
             }
             _ => {}
         }
+        self.append(event);
     }
 
-    /// The stream's registration (first time) and its pending events as a block.
-    fn take(&mut self, process_id: Id, out: &mut Vec<Message>) {
-        if !self.announced {
-            out.push(Message::Stream(self.stream.encode()));
-            self.announced = true;
-        }
-        if self.count == 0 {
-            return;
-        }
+    fn append(&mut self, event: &Event<'_>) {
+        format::encode_event(event, &mut self.events);
+        self.count += 1;
+        self.descriptors.extend(descriptor_of(event));
+        let ticks = ticks_of(event);
+        self.first_ticks.get_or_insert(ticks);
+        self.last_ticks = ticks;
+    }
+
+    /// The pending events as a block, if there are any.
+    fn block(&mut self, process_id: Id) -> Option<Message> {
+        let first = self.first_ticks?;
+        // The open spans' descriptors travel too: the block decodes alone.
+        let ids = self.open_at_start.iter().map(|&(id, _)| id);
+        self.descriptors.extend(ids);
         let descriptors = self
             .descriptors
             .iter()
             // SAFETY: the ids in the buffers are `Descriptor::id`s.
             .map(|&id| wire_descriptor(id, unsafe { Descriptor::of(id) }))
             .collect();
+        // The block begins at its first event or at the oldest span it
+        // carries open (reported by this block if it ends here).
+        let begin = self
+            .open_at_start
+            .first()
+            .map_or(first, |&(_, t)| t.min(first));
         let payload = PayloadParts {
             descriptors,
             open_spans: std::mem::take(&mut self.open_at_start),
             events: &self.events,
         }
         .encode();
-        let first = self.first_ticks.take().unwrap_or(self.last_ticks);
-        let begin = payload_begin(first, &self.open);
         let header = BlockHeader {
             codec: Codec::Lz4,
             stream_id: self.stream.stream_id,
@@ -119,18 +157,54 @@ impl Pending {
             calibration_time: ticks::wall_nanos(),
             event_count: self.count,
         };
-        out.push(Message::Block(format::encode_block(&header, &payload)));
+        let message = Message::Block(format::encode_block(&header, &payload));
+        self.next();
+        Some(message)
+    }
+
+    /// Drops the pending events as a block (its sequence number is a gap);
+    /// whether there were any.
+    fn discard(&mut self) -> bool {
+        if self.first_ticks.is_none() {
+            return false;
+        }
+        self.next();
+        true
+    }
+
+    fn next(&mut self) {
         self.sequence += 1;
         self.open_at_start = self.open.clone();
         self.events.clear();
         self.count = 0;
         self.descriptors.clear();
+        self.first_ticks = None;
     }
 }
 
-/// A block begins at its first event, or at the oldest span still open.
-fn payload_begin(first: i64, open: &[(u64, i64)]) -> i64 {
-    open.first().map_or(first, |&(_, t)| t.min(first))
+fn descriptor_of(event: &Event<'_>) -> Option<u64> {
+    match *event {
+        Event::SpanBegin { descriptor, .. }
+        | Event::SpanEnd { descriptor, .. }
+        | Event::Instant { descriptor, .. }
+        | Event::Log { descriptor, .. }
+        | Event::MetricInt { descriptor, .. }
+        | Event::MetricFloat { descriptor, .. } => Some(descriptor),
+        Event::Frame { .. } | Event::Extension { .. } => None,
+    }
+}
+
+fn ticks_of(event: &Event<'_>) -> i64 {
+    match *event {
+        Event::SpanBegin { ticks, .. }
+        | Event::SpanEnd { ticks, .. }
+        | Event::Frame { ticks, .. }
+        | Event::Instant { ticks, .. }
+        | Event::Log { ticks, .. }
+        | Event::MetricInt { ticks, .. }
+        | Event::MetricFloat { ticks, .. } => ticks,
+        Event::Extension { .. } => 0,
+    }
 }
 
 fn wire_descriptor(id: u64, d: &Descriptor) -> format::Descriptor {
@@ -146,18 +220,101 @@ fn wire_descriptor(id: u64, d: &Descriptor) -> format::Descriptor {
     }
 }
 
+/// A thread as the collector follows it.
+struct Thread {
+    events: Arc<ThreadEvents>,
+    pending: Pending,
+    /// Sampling: CPU events of frames in progress (16 bytes each, as the
+    /// thread wrote them), cut into blocks once their frame is judged.
+    waiting: Vec<u8>,
+}
+
+impl Thread {
+    /// Moves the waiting events before `until` (all when `None`) into
+    /// blocks of one frame each: kept ones are sent, the others dropped.
+    /// `full` drops them all as the ring's overflow.
+    fn settle(
+        &mut self,
+        frames: &Frames,
+        until: Option<i64>,
+        full: bool,
+        process_id: Id,
+        out: &mut Vec<Message>,
+        dropped: &mut Dropped,
+    ) {
+        let mut place = None;
+        let mut used = 0;
+        let mut cut = |pending: &mut Pending, place: Place| {
+            if !full && frames.keep(place) {
+                out.extend(pending.block(process_id));
+            } else if pending.discard() {
+                let count = if full {
+                    &mut dropped.ring_full
+                } else {
+                    &mut dropped.sampled_out
+                };
+                *count += 1;
+            }
+        };
+        for event in Events::new(&self.waiting) {
+            // The bytes are this process's own: always well formed.
+            let Ok(event) = event else { break };
+            let ticks = ticks_of(&event);
+            if until.is_some_and(|until| ticks >= until) {
+                break;
+            }
+            let here = frames.place(ticks);
+            if let Some(before) = place.filter(|&p| p != here) {
+                cut(&mut self.pending, before);
+            }
+            place = Some(here);
+            self.pending.push(&event);
+            used += 16;
+        }
+        if let Some(last) = place {
+            cut(&mut self.pending, last);
+        }
+        self.waiting.drain(..used);
+    }
+
+    /// The ticks of its newest waiting event (each is 16 bytes, ticks last).
+    fn newest_waiting(&self) -> Option<i64> {
+        let at = self.waiting.len().checked_sub(8)?;
+        let ticks = self.waiting[at..].try_into().ok()?;
+        Some(i64::from_le_bytes(ticks))
+    }
+
+    /// The ticks of its oldest waiting event.
+    fn oldest_waiting(&self) -> Option<i64> {
+        Events::new(&self.waiting)
+            .next()
+            .and_then(Result::ok)
+            .map(|e| ticks_of(&e))
+    }
+}
+
 /// Turns what threads recorded into messages.
 pub struct Collector {
     process: Process,
     announced: bool,
-    threads: Vec<(Arc<ThreadEvents>, Pending)>,
+    threads: Vec<Thread>,
     logs: Pending,
     metrics: Pending,
     scratch: Vec<u8>,
+    /// When sampling by frame: the frames and the thread marking them.
+    frames: Option<Frames>,
+    frame_thread: Option<Id>,
+    instants: Vec<i64>,
+    dropped: Dropped,
 }
 
 impl Collector {
+    /// A collector that sends everything ([`Sampling::All`]).
     pub fn new(process: Process) -> Self {
+        Self::with_sampling(process, Sampling::All)
+    }
+
+    pub fn with_sampling(process: Process, sampling: Sampling) -> Self {
         let stream = |kind, name: &str| Stream {
             kind,
             stream_id: crate::ids::random_id(),
@@ -173,6 +330,13 @@ impl Collector {
             announced: false,
             threads: Vec::new(),
             scratch: Vec::new(),
+            frames: match sampling {
+                Sampling::All => None,
+                Sampling::Frames(policy) => Some(Frames::new(policy)),
+            },
+            frame_thread: None,
+            instants: Vec::new(),
+            dropped: Dropped::default(),
         }
     }
 
@@ -180,81 +344,189 @@ impl Collector {
         &self.process
     }
 
+    /// CPU trace blocks dropped so far by sampling.
+    pub fn dropped(&self) -> Dropped {
+        self.dropped
+    }
+
     /// Takes everything published since the last call: the messages to
-    /// send, in order (the process and streams before their blocks).
+    /// send, in order (the process and streams before their blocks). When
+    /// sampling, the events of the frame in progress wait for its end.
     pub fn collect(&mut self) -> Vec<Message> {
+        self.run(false)
+    }
+
+    /// The last collection, at shutdown: the frame in progress ends now and
+    /// is judged like the others, so that nothing is left waiting.
+    pub fn finish(&mut self) -> Vec<Message> {
+        self.run(true)
+    }
+
+    fn run(&mut self, closing: bool) -> Vec<Message> {
         let mut out = Vec::new();
         if !self.announced {
             out.push(Message::Process(self.process.encode()));
+            out.push(Message::Stream(self.logs.stream.encode()));
+            out.push(Message::Stream(self.metrics.stream.encode()));
             self.announced = true;
         }
-        let known: HashSet<Id> = self.threads.iter().map(|(t, _)| t.stream_id).collect();
-        for thread in lock(&THREADS).iter() {
-            if !known.contains(&thread.stream_id) {
-                let stream = Stream {
-                    kind: StreamKind::Thread,
-                    stream_id: thread.stream_id,
-                    process_id: self.process.process_id,
-                    thread_id: thread.thread_id,
-                    name: thread.name.clone(),
-                    properties: Vec::new(),
-                };
-                self.threads
-                    .push((Arc::clone(thread), Pending::new(stream)));
-            }
-        }
+        self.register_threads(&mut out);
+        // The frame thread first: what other threads recorded before its
+        // latest marker is then published, and lands in its frame.
+        let first = self
+            .frame_thread
+            .and_then(|id| self.threads.iter().position(|t| t.events.stream_id == id));
+        let order = first
+            .into_iter()
+            .chain((0..self.threads.len()).filter(|&i| Some(i) != first));
         let process_id = self.process.process_id;
-        for (thread, pending) in &mut self.threads {
-            self.scratch.clear();
-            {
-                let mut chunks = lock(&thread.chunks);
-                while let Some(chunk) = chunks.front() {
-                    let (bytes, done) = chunk.take();
-                    self.scratch.extend_from_slice(bytes);
-                    if !done {
-                        break;
-                    }
-                    chunks.pop_front();
-                }
-            }
-            for event in Events::new(&self.scratch) {
-                // The bytes are this process's own: always well formed.
-                let Ok(event) = event else { break };
-                match event {
-                    Event::SpanBegin { descriptor, ticks }
-                    | Event::SpanEnd { descriptor, ticks }
-                    | Event::Instant { descriptor, ticks } => {
-                        pending.push(&event, Some(descriptor), ticks);
-                    }
-                    Event::Frame { ticks, .. } => pending.push(&event, None, ticks),
-                    Event::Log {
-                        descriptor, ticks, ..
-                    } => {
-                        self.logs.push(&event, Some(descriptor), ticks);
-                    }
-                    Event::MetricInt {
-                        descriptor, ticks, ..
-                    }
-                    | Event::MetricFloat {
-                        descriptor, ticks, ..
-                    } => {
-                        self.metrics.push(&event, Some(descriptor), ticks);
-                    }
-                    Event::Extension { .. } => {}
-                }
-            }
-            pending.take(process_id, &mut out);
+        for i in order.collect::<Vec<_>>() {
+            self.take(i);
         }
-        self.logs.take(process_id, &mut out);
-        self.metrics.take(process_id, &mut out);
-        // Threads that ended and were taken whole are done.
-        self.threads.retain(|(thread, _)| {
-            let gone = thread.ended.load(Ordering::Acquire) && lock(&thread.chunks).is_empty();
+        match &mut self.frames {
+            None => {
+                for thread in &mut self.threads {
+                    out.extend(thread.pending.block(process_id));
+                }
+            }
+            Some(frames) => {
+                for ticks in self.instants.drain(..) {
+                    frames.instant(ticks);
+                }
+                // Frames end with the frame thread, or at shutdown.
+                let ended = self.frame_thread.and_then(|id| {
+                    let t = self.threads.iter().find(|t| t.events.stream_id == id)?;
+                    let ended =
+                        t.events.ended.load(Ordering::Acquire) && lock(&t.events.chunks).is_empty();
+                    ended.then(|| t.newest_waiting().map_or_else(ticks::now, |t| t + 1))
+                });
+                if let Some(end) = ended.or(closing.then(ticks::now)) {
+                    frames.end(end);
+                }
+                frames.judge();
+                let until = frames.complete_before();
+                for thread in &mut self.threads {
+                    thread.settle(
+                        frames,
+                        until,
+                        false,
+                        process_id,
+                        &mut out,
+                        &mut self.dropped,
+                    );
+                }
+                // Bounded: beyond the ring's budget, the oldest waiting
+                // events are dropped undecided.
+                let mut held: usize = self.threads.iter().map(|t| t.waiting.len()).sum();
+                while held > frames.policy().ring_bytes {
+                    let Some(oldest) = self
+                        .threads
+                        .iter_mut()
+                        .filter(|t| !t.waiting.is_empty())
+                        .min_by_key(|t| t.oldest_waiting())
+                    else {
+                        break;
+                    };
+                    held -= oldest.waiting.len();
+                    oldest.settle(frames, None, true, process_id, &mut out, &mut self.dropped);
+                }
+            }
+        }
+        out.extend(self.logs.block(process_id));
+        out.extend(self.metrics.block(process_id));
+        self.forget_ended_threads();
+        out
+    }
+
+    fn register_threads(&mut self, out: &mut Vec<Message>) {
+        for thread in lock(&THREADS).iter() {
+            if self
+                .threads
+                .iter()
+                .any(|t| t.events.stream_id == thread.stream_id)
+            {
+                continue;
+            }
+            let stream = Stream {
+                kind: StreamKind::Thread,
+                stream_id: thread.stream_id,
+                process_id: self.process.process_id,
+                thread_id: thread.thread_id,
+                name: thread.name.clone(),
+                properties: Vec::new(),
+            };
+            out.push(Message::Stream(stream.encode()));
+            self.threads.push(Thread {
+                events: Arc::clone(thread),
+                pending: Pending::new(stream),
+                waiting: Vec::new(),
+            });
+        }
+    }
+
+    /// Takes what thread `i` published: logs and metrics to their streams,
+    /// CPU events to the thread's block (or to wait for their frame).
+    fn take(&mut self, i: usize) {
+        let thread = &mut self.threads[i];
+        self.scratch.clear();
+        {
+            let mut chunks = lock(&thread.events.chunks);
+            while let Some(chunk) = chunks.front() {
+                let (bytes, done) = chunk.take();
+                self.scratch.extend_from_slice(bytes);
+                if !done {
+                    break;
+                }
+                chunks.pop_front();
+            }
+        }
+        for event in Events::new(&self.scratch) {
+            // The bytes are this process's own: always well formed.
+            let Ok(event) = event else { break };
+            match event {
+                Event::Log { .. } => self.logs.push(&event),
+                Event::MetricInt { .. } | Event::MetricFloat { .. } => self.metrics.push(&event),
+                Event::Extension { .. } => {}
+                Event::SpanBegin { .. }
+                | Event::SpanEnd { .. }
+                | Event::Frame { .. }
+                | Event::Instant { .. } => {
+                    let Some(frames) = &mut self.frames else {
+                        thread.pending.push(&event);
+                        continue;
+                    };
+                    match event {
+                        Event::Frame { ticks, .. } => {
+                            let id = thread.events.stream_id;
+                            if *self.frame_thread.get_or_insert(id) == id {
+                                frames.begin(ticks);
+                            }
+                        }
+                        Event::Instant { ticks, .. } => self.instants.push(ticks),
+                        _ => {}
+                    }
+                    format::encode_event(&event, &mut thread.waiting);
+                }
+            }
+        }
+    }
+
+    /// Threads that ended and were taken whole are done.
+    fn forget_ended_threads(&mut self) {
+        let frame_thread = &mut self.frame_thread;
+        self.threads.retain(|thread| {
+            let events = &thread.events;
+            let gone = events.ended.load(Ordering::Acquire)
+                && thread.waiting.is_empty()
+                && lock(&events.chunks).is_empty();
             if gone {
-                lock(&THREADS).retain(|t| !Arc::ptr_eq(t, thread));
+                lock(&THREADS).retain(|t| !Arc::ptr_eq(t, events));
+                // Another thread may mark frames from now on.
+                if *frame_thread == Some(events.stream_id) {
+                    *frame_thread = None;
+                }
             }
             !gone
         });
-        out
     }
 }

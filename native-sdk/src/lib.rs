@@ -6,6 +6,13 @@
 //! ([`buffer`]); a [`collect::Collector`] takes what every thread published
 //! and encodes the messages for the server; [`send::Telemetry`] sends them.
 //!
+//! A game's CPU trace can be sampled by frame ([`collect::Sampling`]): the
+//! program marks frames with [`frame`] on one thread, and only the blocks of
+//! interesting frames are sent (slow ones, against the moving average of
+//! recent frames; those holding an [`instant`]; a small random share), the
+//! others being dropped and counted (`send::Stats::sampled_out_blocks`).
+//! Logs and metrics are always sent. Sampling is off by default.
+//!
 //! Without the `enabled` feature (on by default) every recording function
 //! and macro compiles to nothing.
 //!
@@ -25,6 +32,7 @@ mod buffer;
 pub mod collect;
 pub mod format;
 mod ids;
+mod sample;
 #[cfg(feature = "send")]
 pub mod send;
 pub mod ticks;

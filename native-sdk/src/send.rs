@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::buffer::lock;
-use crate::collect::{Collector, Message};
+use crate::collect::{Collector, Message, Sampling};
 use crate::format::Process;
 
 /// Where and how to send.
@@ -29,6 +29,8 @@ pub struct Config {
     pub queue_bytes: usize,
     /// How long the last flush may take at shutdown.
     pub shutdown_timeout: Duration,
+    /// Which CPU trace blocks are sent (all by default).
+    pub sampling: Sampling,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             interval: Duration::from_millis(100),
             queue_bytes: 32 << 20,
             shutdown_timeout: Duration::from_secs(3),
+            sampling: Sampling::All,
         }
     }
 }
@@ -51,6 +54,10 @@ pub struct Stats {
     pub sent: u64,
     /// Blocks dropped because the queue was full (server down or slow).
     pub dropped_blocks: u64,
+    /// CPU trace blocks of frames the sampler judged uninteresting.
+    pub sampled_out_blocks: u64,
+    /// CPU trace blocks dropped undecided: the sampler's ring was full.
+    pub ring_dropped_blocks: u64,
     /// Messages the server refused as malformed (a bug: never retried).
     pub refused: u64,
     /// Requests that failed and were retried.
@@ -61,6 +68,8 @@ pub struct Stats {
 struct Counters {
     sent: AtomicU64,
     dropped_blocks: AtomicU64,
+    sampled_out_blocks: AtomicU64,
+    ring_dropped_blocks: AtomicU64,
     refused: AtomicU64,
     retries: AtomicU64,
 }
@@ -81,7 +90,10 @@ impl Telemetry {
             let (stop, counters) = (Arc::clone(&stop), Arc::clone(&counters));
             std::thread::Builder::new()
                 .name("framelake-sdk".to_owned())
-                .spawn(move || run(Collector::new(process), &config, &stop, &counters))
+                .spawn(move || {
+                    let collector = Collector::with_sampling(process, config.sampling);
+                    run(collector, &config, &stop, &counters)
+                })
                 .expect("spawning the sender thread")
         };
         Telemetry {
@@ -96,19 +108,34 @@ impl Telemetry {
         Stats {
             sent: c.sent.load(Ordering::Relaxed),
             dropped_blocks: c.dropped_blocks.load(Ordering::Relaxed),
+            sampled_out_blocks: c.sampled_out_blocks.load(Ordering::Relaxed),
+            ring_dropped_blocks: c.ring_dropped_blocks.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
         }
     }
 }
 
-impl Drop for Telemetry {
-    fn drop(&mut self) {
+impl Telemetry {
+    /// Flushes what was recorded, stops, and says what was done in all
+    /// (as dropping does, with the final figures).
+    pub fn shutdown(mut self) -> Stats {
+        self.stop();
+        self.stats()
+    }
+
+    fn stop(&mut self) {
         *lock(&self.stop.0) = true;
         self.stop.1.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -146,7 +173,17 @@ fn run(mut collector: Collector, config: &Config, stop: &(Mutex<bool>, Condvar),
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             *guard
         };
-        for m in collector.collect() {
+        let messages = if stopping {
+            collector.finish()
+        } else {
+            collector.collect()
+        };
+        let dropped = collector.dropped();
+        c.sampled_out_blocks
+            .store(dropped.sampled_out, Ordering::Relaxed);
+        c.ring_dropped_blocks
+            .store(dropped.ring_full, Ordering::Relaxed);
+        for m in messages {
             if !matches!(m, Message::Block(_)) {
                 registrations.push(m.clone());
             }

@@ -3,6 +3,7 @@
 
 mod format;
 mod record;
+mod sample;
 mod send;
 
 use std::sync::Mutex;

@@ -197,3 +197,80 @@ fn threads_record_and_the_collector_sends_self_contained_blocks() {
         "{after:?}"
     );
 }
+
+static OTHER: Descriptor = Descriptor {
+    name: "other",
+    line: 11,
+    ..UPDATE
+};
+
+/// Runs `steps` on a thread named `name`, collecting after each step: what
+/// each collection sent of the thread.
+fn stepwise(collector: &mut Collector, name: &str, steps: Vec<fn()>) -> Vec<Block> {
+    let (step, next) = std::sync::mpsc::channel::<fn()>();
+    let (done, stepped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            for f in next {
+                f();
+                done.send(()).expect("stepped");
+            }
+        })
+        .expect("spawn");
+    let mut decoded = Decoded::default();
+    let mut blocks = Vec::new();
+    for f in steps {
+        step.send(f).expect("step");
+        stepped.recv().expect("stepped");
+        decode(&collector.collect(), &mut decoded);
+        blocks.extend(thread_blocks(&decoded, name));
+        decoded.blocks.clear();
+    }
+    drop(step);
+    thread.join().expect("thread");
+    blocks
+}
+
+#[test]
+fn blocks_stay_well_nested_whatever_the_program_does() {
+    let _one = super::recording();
+    let mut collector = Collector::new(Process::default());
+    let blocks = stepwise(
+        &mut collector,
+        "nesting",
+        vec![
+            || framelake_sdk::span_begin(&UPDATE),
+            // A block inside a long span carries it (and its descriptor).
+            || {
+                framelake_sdk::span_scope!("scoped");
+            },
+            // An end without its begin is dropped; an end closes the spans
+            // left open inside its own.
+            || {
+                framelake_sdk::span_end(&OTHER);
+                framelake_sdk::span_begin(&OTHER);
+                framelake_sdk::span_begin(&OTHER);
+                framelake_sdk::span_end(&UPDATE);
+            },
+        ],
+    );
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let opens: Vec<usize> = blocks.iter().map(|(_, open, _)| open.len()).collect();
+    let events: Vec<Vec<String>> = blocks.iter().map(|(.., e)| e.clone()).collect();
+    assert_eq!(opens, [0, 1, 1]);
+    assert_eq!(
+        events,
+        [
+            owned(&["begin update"]),
+            owned(&["begin scoped", "end scoped"]),
+            owned(&[
+                "begin other",
+                "begin other",
+                "end other",
+                "end other",
+                "end update"
+            ]),
+        ]
+    );
+}

@@ -22,10 +22,10 @@ static WORK: Descriptor = Descriptor {
 };
 
 /// Requests stored (path, body).
-type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// A listener answering each request with `answer(path)`; 200s are stored.
-fn listener(answer: impl FnMut(&str) -> u16 + Send + 'static) -> (String, Seen) {
+pub(crate) fn listener(answer: impl FnMut(&str) -> u16 + Send + 'static) -> (String, Seen) {
     let socket = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = format!("http://{}", socket.local_addr().expect("address"));
     let received = Arc::new(Mutex::new(Vec::new()));
@@ -71,7 +71,7 @@ fn listener(answer: impl FnMut(&str) -> u16 + Send + 'static) -> (String, Seen) 
     (address, received)
 }
 
-fn config(endpoint: String) -> Config {
+pub(crate) fn config(endpoint: String) -> Config {
     Config {
         endpoint,
         interval: Duration::from_millis(20),
