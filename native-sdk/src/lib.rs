@@ -17,13 +17,22 @@
 //! and macro compiles to nothing.
 //!
 //! ```
-//! use framelake_sdk::{fmetric, info, span_scope};
+//! use framelake_sdk::{fmetric, info, span_fn, span_scope};
 //! fn update(frame: u64) {
 //!     span_scope!("update");
 //!     info!("frame {frame} updated");
 //!     fmetric!("frame_time", "ms", 16.6);
 //! }
+//! #[span_fn]
+//! fn load_level(level: u32) -> u32 {
+//!     level + 1
+//! }
+//! #[span_fn("fetch asset")]
+//! async fn fetch(name: &str) -> usize {
+//!     name.len()
+//! }
 //! update(1);
+//! load_level(3);
 //! ```
 
 // Without `enabled`, nothing records: the buffers are left unused.
@@ -32,6 +41,7 @@ mod buffer;
 pub mod collect;
 pub mod format;
 mod ids;
+mod instrument;
 mod sample;
 #[cfg(feature = "send")]
 pub mod send;
@@ -39,6 +49,9 @@ pub mod ticks;
 
 pub use buffer::{Descriptor, dropped_events, set_memory_limit};
 pub use format::DescriptorKind;
+#[cfg(feature = "macros")]
+pub use framelake_sdk_macros::span_fn;
+pub use instrument::Instrumented;
 
 #[cfg(feature = "enabled")]
 use format::kind;

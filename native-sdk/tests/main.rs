@@ -5,6 +5,7 @@ mod format;
 mod record;
 mod sample;
 mod send;
+mod span_fn;
 
 use std::sync::Mutex;
 

@@ -18,18 +18,20 @@ static UPDATE: Descriptor = Descriptor {
 };
 
 /// A block as the test sees it: sequence, open spans, events.
-type Block = (u64, Vec<(u64, i64)>, Vec<String>);
+pub(crate) type Block = (u64, Vec<(u64, i64)>, Vec<String>);
 
 /// What a batch of messages says, decoded: streams by id, and each block's
 /// stream, open spans and events (owned).
 #[derive(Default)]
-struct Decoded {
+pub(crate) struct Decoded {
     processes: usize,
     streams: HashMap<format::Id, Stream>,
     blocks: Vec<(format::Id, Block)>,
+    /// The descriptors the blocks carried, by name.
+    pub(crate) descriptors: HashMap<String, format::Descriptor>,
 }
 
-fn decode(messages: &[Message], into: &mut Decoded) {
+pub(crate) fn decode(messages: &[Message], into: &mut Decoded) {
     for m in messages {
         match m {
             Message::Process(b) => {
@@ -47,6 +49,9 @@ fn decode(messages: &[Message], into: &mut Decoded) {
                     "a stream is sent before its blocks"
                 );
                 let parsed = Payload::parse(&payload).expect("a valid payload");
+                for d in parsed.descriptors.values() {
+                    into.descriptors.insert(d.name.clone(), d.clone());
+                }
                 let events = parsed
                     .events()
                     .map(|e| {
@@ -79,7 +84,7 @@ fn decode(messages: &[Message], into: &mut Decoded) {
     }
 }
 
-fn thread_blocks(d: &Decoded, name: &str) -> Vec<Block> {
+pub(crate) fn thread_blocks(d: &Decoded, name: &str) -> Vec<Block> {
     d.blocks
         .iter()
         .filter(|(id, _)| d.streams[id].kind == StreamKind::Thread && d.streams[id].name == name)
@@ -206,7 +211,11 @@ static OTHER: Descriptor = Descriptor {
 
 /// Runs `steps` on a thread named `name`, collecting after each step: what
 /// each collection sent of the thread.
-fn stepwise(collector: &mut Collector, name: &str, steps: Vec<fn()>) -> Vec<Block> {
+pub(crate) fn stepwise(
+    collector: &mut Collector,
+    name: &str,
+    steps: Vec<fn()>,
+) -> (Vec<Block>, Decoded) {
     let (step, next) = std::sync::mpsc::channel::<fn()>();
     let (done, stepped) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
@@ -229,14 +238,14 @@ fn stepwise(collector: &mut Collector, name: &str, steps: Vec<fn()>) -> Vec<Bloc
     }
     drop(step);
     thread.join().expect("thread");
-    blocks
+    (blocks, decoded)
 }
 
 #[test]
 fn blocks_stay_well_nested_whatever_the_program_does() {
     let _one = super::recording();
     let mut collector = Collector::new(Process::default());
-    let blocks = stepwise(
+    let (blocks, _) = stepwise(
         &mut collector,
         "nesting",
         vec![
