@@ -145,7 +145,7 @@ pub(crate) async fn stored<M: Message + Default>(
     let tenant: TenantId = tenant.parse().expect("tenant");
     let filter = BlockFilter {
         kinds: vec![kind],
-        time_range: None,
+        ..BlockFilter::default()
     };
     let mut out = Vec::new();
     for block in lake

@@ -168,7 +168,7 @@ impl Rewrite for EventRewrite {
                 zstd_level: 3,
                 trace_ids_per_row_group: match view {
                     View::Spans => ROW_GROUP_ROWS as u64 / 4,
-                    View::LogEntries | View::Measures => ROW_GROUP_ROWS as u64,
+                    View::LogEntries | View::Measures | View::ThreadSpans => ROW_GROUP_ROWS as u64,
                 },
             };
             partition::write(view.schema(), &sorted, encoding)

@@ -62,6 +62,29 @@ impl LakeConfig {
 pub struct Lake {
     pub catalog: Arc<dyn Catalog>,
     pub store: Store,
+    /// Native processes and thread names, as their blocks' rows need them:
+    /// immutable once recorded, so kept (a bounded map, cleared when full).
+    natives: Arc<std::sync::Mutex<NativeCache>>,
+}
+
+#[derive(Debug, Default)]
+struct NativeCache {
+    processes: std::collections::HashMap<(TenantId, ids::ProcessId), Arc<view::NativeProcess>>,
+    threads: std::collections::HashMap<(TenantId, ids::StreamId), Arc<str>>,
+}
+
+/// Native processes and threads a lake keeps at most (each).
+const NATIVE_CACHE_ENTRIES: usize = 16_384;
+
+fn cache_insert<K: std::hash::Hash + Eq, V>(
+    map: &mut std::collections::HashMap<K, V>,
+    key: K,
+    value: V,
+) {
+    if map.len() >= NATIVE_CACHE_ENTRIES {
+        map.clear();
+    }
+    map.insert(key, value);
 }
 
 impl Lake {
@@ -69,7 +92,15 @@ impl Lake {
     pub async fn open(config: &LakeConfig) -> Result<Self> {
         let store = Store::open(&config.object_store_url, &config.s3)?;
         let catalog = catalog::open(&config.database_url).await?;
-        Ok(Lake { catalog, store })
+        Ok(Lake::new(catalog, store))
+    }
+
+    pub fn new(catalog: Arc<dyn Catalog>, store: Store) -> Self {
+        Lake {
+            catalog,
+            store,
+            natives: Arc::default(),
+        }
     }
 
     /// Reads one block's payload, checking its checksum.
@@ -93,6 +124,10 @@ impl Lake {
         tenant: &TenantId,
         id: &ids::ProcessId,
     ) -> Result<Arc<view::NativeProcess>> {
+        let key = (tenant.clone(), *id);
+        if let Some(process) = self.natives().processes.get(&key) {
+            return Ok(Arc::clone(process));
+        }
         let record = self
             .catalog
             .process(tenant, id)
@@ -101,7 +136,51 @@ impl Lake {
                 location: format!("process {id}"),
                 reason: "a native block's process is not recorded".to_owned(),
             })?;
-        Ok(Arc::new(view::NativeProcess::of(&record)?))
+        let process = Arc::new(view::NativeProcess::of(&record)?);
+        cache_insert(&mut self.natives().processes, key, Arc::clone(&process));
+        Ok(process)
+    }
+
+    /// A native thread stream's name.
+    pub async fn thread_name(&self, tenant: &TenantId, id: &ids::StreamId) -> Result<Arc<str>> {
+        let key = (tenant.clone(), *id);
+        if let Some(name) = self.natives().threads.get(&key) {
+            return Ok(Arc::clone(name));
+        }
+        let record = self
+            .catalog
+            .stream(tenant, id)
+            .await?
+            .ok_or_else(|| Error::Corrupt {
+                location: format!("stream {id}"),
+                reason: "a native block's stream is not recorded".to_owned(),
+            })?;
+        let name: Arc<str> = record.name.into();
+        cache_insert(&mut self.natives().threads, key, Arc::clone(&name));
+        Ok(name)
+    }
+
+    fn natives(&self) -> std::sync::MutexGuard<'_, NativeCache> {
+        self.natives
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What a block's rows take from the catalog: its record, and for a
+    /// native block its process (and thread name).
+    pub async fn block_source(
+        &self,
+        tenant: &TenantId,
+        block: &BlockRecord,
+    ) -> Result<view::BlockSource> {
+        let mut source = view::BlockSource::of(block);
+        if is_native(block.kind) {
+            source = source.with_native(self.native_process(tenant, &block.process_id).await?);
+        }
+        if block.kind == ids::BlockKind::NativeThread {
+            source = source.with_thread_name(self.thread_name(tenant, &block.stream_id).await?);
+        }
+        Ok(source)
     }
 
     /// Deletes the objects whose deletion is due at `now` (see
@@ -144,10 +223,7 @@ impl Lake {
         block: &BlockRecord,
     ) -> Result<arrow::array::RecordBatch> {
         let payload = self.read_block(tenant, block).await?;
-        let mut source = view::BlockSource::of(block);
-        if is_native(block.kind) {
-            source = source.with_native(self.native_process(tenant, &block.process_id).await?);
-        }
+        let source = self.block_source(tenant, block).await?;
         let kind = block.kind;
         tokio::task::spawn_blocking(move || view::decode(kind, &payload, &source))
             .await

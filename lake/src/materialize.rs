@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{BlockRecord, PartitionRecord};
+use crate::catalog::{BlockFilter, BlockRecord, PartitionRecord};
 use crate::ids::{PartitionId, TenantId};
 use crate::partition::{self, Encoding, ROW_GROUP_ROWS};
 use crate::view::{BlockSource, Rows, View};
@@ -91,7 +91,7 @@ impl Materializer {
     pub async fn pass(&self) -> Result<Materialized> {
         let mut done = Materialized::default();
         for tenant in self.lake.catalog.pending_tenants().await? {
-            for view in View::ALL {
+            for view in View::ALL.into_iter().filter(|v| v.eager()) {
                 loop {
                     let step = self.materialize(&tenant, view).await?;
                     done += step;
@@ -108,10 +108,48 @@ impl Materializer {
     /// partition. Nothing (all zero) when none were pending or another
     /// maintainer took them.
     pub async fn materialize(&self, tenant: &TenantId, view: View) -> Result<Materialized> {
+        let filter = BlockFilter {
+            kinds: view.kinds().to_vec(),
+            ..BlockFilter::default()
+        };
+        self.materialize_where(tenant, view, &filter).await
+    }
+
+    /// Materializes every pending block of a view that a filter selects
+    /// (the blocks of some processes over a time range, say): what a query
+    /// of an on-demand view (`thread_spans`) read from blocks is then read
+    /// from Parquet the next time.
+    pub async fn cache(
+        &self,
+        tenant: &TenantId,
+        view: View,
+        filter: &BlockFilter,
+    ) -> Result<Materialized> {
+        let filter = BlockFilter {
+            kinds: view.kinds().to_vec(),
+            ..filter.clone()
+        };
+        let mut done = Materialized::default();
+        loop {
+            let step = self.materialize_where(tenant, view, &filter).await?;
+            done += step;
+            if step.blocks == 0 {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// Claims pending blocks a filter selects and writes them as one partition.
+    async fn materialize_where(
+        &self,
+        tenant: &TenantId,
+        view: View,
+        filter: &BlockFilter,
+    ) -> Result<Materialized> {
         let mut claim = self
             .lake
             .catalog
-            .claim_pending(tenant, view.kinds(), self.config.max_blocks)
+            .claim_pending(tenant, filter, self.config.max_blocks)
             .await?;
         let mut rows = 0;
         let keep = claim
@@ -180,20 +218,19 @@ impl Materializer {
         let capacity = blocks.iter().map(|b| b.length as usize).sum();
         let (payloads, mut received) =
             tokio::sync::mpsc::channel::<(BlockRecord, bytes::Bytes)>(self.config.read_ahead);
-        let mut natives = std::collections::HashMap::new();
-        for b in blocks.iter().filter(|b| crate::is_native(b.kind)) {
-            if let std::collections::hash_map::Entry::Vacant(e) = natives.entry(b.process_id) {
-                e.insert(self.lake.native_process(tenant, &b.process_id).await?);
-            }
+        // What the rows take from the catalog, asked once per process and
+        // stream (the lake keeps them).
+        let mut sources = std::collections::HashMap::new();
+        for b in blocks {
+            sources.insert(b.block_id, self.lake.block_source(tenant, b).await?);
         }
         let encode = tokio::task::spawn_blocking(move || {
             let mut writer = partition::Writer::new(view.schema(), encoding(view), capacity)?;
             let mut rows = Rows::new(view);
             while let Some((block, payload)) = received.blocking_recv() {
-                let mut source = BlockSource::of(&block);
-                if let Some(process) = natives.get(&block.process_id) {
-                    source = source.with_native(Arc::clone(process));
-                }
+                let source = sources
+                    .remove(&block.block_id)
+                    .unwrap_or_else(|| BlockSource::of(&block));
                 rows.append(block.kind, &payload, &source)?;
                 if rows.len() >= BATCH_ROWS {
                     writer.write(&rows.finish())?;
@@ -250,7 +287,7 @@ fn encoding(view: View) -> Encoding {
         zstd_level: 1,
         trace_ids_per_row_group: match view {
             View::Spans => ROW_GROUP_ROWS as u64 / 4,
-            View::LogEntries | View::Measures => ROW_GROUP_ROWS as u64,
+            View::LogEntries | View::Measures | View::ThreadSpans => ROW_GROUP_ROWS as u64,
         },
     }
 }

@@ -1,7 +1,7 @@
 //! One catalog suite, run on SQLite and on PostgreSQL.
 
 use framelake_lake::catalog::BlockFilter;
-use framelake_lake::ids::BlockKind;
+use framelake_lake::ids::{BlockKind, ProcessId};
 
 use crate::{sample_commit, tenant};
 
@@ -154,6 +154,7 @@ macro_rules! catalog_suite {
                 let filter = |kinds: Vec<BlockKind>, range| BlockFilter {
                     kinds,
                     time_range: range,
+                    ..BlockFilter::default()
                 };
                 let list = |f: BlockFilter| {
                     let catalog = std::sync::Arc::clone(&catalog);
@@ -161,6 +162,15 @@ macro_rules! catalog_suite {
                 };
                 assert_eq!(list(filter(vec![BlockKind::OtlpLogs], None)).await.len(), 5);
                 assert_eq!(list(filter(vec![], None)).await.len(), 10);
+                let of = |processes| BlockFilter {
+                    processes,
+                    ..BlockFilter::default()
+                };
+                let process = ProcessId::of(&[b"a", b"proc"]);
+                assert_eq!(list(of(vec![process])).await.len(), 10);
+                let other = ProcessId::of(&[b"b", b"proc"]);
+                assert!(list(of(vec![other])).await.is_empty());
+                assert_eq!(list(of(vec![other, process])).await.len(), 10);
                 let overlapping = list(filter(
                     vec![BlockKind::OtlpSpans],
                     Some((2 * second + second / 4, 3 * second)),

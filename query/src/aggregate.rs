@@ -440,6 +440,7 @@ impl TableProvider for AggregateTable {
                     &SnapshotRequest {
                         view: aggregate.source.name(),
                         kinds: aggregate.source.kinds(),
+                        processes: &[],
                         time_range: source_range.as_filter(),
                         aggregate: Some((&aggregate.storage, range.as_filter())),
                     },

@@ -25,7 +25,7 @@ use futures::Stream;
 
 use crate::QueryError;
 use crate::aggregate::{Aggregate, AggregateDefinition, AggregateTable};
-use crate::table::{CatalogTable, EventTable};
+use crate::table::{Cache, CatalogTable, EventTable};
 
 /// What one query may use.
 #[derive(Debug, Clone)]
@@ -62,6 +62,8 @@ pub struct Engine {
     /// Parquet footers and page indexes of partitions, shared by every
     /// query (partition objects never change: a path is one content).
     metadata: Arc<FileMetadataCache>,
+    /// Caches what scans of on-demand views decode.
+    cache: Cache,
 }
 
 /// A planned query.
@@ -87,6 +89,7 @@ impl Engine {
         aggregates: Vec<AggregateDefinition>,
     ) -> Result<Self, QueryError> {
         let mut engine = Engine {
+            cache: Cache::new(Arc::clone(&lake)),
             lake,
             limits,
             aggregates: Arc::new(Vec::new()),
@@ -152,7 +155,10 @@ impl Engine {
     pub fn session(&self, tenant: &TenantId) -> Result<SessionContext, QueryError> {
         let ctx = self.bare_session()?;
         for view in View::ALL {
-            let table = EventTable::new(view, Arc::clone(&self.lake), tenant.clone());
+            let mut table = EventTable::new(view, Arc::clone(&self.lake), tenant.clone());
+            if !view.eager() {
+                table = table.with_cache(self.cache.clone());
+            }
             ctx.register_table(view.name(), Arc::new(table))?;
         }
         for view in CatalogView::ALL {

@@ -6,7 +6,8 @@
 //! (`WHERE time > now() - interval '1 hour'`) become the time range asked of
 //! the catalog, so partitions and blocks outside it are never opened.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
@@ -32,7 +33,8 @@ use framelake_lake::Lake;
 use framelake_lake::catalog::{
     BlockFilter, BlockRecord, PartitionRecord, SnapshotRequest, ViewSnapshot,
 };
-use framelake_lake::ids::TenantId;
+use framelake_lake::ids::{ProcessId, TenantId};
+use framelake_lake::materialize::{MaterializeConfig, Materializer};
 use framelake_lake::view::catalog::CatalogView;
 use framelake_lake::view::{self, View};
 use futures::StreamExt;
@@ -54,6 +56,52 @@ pub(crate) struct EventTable {
     tenant: TenantId,
     /// What it reads, when given rather than asked of the catalog at scan.
     fixed: Option<ViewSnapshot>,
+    /// For a view decoded on demand: caches the blocks a scan read.
+    cache: Option<Cache>,
+}
+
+/// Caches, as partitions, the blocks of an on-demand view that scans read
+/// (`thread_spans`): the next query of them reads Parquet. One caching task
+/// per tenant at a time, in the background: the query that read the blocks
+/// does not wait for it.
+#[derive(Debug, Clone)]
+pub(crate) struct Cache {
+    materializer: Materializer,
+    running: Arc<Mutex<HashSet<TenantId>>>,
+}
+
+impl Cache {
+    pub(crate) fn new(lake: Arc<Lake>) -> Self {
+        Cache {
+            materializer: Materializer::new(lake, MaterializeConfig::default()),
+            running: Arc::default(),
+        }
+    }
+
+    /// Starts caching the pending blocks of a view a filter selects,
+    /// unless the tenant's caching is already under way.
+    fn start(&self, tenant: &TenantId, view: View, filter: BlockFilter) {
+        if !self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(tenant.clone())
+        {
+            return;
+        }
+        let (cache, tenant) = (self.clone(), tenant.clone());
+        tokio::spawn(async move {
+            match cache.materializer.cache(&tenant, view, &filter).await {
+                Ok(done) => tracing::debug!(%tenant, view = view.name(), ?done, "cached"),
+                Err(e) => tracing::warn!(%tenant, view = view.name(), error = %e, "caching failed"),
+            }
+            cache
+                .running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&tenant);
+        });
+    }
 }
 
 impl EventTable {
@@ -64,7 +112,14 @@ impl EventTable {
             lake,
             tenant,
             fixed: None,
+            cache: None,
         }
+    }
+
+    /// Caches the blocks its scans read (see [`Cache`]).
+    pub(crate) fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// The view's rows in these partitions and blocks only.
@@ -124,6 +179,7 @@ impl TableProvider for EventTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let range = time_range(self.view.time_columns(), filters);
+        let processes = process_ids(filters, &self.schema);
         let snapshot = match &self.fixed {
             _ if range.is_empty() => ViewSnapshot::default(),
             Some(fixed) => fixed.overlapping(range),
@@ -135,6 +191,7 @@ impl TableProvider for EventTable {
                     &SnapshotRequest {
                         view: self.view.name(),
                         kinds: self.view.kinds(),
+                        processes: &processes,
                         time_range: range.as_filter(),
                         aggregate: None,
                     },
@@ -142,6 +199,16 @@ impl TableProvider for EventTable {
                 .await
                 .map_err(external)?,
         };
+        if let Some(cache) = &self.cache
+            && !snapshot.blocks.is_empty()
+        {
+            let filter = BlockFilter {
+                processes,
+                time_range: range.as_filter(),
+                ..BlockFilter::default()
+            };
+            cache.start(&self.tenant, self.view, filter);
+        }
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !snapshot.partitions.is_empty() {
             let partitions = &snapshot.partitions;
@@ -309,6 +376,61 @@ impl EventTable {
             false,
             limit,
         )?))
+    }
+}
+
+/// The processes filters confine rows to (`process_id = X'…'` or
+/// `process_id IN (…)`); empty when they do not.
+fn process_ids(filters: &[Expr], schema: &Schema) -> Vec<ProcessId> {
+    let id = |e: &Expr| match e {
+        Expr::Literal(ScalarValue::FixedSizeBinary(16, Some(v)), _) => {
+            ProcessId::from_slice(v).ok()
+        }
+        _ => None,
+    };
+    let is_process = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "process_id");
+    if schema.field_with_name("process_id").is_err() {
+        return Vec::new();
+    }
+    filters
+        .iter()
+        .find_map(|f| match uncast_ids(f.clone(), schema) {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) => {
+                if is_process(&left) {
+                    Some(vec![id(&right)?])
+                } else if is_process(&right) {
+                    Some(vec![id(&left)?])
+                } else {
+                    None
+                }
+            }
+            Expr::InList(list) if !list.negated && is_process(&list.expr) => list
+                .list
+                .iter()
+                .map(|e| id(&uncast_literal(e)?))
+                .collect::<Option<Vec<_>>>(),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// A binary literal of an id's length as a fixed-size one.
+fn uncast_literal(e: &Expr) -> Option<Expr> {
+    match e {
+        Expr::Literal(ScalarValue::Binary(Some(v)) | ScalarValue::BinaryView(Some(v)), _)
+            if v.len() == 16 =>
+        {
+            Some(Expr::Literal(
+                ScalarValue::FixedSizeBinary(16, Some(v.clone())),
+                None,
+            ))
+        }
+        Expr::Literal(ScalarValue::FixedSizeBinary(16, Some(_)), _) => Some(e.clone()),
+        _ => None,
     }
 }
 

@@ -125,3 +125,256 @@ async fn native_logs_and_metrics_are_rows_of_the_event_views() {
         &stack.rows(measures).await,
     );
 }
+
+/// A native client without the SDK (as the C++ one will be): its messages
+/// encoded with the format module, ticks at 1 GHz from `START`.
+mod client {
+    use framelake_sdk::format::{
+        self, BlockHeader, Codec, Descriptor, DescriptorKind, Event, PayloadParts, Process, Stream,
+        StreamKind,
+    };
+
+    /// The processes' start, Unix nanoseconds (tick 0).
+    pub(crate) const START: i64 = 1_700_000_000_000_000_000;
+
+    pub(crate) fn process(id: u8, service: &str) -> Process {
+        Process {
+            process_id: [id; 16],
+            parent_process_id: [0; 16],
+            start_time: START,
+            start_ticks: 0,
+            tick_frequency: 1_000_000_000,
+            exe: "/opt/game/bin/game".into(),
+            username: "player".into(),
+            computer: "rig".into(),
+            distro: "linux".into(),
+            cpu_brand: "test cpu".into(),
+            properties: vec![("service.name".into(), service.into())],
+        }
+    }
+
+    pub(crate) fn thread(process: &Process, id: u8, name: &str) -> Stream {
+        Stream {
+            kind: StreamKind::Thread,
+            stream_id: [id; 16],
+            process_id: process.process_id,
+            thread_id: u64::from(id),
+            name: name.into(),
+            properties: Vec::new(),
+        }
+    }
+
+    pub(crate) fn span(id: u64, name: &str, line: u32) -> Descriptor {
+        Descriptor {
+            id,
+            kind: DescriptorKind::Span,
+            level: 0,
+            line,
+            name: name.into(),
+            target: "game::loop".into(),
+            file: "src/loop.rs".into(),
+            unit: String::new(),
+        }
+    }
+
+    /// A block of a stream: its descriptors, the spans open at its start
+    /// and its events.
+    pub(crate) fn block(
+        stream: &Stream,
+        sequence: u64,
+        descriptors: Vec<Descriptor>,
+        open_spans: Vec<(u64, i64)>,
+        events: &[Event<'_>],
+    ) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for e in events {
+            format::encode_event(e, &mut bytes);
+        }
+        let ticks = |e: &Event<'_>| match *e {
+            Event::SpanBegin { ticks, .. }
+            | Event::SpanEnd { ticks, .. }
+            | Event::Frame { ticks, .. }
+            | Event::Instant { ticks, .. }
+            | Event::Log { ticks, .. }
+            | Event::MetricInt { ticks, .. }
+            | Event::MetricFloat { ticks, .. } => ticks,
+            Event::Extension { .. } => 0,
+        };
+        let end = events.iter().map(ticks).max().unwrap_or(0);
+        let begin = open_spans
+            .iter()
+            .map(|&(_, t)| t)
+            .chain(events.iter().map(ticks))
+            .min()
+            .unwrap_or(0);
+        let header = BlockHeader {
+            codec: Codec::Lz4,
+            stream_id: stream.stream_id,
+            process_id: stream.process_id,
+            sequence,
+            begin_ticks: begin,
+            end_ticks: end,
+            calibration_ticks: end,
+            calibration_time: START + end,
+            event_count: events.len() as u32,
+        };
+        let payload = PayloadParts {
+            descriptors,
+            open_spans,
+            events: &bytes,
+        }
+        .encode();
+        format::encode_block(&header, &payload)
+    }
+}
+
+impl Stack {
+    /// Posts a native message; panics unless it is stored.
+    async fn native(&self, path: &str, body: Vec<u8>) {
+        let response = self
+            .client
+            .post(format!("{}/v1/native/{path}", self.ingest_url))
+            .header("content-type", "application/x-framelake-native")
+            .body(body)
+            .send()
+            .await
+            .expect("receiver answers");
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thread_spans_are_decoded_on_demand_and_cached() {
+    use framelake_sdk::format::Event;
+    let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
+    let (game, loader) = (
+        client::process(1, "space-game"),
+        client::process(2, "loader"),
+    );
+    let (main, io) = (
+        client::thread(&game, 11, "main"),
+        client::thread(&loader, 21, "io"),
+    );
+    let (frame, update, render, draw) = (
+        client::span(8, "frame", 10),
+        client::span(16, "update", 20),
+        client::span(24, "render", 30),
+        client::span(32, "draw", 40),
+    );
+    let begin = |d: &framelake_sdk::format::Descriptor, ticks| Event::SpanBegin {
+        descriptor: d.id,
+        ticks,
+    };
+    let end = |d: &framelake_sdk::format::Descriptor, ticks| Event::SpanEnd {
+        descriptor: d.id,
+        ticks,
+    };
+    // Block 0 ends inside `render`, block 1 starts with it open: each block
+    // reports the spans it holds the end of.
+    let first = client::block(
+        &main,
+        0,
+        vec![frame.clone(), update.clone(), render.clone()],
+        vec![],
+        &[
+            begin(&frame, 0),
+            begin(&update, 100),
+            end(&update, 400),
+            begin(&render, 500),
+        ],
+    );
+    let second = client::block(
+        &main,
+        1,
+        vec![frame.clone(), render.clone(), draw.clone()],
+        vec![(frame.id, 0), (render.id, 500)],
+        &[
+            begin(&draw, 600),
+            end(&draw, 900),
+            end(&render, 1_000),
+            end(&frame, 2_000),
+        ],
+    );
+    let io_block = client::block(
+        &io,
+        0,
+        vec![client::span(8, "read", 50)],
+        vec![],
+        &[
+            begin(&client::span(8, "read", 50), 10),
+            end(&client::span(8, "read", 50), 60),
+        ],
+    );
+    for (process, streams) in [(&game, vec![&main]), (&loader, vec![&io])] {
+        stack.native("process", process.encode()).await;
+        for s in streams {
+            stack.native("stream", s.encode()).await;
+        }
+    }
+    for block in [first, second, io_block] {
+        stack.native("block", block).await;
+    }
+
+    let game_spans = "SELECT thread_name, service_name, name, depth, target, file, line, \
+        arrow_cast(begin, 'Int64') - 1700000000000000000 AS b, \
+        arrow_cast(\"end\", 'Int64') - 1700000000000000000 AS e, duration_ns \
+        FROM thread_spans WHERE process_id = X'01010101010101010101010101010101' ORDER BY begin";
+    let expected = vec![
+        json!({"thread_name": "main", "service_name": "space-game", "name": "frame", "depth": 0, "target": "game::loop", "file": "src/loop.rs", "line": 10, "b": 0, "e": 2000, "duration_ns": 2000}),
+        json!({"thread_name": "main", "service_name": "space-game", "name": "update", "depth": 1, "target": "game::loop", "file": "src/loop.rs", "line": 20, "b": 100, "e": 400, "duration_ns": 300}),
+        json!({"thread_name": "main", "service_name": "space-game", "name": "render", "depth": 1, "target": "game::loop", "file": "src/loop.rs", "line": 30, "b": 500, "e": 1000, "duration_ns": 500}),
+        json!({"thread_name": "main", "service_name": "space-game", "name": "draw", "depth": 2, "target": "game::loop", "file": "src/loop.rs", "line": 40, "b": 600, "e": 900, "duration_ns": 300}),
+    ];
+    assert_eq!(stack.rows(game_spans).await, expected, "pending blocks");
+    let parents = "SELECT c.name AS child, p.name AS parent FROM thread_spans c \
+        LEFT JOIN thread_spans p ON c.parent = p.id AND c.stream_id = p.stream_id \
+        ORDER BY c.begin";
+    let family = vec![
+        json!({"child": "frame", "parent": null}),
+        json!({"child": "read", "parent": null}),
+        json!({"child": "update", "parent": "frame"}),
+        json!({"child": "render", "parent": "frame"}),
+        json!({"child": "draw", "parent": "render"}),
+    ];
+    assert_eq!(stack.rows(parents).await, family, "parents across blocks");
+
+    // The scans cached what they read as partitions, in the background.
+    let tenant: framelake_lake::ids::TenantId = "default".parse().expect("tenant");
+    let started = Instant::now();
+    loop {
+        let cached = stack
+            .lake
+            .catalog
+            .partitions(&tenant, Some("thread_spans"))
+            .await
+            .expect("catalog answers");
+        if cached.iter().map(|p| p.row_count).sum::<u64>() == 5 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{cached:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stack.rows(game_spans).await, expected, "cached");
+    assert_eq!(stack.rows(parents).await, family, "cached");
+
+    // Process and time filters reach the catalog and the Parquet reader.
+    let count = |filter: &str| {
+        let sql = format!("SELECT count(*) AS n FROM thread_spans WHERE {filter}");
+        let stack = &stack;
+        async move { stack.rows(&sql).await[0]["n"].clone() }
+    };
+    assert_eq!(
+        count("process_id = X'02020202020202020202020202020202'").await,
+        1
+    );
+    assert_eq!(
+        count("process_id IN (X'02020202020202020202020202020202', X'09090909090909090909090909090909')").await,
+        1
+    );
+    assert_eq!(
+        count("begin >= arrow_cast(1700000000000000550, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
+            .await,
+        1,
+        "draw only"
+    );
+}

@@ -113,7 +113,7 @@ impl TestServer {
         let tenant: TenantId = tenant.parse().expect("tenant");
         let filter = BlockFilter {
             kinds: vec![kind],
-            time_range: None,
+            ..BlockFilter::default()
         };
         let blocks = self
             .lake

@@ -182,6 +182,9 @@ pub struct SnapshotRequest<'a> {
     pub view: &'a str,
     /// The block kinds its pending rows come from.
     pub kinds: &'a [BlockKind],
+    /// Only blocks of these processes; all when empty (partitions mix
+    /// processes: their rows are pruned by the Parquet statistics).
+    pub processes: &'a [ProcessId],
     /// Only partitions and blocks overlapping this event time range.
     pub time_range: Option<(i64, i64)>,
     /// An aggregate view of `view` and the time range of its rows to read:
@@ -280,6 +283,8 @@ pub struct Expired {
 pub struct BlockFilter {
     /// Only these kinds; all when empty.
     pub kinds: Vec<BlockKind>,
+    /// Only blocks of these processes; all when empty.
+    pub processes: Vec<ProcessId>,
     /// Only blocks whose event time range overlaps `[min_time, max_time]`.
     pub time_range: Option<(i64, i64)>,
 }
@@ -307,13 +312,13 @@ pub trait Catalog: Debug + Send + Sync {
     /// Tenants with blocks not yet materialized.
     async fn pending_tenants(&self) -> Result<Vec<TenantId>>;
 
-    /// Claims up to `limit` blocks of a tenant, of these kinds, not yet
-    /// materialized, oldest first. Blocks another maintainer has claimed are
-    /// skipped where the backend can tell (PostgreSQL row locks).
+    /// Claims up to `limit` blocks of a tenant that the filter selects, not
+    /// yet materialized, oldest first. Blocks another maintainer has claimed
+    /// are skipped where the backend can tell (PostgreSQL row locks).
     async fn claim_pending(
         &self,
         tenant: &TenantId,
-        kinds: &[BlockKind],
+        filter: &BlockFilter,
         limit: usize,
     ) -> Result<Box<dyn Claim>>;
 

@@ -98,7 +98,7 @@ macro_rules! impl_sql_catalog {
                 tenant: &$crate::ids::TenantId,
                 filter: &$crate::catalog::BlockFilter,
             ) -> $crate::Result<Vec<$crate::catalog::BlockRecord>> {
-                let mut q = blocks_query(tenant, &filter.kinds, filter.time_range, false);
+                let mut q = blocks_query(tenant, &filter.kinds, &filter.processes, filter.time_range, false);
                 q.push(" ORDER BY insert_time, segment_id, byte_offset");
                 block_rows(q.build().fetch_all(&self.pool).await?)
             }
@@ -183,10 +183,10 @@ macro_rules! impl_sql_catalog {
             async fn claim_pending(
                 &self,
                 tenant: &$crate::ids::TenantId,
-                kinds: &[$crate::ids::BlockKind],
+                filter: &$crate::catalog::BlockFilter,
                 limit: usize,
             ) -> $crate::Result<Box<dyn $crate::catalog::Claim>> {
-                let mut q = blocks_query(tenant, kinds, None, true);
+                let mut q = blocks_query(tenant, &filter.kinds, &filter.processes, filter.time_range, true);
                 q.push(" ORDER BY insert_time, segment_id, byte_offset LIMIT ")
                     .push_bind(limit as i64)
                     .push($claim_lock);
@@ -225,7 +225,7 @@ macro_rules! impl_sql_catalog {
                 }
                 q.push(PARTITION_ORDER);
                 let partitions = partition_rows(q.build().fetch_all(&mut *tx).await?)?;
-                let mut q = blocks_query(tenant, request.kinds, request.time_range, true);
+                let mut q = blocks_query(tenant, request.kinds, request.processes, request.time_range, true);
                 q.push(" ORDER BY insert_time, segment_id, byte_offset");
                 let blocks = block_rows(q.build().fetch_all(&mut *tx).await?)?;
                 let reduced = match request.aggregate {
@@ -461,6 +461,7 @@ macro_rules! impl_sql_catalog {
         fn blocks_query(
             tenant: &$crate::ids::TenantId,
             kinds: &[$crate::ids::BlockKind],
+            processes: &[$crate::ids::ProcessId],
             time_range: Option<(i64, i64)>,
             pending: bool,
         ) -> sqlx::QueryBuilder<$db> {
@@ -475,6 +476,14 @@ macro_rules! impl_sql_catalog {
                 let mut list = q.separated(", ");
                 for kind in kinds {
                     list.push_bind(kind.code());
+                }
+                q.push(")");
+            }
+            if !processes.is_empty() {
+                q.push(" AND process_id IN (");
+                let mut list = q.separated(", ");
+                for process in processes {
+                    list.push_bind(process.as_bytes().to_vec());
                 }
                 q.push(")");
             }

@@ -11,6 +11,7 @@ mod logs;
 mod measures;
 mod native;
 mod spans;
+mod thread_spans;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use self::columns::Attributes;
 pub use self::columns::{VALUE_FIELDS, attributes_type, timestamp_type};
+pub use self::thread_spans::span_id;
 use crate::ids::{BlockId, BlockKind, ProcessId, StreamId};
 use crate::{Error, Result};
 
@@ -31,10 +33,24 @@ pub enum View {
     LogEntries,
     Spans,
     Measures,
+    ThreadSpans,
 }
 
 impl View {
-    pub const ALL: [View; 3] = [View::LogEntries, View::Spans, View::Measures];
+    pub const ALL: [View; 4] = [
+        View::LogEntries,
+        View::Spans,
+        View::Measures,
+        View::ThreadSpans,
+    ];
+
+    /// Whether the maintainer materializes its blocks as they arrive. CPU
+    /// traces (`thread_spans`) are the bulk of native data and mostly never
+    /// read: their blocks are decoded when a query reads them, and cached
+    /// as partitions then.
+    pub fn eager(self) -> bool {
+        !matches!(self, View::ThreadSpans)
+    }
 
     /// The name SQL knows it by.
     pub fn name(self) -> &'static str {
@@ -42,6 +58,7 @@ impl View {
             View::LogEntries => "log_entries",
             View::Spans => "spans",
             View::Measures => "measures",
+            View::ThreadSpans => "thread_spans",
         }
     }
 
@@ -51,6 +68,7 @@ impl View {
             View::LogEntries => &[BlockKind::OtlpLogs, BlockKind::NativeLog],
             View::Spans => &[BlockKind::OtlpSpans],
             View::Measures => &[BlockKind::OtlpMetrics, BlockKind::NativeMetric],
+            View::ThreadSpans => &[BlockKind::NativeThread],
         }
     }
 
@@ -60,6 +78,7 @@ impl View {
         match self {
             View::LogEntries | View::Measures => &["time"],
             View::Spans => &["start_time", "end_time"],
+            View::ThreadSpans => &["begin", "end"],
         }
     }
 
@@ -74,17 +93,17 @@ impl View {
             View::LogEntries => &["service_name", "stream_id", "time"],
             View::Spans => &["trace_id", "start_time"],
             View::Measures => &["name", "service_name", "stream_id", "time"],
+            View::ThreadSpans => &["process_id", "stream_id", "begin"],
         }
     }
 
-    /// The view showing a kind of block's events (CPU trace blocks are
-    /// decoded on demand into their own views).
-    pub fn of(kind: BlockKind) -> Option<View> {
+    /// The view showing a kind of block's events.
+    pub fn of(kind: BlockKind) -> View {
         match kind {
-            BlockKind::OtlpLogs | BlockKind::NativeLog => Some(View::LogEntries),
-            BlockKind::OtlpSpans => Some(View::Spans),
-            BlockKind::OtlpMetrics | BlockKind::NativeMetric => Some(View::Measures),
-            BlockKind::NativeThread => None,
+            BlockKind::OtlpLogs | BlockKind::NativeLog => View::LogEntries,
+            BlockKind::OtlpSpans => View::Spans,
+            BlockKind::OtlpMetrics | BlockKind::NativeMetric => View::Measures,
+            BlockKind::NativeThread => View::ThreadSpans,
         }
     }
 
@@ -93,6 +112,7 @@ impl View {
             View::LogEntries => Arc::clone(&logs::SCHEMA),
             View::Spans => Arc::clone(&spans::SCHEMA),
             View::Measures => Arc::clone(&measures::SCHEMA),
+            View::ThreadSpans => Arc::clone(&thread_spans::SCHEMA),
         }
     }
 }
@@ -108,6 +128,8 @@ pub struct BlockSource {
     pub max_time: i64,
     /// A native block's process (its clock, service and attributes).
     pub native: Option<Arc<NativeProcess>>,
+    /// A native thread block's thread name.
+    pub thread_name: Option<Arc<str>>,
 }
 
 /// A native process, as its blocks' rows need it.
@@ -141,6 +163,7 @@ impl BlockSource {
             stream_id: block.stream_id,
             max_time: block.max_time,
             native: None,
+            thread_name: None,
         }
     }
 
@@ -148,15 +171,16 @@ impl BlockSource {
         self.native = Some(process);
         self
     }
+
+    pub fn with_thread_name(mut self, name: Arc<str>) -> Self {
+        self.thread_name = Some(name);
+        self
+    }
 }
 
 /// Decodes a stored block (its uncompressed payload) into rows of its view.
 pub fn decode(kind: BlockKind, payload: &[u8], source: &BlockSource) -> Result<RecordBatch> {
-    let view = View::of(kind).ok_or_else(|| Error::Corrupt {
-        location: format!("{} block {}", kind.name(), source.block_id),
-        reason: "no view shows this kind of block".to_owned(),
-    })?;
-    let mut rows = Rows::new(view);
+    let mut rows = Rows::new(View::of(kind));
     rows.append(kind, payload, source)?;
     Ok(rows.finish())
 }
@@ -171,6 +195,7 @@ enum RowBuilders {
     Logs(Box<logs::LogRows>),
     Spans(Box<spans::SpanRows>),
     Measures(Box<measures::MeasureRows>),
+    ThreadSpans(Box<thread_spans::ThreadSpanRows>),
 }
 
 impl Rows {
@@ -179,6 +204,7 @@ impl Rows {
             View::LogEntries => RowBuilders::Logs(Box::default()),
             View::Spans => RowBuilders::Spans(Box::default()),
             View::Measures => RowBuilders::Measures(Box::default()),
+            View::ThreadSpans => RowBuilders::ThreadSpans(Box::default()),
         })
     }
 
@@ -209,6 +235,9 @@ impl Rows {
             (RowBuilders::Measures(rows), BlockKind::NativeMetric) => {
                 rows.append_native(payload, source).map_err(native)
             }
+            (RowBuilders::ThreadSpans(rows), BlockKind::NativeThread) => {
+                rows.append_native(payload, source).map_err(native)
+            }
             _ => Err(Error::Corrupt {
                 location: format!("block {}", source.block_id),
                 reason: format!(
@@ -225,6 +254,7 @@ impl Rows {
             RowBuilders::Logs(_) => View::LogEntries,
             RowBuilders::Spans(_) => View::Spans,
             RowBuilders::Measures(_) => View::Measures,
+            RowBuilders::ThreadSpans(_) => View::ThreadSpans,
         }
     }
 
@@ -234,6 +264,7 @@ impl Rows {
             RowBuilders::Logs(rows) => rows.len(),
             RowBuilders::Spans(rows) => rows.len(),
             RowBuilders::Measures(rows) => rows.len(),
+            RowBuilders::ThreadSpans(rows) => rows.len(),
         }
     }
 
@@ -247,6 +278,7 @@ impl Rows {
             RowBuilders::Logs(rows) => rows.finish(),
             RowBuilders::Spans(rows) => rows.finish(),
             RowBuilders::Measures(rows) => rows.finish(),
+            RowBuilders::ThreadSpans(rows) => rows.finish(),
         }
     }
 }

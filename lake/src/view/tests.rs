@@ -51,6 +51,7 @@ fn source() -> BlockSource {
         stream_id: StreamId::of(&[b"s"]),
         max_time: 5_000,
         native: None,
+        thread_name: None,
     }
 }
 
