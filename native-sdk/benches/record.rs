@@ -119,6 +119,11 @@ fn record(c: &mut Criterion) {
     group.bench_function("framelake span scope (begin + end)", |b| {
         b.iter_custom(|n| timed(&mut collector, n, span_scope))
     });
+    group.bench_function("framelake span scope, disabled at run time", |b| {
+        framelake_sdk::set_enabled(false);
+        b.iter(span_scope);
+        framelake_sdk::set_enabled(true);
+    });
     group.bench_function("micromegas-tracing span scope", |b| {
         b.iter(|| {
             micromegas_tracing::span_scope!("span");

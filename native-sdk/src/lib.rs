@@ -35,8 +35,6 @@
 //! load_level(3);
 //! ```
 
-// Without `enabled`, nothing records: the buffers are left unused.
-#[cfg_attr(not(feature = "enabled"), allow(dead_code))]
 mod buffer;
 pub mod collect;
 pub mod format;
@@ -53,97 +51,109 @@ pub use format::DescriptorKind;
 pub use framelake_sdk_macros::span_fn;
 pub use instrument::Instrumented;
 
-#[cfg(feature = "enabled")]
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use format::kind;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Switches recording on or off while the program runs (on at start).
+/// Off, each recording call costs one relaxed load; spans begun before
+/// still end (their guards remember), so nesting stays whole.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether recording is on (never without the `enabled` feature, which
+/// compiles every recording call out).
+#[inline(always)]
+pub fn is_enabled() -> bool {
+    cfg!(feature = "enabled") && ENABLED.load(Ordering::Relaxed)
+}
 
 /// Begins a span of `descriptor` (ended by [`span_end`] on the same thread).
 #[inline(always)]
 pub fn span_begin(descriptor: &'static Descriptor) {
-    #[cfg(not(feature = "enabled"))]
-    let _ = descriptor;
-    #[cfg(feature = "enabled")]
-    buffer::push2(descriptor.id() | kind::SPAN_BEGIN, ticks::now() as u64);
+    if is_enabled() {
+        buffer::push2(descriptor.id() | kind::SPAN_BEGIN, ticks::now() as u64);
+    }
 }
 
-/// Ends the innermost span, which must be of `descriptor`.
+/// Ends the innermost span, which must be of `descriptor`. (When recording
+/// was switched off and on between a begin and its end, the collector
+/// keeps the thread's spans well nested.)
 #[inline(always)]
 pub fn span_end(descriptor: &'static Descriptor) {
-    #[cfg(not(feature = "enabled"))]
-    let _ = descriptor;
-    #[cfg(feature = "enabled")]
-    buffer::push2(descriptor.id() | kind::SPAN_END, ticks::now() as u64);
+    if is_enabled() {
+        buffer::push2(descriptor.id() | kind::SPAN_END, ticks::now() as u64);
+    }
 }
 
-/// A span from its creation to its drop.
+/// A span from its creation to its drop (when recording was on at its
+/// creation).
 #[must_use = "the span ends when this is dropped"]
-pub struct SpanGuard(&'static Descriptor);
+pub struct SpanGuard(Option<&'static Descriptor>);
 
 impl SpanGuard {
     #[inline(always)]
     pub fn begin(descriptor: &'static Descriptor) -> Self {
-        span_begin(descriptor);
-        SpanGuard(descriptor)
+        if !is_enabled() {
+            return SpanGuard(None);
+        }
+        buffer::push2(descriptor.id() | kind::SPAN_BEGIN, ticks::now() as u64);
+        SpanGuard(Some(descriptor))
     }
 }
 
 impl Drop for SpanGuard {
     #[inline(always)]
     fn drop(&mut self) {
-        span_end(self.0);
+        if let Some(descriptor) = self.0 {
+            buffer::push2(descriptor.id() | kind::SPAN_END, ticks::now() as u64);
+        }
     }
 }
 
 /// Marks the start of frame `number` (and the end of the one before).
 #[inline(always)]
 pub fn frame(number: u64) {
-    #[cfg(not(feature = "enabled"))]
-    let _ = number;
-    #[cfg(feature = "enabled")]
-    buffer::push2(number << 3 | kind::FRAME, ticks::now() as u64);
+    if is_enabled() {
+        buffer::push2(number << 3 | kind::FRAME, ticks::now() as u64);
+    }
 }
 
 /// A user-marked moment: the sampler keeps the CPU trace of its frame.
 #[inline(always)]
 pub fn instant(descriptor: &'static Descriptor) {
-    #[cfg(not(feature = "enabled"))]
-    let _ = descriptor;
-    #[cfg(feature = "enabled")]
-    buffer::push2(descriptor.id() | kind::INSTANT, ticks::now() as u64);
+    if is_enabled() {
+        buffer::push2(descriptor.id() | kind::INSTANT, ticks::now() as u64);
+    }
 }
 
 /// An integer metric value.
 #[inline(always)]
 pub fn int_metric(descriptor: &'static Descriptor, value: i64) {
-    #[cfg(not(feature = "enabled"))]
-    let _ = (descriptor, value);
-    #[cfg(feature = "enabled")]
-    buffer::push3(
-        descriptor.id() | kind::METRIC_INT,
-        ticks::now() as u64,
-        value as u64,
-    );
+    if is_enabled() {
+        let id = descriptor.id() | kind::METRIC_INT;
+        buffer::push3(id, ticks::now() as u64, value as u64);
+    }
 }
 
 /// A float metric value.
 #[inline(always)]
 pub fn float_metric(descriptor: &'static Descriptor, value: f64) {
-    #[cfg(not(feature = "enabled"))]
-    let _ = (descriptor, value);
-    #[cfg(feature = "enabled")]
-    buffer::push3(
-        descriptor.id() | kind::METRIC_FLOAT,
-        ticks::now() as u64,
-        value.to_bits(),
-    );
+    if is_enabled() {
+        let id = descriptor.id() | kind::METRIC_FLOAT;
+        buffer::push3(id, ticks::now() as u64, value.to_bits());
+    }
 }
 
 /// A log record; its message is formatted in the thread's buffer.
 #[inline]
 pub fn log(descriptor: &'static Descriptor, args: std::fmt::Arguments<'_>) {
-    #[cfg(not(feature = "enabled"))]
-    let _ = (descriptor, args);
-    #[cfg(feature = "enabled")]
-    buffer::push_log(descriptor, ticks::now(), args);
+    if is_enabled() {
+        buffer::push_log(descriptor, ticks::now(), args);
+    }
 }
 
 /// A span over the rest of the enclosing block: `span_scope!("update")`.

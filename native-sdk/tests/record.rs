@@ -228,17 +228,14 @@ pub(crate) fn stepwise(
         })
         .expect("spawn");
     let mut decoded = Decoded::default();
-    let mut blocks = Vec::new();
     for f in steps {
         step.send(f).expect("step");
         stepped.recv().expect("stepped");
         decode(&collector.collect(), &mut decoded);
-        blocks.extend(thread_blocks(&decoded, name));
-        decoded.blocks.clear();
     }
     drop(step);
     thread.join().expect("thread");
-    (blocks, decoded)
+    (thread_blocks(&decoded, name), decoded)
 }
 
 #[test]
@@ -282,4 +279,53 @@ fn blocks_stay_well_nested_whatever_the_program_does() {
             ]),
         ]
     );
+}
+
+#[test]
+fn switched_off_at_run_time_nothing_is_recorded_and_spans_stay_whole() {
+    let _one = super::recording();
+    /// Switches recording back on, even when the test fails.
+    struct On;
+    impl Drop for On {
+        fn drop(&mut self) {
+            framelake_sdk::set_enabled(true);
+        }
+    }
+    let _on = On;
+    let mut collector = Collector::new(Process::default());
+    let (blocks, decoded) = stepwise(
+        &mut collector,
+        "switched",
+        vec![
+            || {
+                // Begun while on: it ends, though recording is off by then.
+                let update = framelake_sdk::SpanGuard::begin(&UPDATE);
+                framelake_sdk::set_enabled(false);
+                assert!(!framelake_sdk::is_enabled());
+                framelake_sdk::info!("hidden");
+                framelake_sdk::fmetric!("hidden", "", 1.0);
+                framelake_sdk::frame(9);
+                framelake_sdk::span_begin(&OTHER);
+                drop(update);
+                framelake_sdk::set_enabled(true);
+                framelake_sdk::info!("shown");
+            },
+            || {
+                // Begun while off: nothing, though recording is on at its end.
+                framelake_sdk::set_enabled(false);
+                let other = framelake_sdk::SpanGuard::begin(&OTHER);
+                framelake_sdk::set_enabled(true);
+                drop(other);
+                framelake_sdk::span_scope!("scoped");
+            },
+        ],
+    );
+    let events: Vec<String> = blocks.into_iter().flat_map(|(.., e)| e).collect();
+    assert_eq!(
+        events,
+        ["begin update", "end update", "begin scoped", "end scoped"]
+    );
+    assert_eq!(events_of(&decoded, StreamKind::Log), ["log shown"]);
+    assert!(events_of(&decoded, StreamKind::Metric).is_empty());
+    assert_eq!(framelake_sdk::dropped_events(), 0, "off is not dropped");
 }
