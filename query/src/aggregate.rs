@@ -144,7 +144,8 @@ impl Aggregate {
         let builtin = View::ALL
             .iter()
             .map(|v| v.name())
-            .chain(CatalogView::ALL.iter().map(|v| v.name()));
+            .chain(CatalogView::ALL.iter().map(|v| v.name()))
+            .chain([crate::engine::FRAMES]);
         if definition.name.is_empty()
             || !definition
                 .name

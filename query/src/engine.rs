@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::catalog::view::ViewTable;
 use datafusion::common::ScalarValue;
+use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
@@ -64,6 +67,37 @@ pub struct Engine {
     metadata: Arc<FileMetadataCache>,
     /// Caches what scans of on-demand views decode.
     cache: Cache,
+}
+
+/// The frames view's name.
+pub const FRAMES: &str = "frames";
+
+/// `frames`: one row per frame of a native process, from the SDK's
+/// `frame.duration` metric (`measures`, always sent, never sampled): when
+/// it began and ended. Filters on its columns reach `measures` (a time
+/// filter on `begin` prunes partitions).
+fn frames(measures: Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+    use datafusion::logical_expr::{LogicalPlanBuilder, cast};
+    use datafusion::prelude::{col, lit};
+    let duration = cast(
+        col("int_value"),
+        DataType::Duration(arrow::datatypes::TimeUnit::Nanosecond),
+    );
+    let plan = LogicalPlanBuilder::scan("measures", provider_as_source(measures), None)?
+        .filter(
+            col("name")
+                .eq(lit("frame.duration"))
+                .and(col("unit").eq(lit("ns"))),
+        )?
+        .project([
+            col("process_id"),
+            col("service_name"),
+            col("time").alias("begin"),
+            (col("time") + duration).alias("end"),
+            col("int_value").alias("duration_ns"),
+        ])?
+        .build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
 }
 
 /// A planned query.
@@ -159,7 +193,11 @@ impl Engine {
             if !view.eager() {
                 table = table.with_cache(self.cache.clone());
             }
-            ctx.register_table(view.name(), Arc::new(table))?;
+            let table = Arc::new(table);
+            if view == View::Measures {
+                ctx.register_table(FRAMES, frames(Arc::clone(&table) as _)?)?;
+            }
+            ctx.register_table(view.name(), table)?;
         }
         for view in CatalogView::ALL {
             let table = CatalogTable::new(view, Arc::clone(&self.lake), tenant.clone());

@@ -311,7 +311,30 @@ async fn thread_spans_are_decoded_on_demand_and_cached() {
             stack.native("stream", s.encode()).await;
         }
     }
-    for block in [first, second, io_block] {
+    // The SDK's frame durations, in ticks, in the process's metric stream.
+    let metrics = framelake_sdk::format::Stream {
+        kind: framelake_sdk::format::StreamKind::Metric,
+        name: "metrics".into(),
+        ..client::thread(&game, 12, "")
+    };
+    stack.native("stream", metrics.encode()).await;
+    let frame_duration = framelake_sdk::format::Descriptor {
+        kind: framelake_sdk::DescriptorKind::Metric,
+        name: "frame.duration".into(),
+        unit: "ticks".into(),
+        ..client::span(40, "", 0)
+    };
+    let frames = [(0, 2_000), (2_000, 16_000_000), (16_002_000, 40_000_000)];
+    let frame_metrics: Vec<Event<'_>> = frames
+        .iter()
+        .map(|&(ticks, value)| Event::MetricInt {
+            descriptor: frame_duration.id,
+            ticks,
+            value,
+        })
+        .collect();
+    let frame_block = client::block(&metrics, 0, vec![frame_duration], vec![], &frame_metrics);
+    for block in [first, second, io_block, frame_block] {
         stack.native("block", block).await;
     }
 
@@ -337,6 +360,36 @@ async fn thread_spans_are_decoded_on_demand_and_cached() {
         json!({"child": "draw", "parent": "render"}),
     ];
     assert_eq!(stack.rows(parents).await, family, "parents across blocks");
+
+    // The slowest frames of a process, and where they are.
+    assert_eq!(
+        stack
+            .rows(
+                "SELECT service_name, arrow_cast(begin, 'Int64') - 1700000000000000000 AS b, \
+                 arrow_cast(\"end\", 'Int64') - 1700000000000000000 AS e, duration_ns FROM frames \
+                 WHERE process_id = X'01010101010101010101010101010101' ORDER BY duration_ns DESC LIMIT 2"
+            )
+            .await,
+        vec![
+            json!({"service_name": "space-game", "b": 16_002_000, "e": 56_002_000, "duration_ns": 40_000_000}),
+            json!({"service_name": "space-game", "b": 2_000, "e": 16_002_000, "duration_ns": 16_000_000}),
+        ]
+    );
+    assert_eq!(
+        stack
+            .rows("SELECT DISTINCT unit FROM measures WHERE name = 'frame.duration'")
+            .await,
+        vec![json!({"unit": "ns"})]
+    );
+    assert_eq!(
+        stack
+            .rows(
+                "SELECT count(*) AS n FROM frames WHERE begin > \
+                 arrow_cast(1700000000000010000, 'Timestamp(Nanosecond, Some(\"UTC\"))')"
+            )
+            .await,
+        vec![json!({"n": 1})]
+    );
 
     // The scans cached what they read as partitions, in the background.
     let tenant: framelake_lake::ids::TenantId = "default".parse().expect("tenant");

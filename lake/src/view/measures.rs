@@ -150,7 +150,9 @@ impl MeasureRows {
         Ok(())
     }
 
-    /// Appends a native metric block's values (as gauges).
+    /// Appends a native metric block's values as gauges. An integer metric
+    /// of unit `ticks` (a duration on the process's tick clock, such as the
+    /// SDK's `frame.duration`) is converted to nanoseconds.
     pub(super) fn append_native(
         &mut self,
         payload: &[u8],
@@ -186,13 +188,23 @@ impl MeasureRows {
                         ..Default::default()
                     },
                 });
+                // A duration in ticks is shown in nanoseconds.
+                let unit = if d.unit == TICKS { "ns" } else { &d.unit };
                 let metric = Metric {
                     name: d.name.clone(),
-                    unit: d.unit.clone(),
+                    unit: unit.to_owned(),
                     ..Default::default()
                 };
                 (origin, metric)
             });
+            let (value, int_value) = match int_value {
+                Some(elapsed) if parsed.descriptors[&descriptor].unit == TICKS => {
+                    let nanos =
+                        opened.clock.time(ticks.saturating_add(elapsed)) - opened.clock.time(ticks);
+                    (nanos as f64, Some(nanos))
+                }
+                _ => (value, int_value),
+            };
             let s = Series {
                 metric,
                 kind: "gauge",
@@ -214,6 +226,9 @@ impl MeasureRows {
         self.flags.len()
     }
 }
+
+/// The unit of a native integer metric counted in the process's ticks.
+const TICKS: &str = "ticks";
 
 /// Builders of `measures` rows.
 #[derive(Debug, Default)]
