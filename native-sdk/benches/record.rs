@@ -181,6 +181,29 @@ fn record(c: &mut Criterion) {
             })
         })
     });
+    group.bench_function("tracing span through the framelake layer", |b| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let layer = framelake_sdk::tracing_bridge::Layer::new();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            b.iter_custom(|n| {
+                timed(&mut collector, n, || {
+                    let _span = tracing::info_span!("span").entered();
+                })
+            })
+        })
+    });
+    framelake_sdk::log_bridge::init(log::LevelFilter::Info).expect("the only logger");
+    group.bench_function(
+        "log record through the framelake logger (2 integers)",
+        |b| {
+            b.iter_custom(|n| {
+                timed(&mut collector, n, || {
+                    log::info!("frame {} took {} us", black_box(1234), black_box(16_600))
+                })
+            })
+        },
+    );
     group.finish();
     assert_eq!(
         framelake_sdk::dropped_events(),

@@ -13,8 +13,11 @@
 //! others being dropped and counted (`send::Stats::sampled_out_blocks`).
 //! Logs and metrics are always sent. Sampling is off by default.
 //!
-//! Without the `enabled` feature (on by default) every recording function
-//! and macro compiles to nothing.
+//! Features: `enabled` (default; without it every recording function and
+//! macro compiles to nothing; at run time see [`set_enabled`]), `send`
+//! (default: the sending thread), `macros` (default: `#[span_fn]`),
+//! `tracing` (`tracing_bridge`: a `tracing_subscriber` layer) and `log`
+//! (`log_bridge`: a `log` logger).
 //!
 //! ```
 //! use framelake_sdk::{fmetric, info, span_fn, span_scope};
@@ -36,14 +39,20 @@
 //! ```
 
 mod buffer;
+#[cfg(any(feature = "tracing", feature = "log"))]
+mod callsite;
 pub mod collect;
 pub mod format;
 mod ids;
 mod instrument;
+#[cfg(feature = "log")]
+pub mod log_bridge;
 mod sample;
 #[cfg(feature = "send")]
 pub mod send;
 pub mod ticks;
+#[cfg(feature = "tracing")]
+pub mod tracing_bridge;
 
 pub use buffer::{Descriptor, dropped_events, set_memory_limit};
 pub use format::DescriptorKind;
@@ -56,6 +65,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use format::kind;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
+
+#[cfg(any(feature = "send", feature = "tracing", feature = "log"))]
+thread_local! {
+    /// Set on the SDK's own threads: what their dependencies log through
+    /// the bridges is not recorded (it would be sent, and logged again).
+    static OWN_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(feature = "send")]
+pub(crate) fn mark_own_thread() {
+    OWN_THREAD.with(|own| own.set(true));
+}
+
+#[cfg(any(feature = "tracing", feature = "log"))]
+pub(crate) fn on_own_thread() -> bool {
+    OWN_THREAD.with(std::cell::Cell::get)
+}
 
 /// Switches recording on or off while the program runs (on at start).
 /// Off, each recording call costs one relaxed load; spans begun before

@@ -91,6 +91,7 @@ impl Telemetry {
             std::thread::Builder::new()
                 .name("framelake-sdk".to_owned())
                 .spawn(move || {
+                    crate::mark_own_thread();
                     let collector = Collector::with_sampling(process, config.sampling);
                     run(collector, &config, &stop, &counters)
                 })

@@ -1,6 +1,7 @@
 //! The SDK's integration tests: the wire format against its golden vectors,
 //! and events recorded by threads as the collector encodes them.
 
+mod bridge;
 mod format;
 mod record;
 mod sample;

@@ -27,8 +27,18 @@ pub(crate) struct Decoded {
     processes: usize,
     streams: HashMap<format::Id, Stream>,
     blocks: Vec<(format::Id, Block)>,
-    /// The descriptors the blocks carried, by name.
-    pub(crate) descriptors: HashMap<String, format::Descriptor>,
+    /// The descriptors the blocks carried, by id.
+    pub(crate) descriptors: HashMap<u64, format::Descriptor>,
+}
+
+impl Decoded {
+    /// The descriptor named `name` (there must be one).
+    pub(crate) fn named(&self, name: &str) -> &format::Descriptor {
+        let mut named = self.descriptors.values().filter(|d| d.name == name);
+        let d = named.next().expect("a descriptor of that name");
+        assert!(named.next().is_none(), "one descriptor named {name}");
+        d
+    }
 }
 
 pub(crate) fn decode(messages: &[Message], into: &mut Decoded) {
@@ -50,7 +60,7 @@ pub(crate) fn decode(messages: &[Message], into: &mut Decoded) {
                 );
                 let parsed = Payload::parse(&payload).expect("a valid payload");
                 for d in parsed.descriptors.values() {
-                    into.descriptors.insert(d.name.clone(), d.clone());
+                    into.descriptors.insert(d.id, d.clone());
                 }
                 let events = parsed
                     .events()
@@ -92,7 +102,7 @@ pub(crate) fn thread_blocks(d: &Decoded, name: &str) -> Vec<Block> {
         .collect()
 }
 
-fn events_of(d: &Decoded, kind: StreamKind) -> Vec<String> {
+pub(crate) fn events_of(d: &Decoded, kind: StreamKind) -> Vec<String> {
     d.blocks
         .iter()
         .filter(|(id, _)| d.streams[id].kind == kind)

@@ -113,11 +113,11 @@ fn a_function_is_a_span_named_after_it_with_its_place_in_the_source() {
             "end size",
         ])
     );
-    let load = &decoded.descriptors["load_level"];
+    let load = decoded.named("load_level");
     assert_eq!(load.target, module_path!());
     assert_eq!(load.file, file!());
     assert_eq!(load.line, line_of("load_level"));
-    assert_eq!(decoded.descriptors["unpack assets"].line, line_of("unpack"));
+    assert_eq!(decoded.named("unpack assets").line, line_of("unpack"));
 }
 
 #[test]
