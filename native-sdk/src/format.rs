@@ -501,6 +501,14 @@ pub fn decode_block(bytes: &[u8]) -> Result<(BlockHeader, Vec<u8>), FormatError>
             format!("{uncompressed} bytes is more than the {MAX_PAYLOAD} a block may hold"),
         ));
     }
+    // LZ4 inflates 255 times at most: a block claiming more is refused
+    // before its buffer is allocated (a few bytes must not cost 64 MiB).
+    if codec == Codec::Lz4 && uncompressed > length.saturating_mul(255).saturating_add(64) {
+        return Err(error(
+            "block uncompressed_length",
+            format!("{uncompressed} bytes cannot inflate from {length} bytes of LZ4"),
+        ));
+    }
     if header.end_ticks < header.begin_ticks {
         return Err(error("block end_ticks", "before begin_ticks"));
     }

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use framelake_sdk::format::{
-    BlockHeader, Codec, Descriptor, DescriptorKind, Event, Payload, PayloadParts, Process, Stream,
-    StreamKind, decode_block, encode_block, encode_event,
+    BLOCK_HEADER_LEN, BlockHeader, Codec, Descriptor, DescriptorKind, Event, Payload, PayloadParts,
+    Process, Stream, StreamKind, decode_block, encode_block, encode_event,
 };
 
 const SPAN_FRAME: u64 = 0x1000;
@@ -261,6 +261,15 @@ fn malformed_blocks_are_refused_with_the_reason() {
     lz4[last] ^= 0xff;
     lz4.truncate(last - 3);
     assert!(decode_block(&lz4).is_err(), "corrupt LZ4 is refused");
+    // A short LZ4 payload claiming a large size is refused before inflating.
+    let mut claims = encode_block(&header(Codec::Lz4), &payload());
+    let at = BLOCK_HEADER_LEN - 8;
+    claims[at..at + 4].copy_from_slice(&(32u32 << 20).to_le_bytes());
+    assert!(
+        err(&claims).contains("cannot inflate from"),
+        "{}",
+        err(&claims)
+    );
 
     // Payloads: every event must be whole, known and well nested.
     let end_update = Event::SpanEnd {

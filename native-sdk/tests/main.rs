@@ -3,6 +3,7 @@
 
 mod bridge;
 mod format;
+mod fuzz;
 mod record;
 mod sample;
 mod send;
