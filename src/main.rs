@@ -1,6 +1,8 @@
 //! The `framelake` binary: one process per role, or every role at once.
 
+mod client;
 mod loadgen;
+mod perfetto;
 mod querybench;
 mod serve;
 mod settings;
@@ -38,6 +40,8 @@ enum Command {
     Maintain,
     /// Runs a SQL query on a running server and prints the result.
     Sql(sql::Args),
+    /// Writes a native process's Perfetto trace from a running server to a file.
+    Perfetto(perfetto::Args),
     /// Drives a running server with OTLP load and prints a table.
     Loadgen(loadgen::Args),
     /// Measures the read path (materialization, bytes at rest, queries, freshness) and prints tables.
@@ -78,6 +82,13 @@ fn main() -> anyhow::Result<()> {
                 // A query's error is the user's to read, without a backtrace.
                 if let Err(e) = sql::run(args).await {
                     eprintln!("framelake sql: {e:#}");
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
+            Command::Perfetto(args) => {
+                if let Err(e) = perfetto::run(args).await {
+                    eprintln!("framelake perfetto: {e:#}");
                     std::process::exit(1);
                 }
                 Ok(())

@@ -23,15 +23,8 @@ pub(crate) enum OutputFormat {
 pub(crate) struct Args {
     /// The query.
     sql: String,
-    /// Base URL of the server's query listener.
-    #[arg(long, env = "FRAMELAKE_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// Tenant to query (`X-Scope-OrgID`); with a token, the token's tenant is the default.
-    #[arg(long, env = "FRAMELAKE_TENANT")]
-    tenant: Option<String>,
-    /// Bearer token (needed when the server has an auth file).
-    #[arg(long, env = "FRAMELAKE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    connection: crate::client::Connection,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
 }
@@ -43,30 +36,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         OutputFormat::Json => "application/json",
         OutputFormat::Ndjson => "application/x-ndjson",
     };
-    let url = format!("{}/api/v1/sql", args.url.trim_end_matches('/'));
-    let mut request = reqwest::Client::new()
-        .post(&url)
-        .header("accept", accept)
-        .json(&serde_json::json!({ "sql": args.sql }));
-    if let Some(tenant) = &args.tenant {
-        request = request.header("x-scope-orgid", tenant);
-    }
-    if let Some(token) = &args.token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or(body);
-        anyhow::bail!("{status}: {message}");
-    }
+    let response = args
+        .connection
+        .send(reqwest::Method::POST, "/api/v1/sql", |r| {
+            r.header("accept", accept)
+                .json(&serde_json::json!({ "sql": args.sql }))
+        })
+        .await?;
     let mut stdout = std::io::stdout().lock();
     if args.format == OutputFormat::Table {
         let body = response.bytes().await.context("reading the result")?;

@@ -15,6 +15,9 @@ pub enum QueryError {
     /// The SQL would write or reach outside the caller's data.
     #[error("{0}")]
     ReadOnly(String),
+    /// What the request names does not exist (for the caller).
+    #[error("{0}")]
+    NotFound(String),
     /// The request's content type is not one we take.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -48,6 +51,7 @@ impl QueryError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             QueryError::BadQuery(_) | QueryError::ReadOnly(_) => StatusCode::BAD_REQUEST,
+            QueryError::NotFound(_) => StatusCode::NOT_FOUND,
             QueryError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             QueryError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             QueryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,

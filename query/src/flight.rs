@@ -113,6 +113,7 @@ fn status(e: QueryError) -> Status {
         | QueryError::ReadOnly(_)
         | QueryError::UnsupportedMediaType(_)
         | QueryError::NotAcceptable(_) => Status::invalid_argument(message),
+        QueryError::NotFound(_) => Status::not_found(message),
         QueryError::Unauthorized(_) => Status::unauthenticated(message),
         QueryError::Forbidden(_) => Status::permission_denied(message),
         QueryError::ResourcesExhausted(_) => Status::resource_exhausted(message),

@@ -1,4 +1,5 @@
-//! HTTP SQL on :8080: `POST /api/v1/sql`.
+//! HTTP SQL on :8080: `POST /api/v1/sql`; Perfetto traces of native
+//! processes: `GET /api/v1/perfetto` (see [`crate::perfetto`]).
 //!
 //! The body is `{"sql": "…"}` (`application/json`) or the SQL itself
 //! (`application/sql`, `text/plain`). The response format follows `Accept`:
@@ -38,6 +39,7 @@ pub struct QueryService {
 pub fn router(service: Arc<QueryService>) -> Router {
     Router::new()
         .route("/api/v1/sql", post(sql))
+        .route("/api/v1/perfetto", get(perfetto))
         .route("/ready", get(|| async { "ready\n" }))
         .layer(DefaultBodyLimit::max(MAX_SQL_BYTES))
         .with_state(service)
@@ -128,6 +130,121 @@ async fn run(
         HeaderValue::from_static(format.content_type()),
     );
     Ok(response)
+}
+
+/// `GET /api/v1/perfetto?process_id=…&begin=…&end=…`: a native process's
+/// Perfetto trace over a time range (Unix nanoseconds or RFC 3339; from the
+/// process's start and until now when left out), streamed.
+async fn perfetto(
+    State(service): State<Arc<QueryService>>,
+    headers: HeaderMap,
+    uri: http::Uri,
+) -> Response {
+    let trace = async {
+        let value = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
+        let tenant = service.tenancy.authorize(
+            value(header::AUTHORIZATION),
+            value(http::HeaderName::from_static("x-scope-orgid")),
+            Role::Read,
+        )?;
+        let request = trace_request(&service.engine, &tenant, &uri).await?;
+        let chunks = crate::perfetto::export(&service.engine, &tenant, request).await?;
+        let mut response = Response::new(Body::from_stream(chunks));
+        let h = response.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        let disposition = format!(
+            "attachment; filename=\"{}.perfetto-trace\"",
+            request.process_id
+        );
+        if let Ok(v) = HeaderValue::from_str(&disposition) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+        Ok::<_, QueryError>(response)
+    };
+    trace.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The trace a query string asks for.
+async fn trace_request(
+    engine: &Engine,
+    tenant: &framelake_lake::ids::TenantId,
+    uri: &http::Uri,
+) -> Result<crate::perfetto::TraceRequest, QueryError> {
+    let bad = |m: String| QueryError::BadQuery(m);
+    let axum::extract::Query(pairs) =
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|e| bad(e.body_text()))?;
+    let mut process_id = None;
+    let (mut begin, mut end) = (None, None);
+    for (key, value) in pairs {
+        match key.as_str() {
+            "process_id" => {
+                let bytes = hex_id(&value).ok_or_else(|| {
+                    bad(format!("process_id must be 32 hex digits, got {value:?}"))
+                })?;
+                process_id = Some(framelake_lake::ids::ProcessId(bytes));
+            }
+            "begin" => begin = Some(parse_time("begin", &value)?),
+            "end" => end = Some(parse_time("end", &value)?),
+            other => {
+                return Err(bad(format!(
+                    "unknown parameter {other:?} (process_id, begin, end)"
+                )));
+            }
+        }
+    }
+    let process_id = process_id.ok_or_else(|| bad("process_id is required".to_owned()))?;
+    let begin = match begin {
+        Some(b) => b,
+        None => match engine.lake().native_process(tenant, &process_id).await {
+            Ok(p) => p.process.start_time,
+            Err(_) => {
+                return Err(QueryError::NotFound(format!(
+                    "no native process {process_id}"
+                )));
+            }
+        },
+    };
+    let end = end.unwrap_or_else(framelake_lake::writer::now_nanos);
+    Ok(crate::perfetto::TraceRequest {
+        process_id,
+        begin,
+        end,
+    })
+}
+
+fn hex_id(text: &str) -> Option<[u8; 16]> {
+    let text = text.trim();
+    if text.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
+/// Unix nanoseconds, or an RFC 3339 time.
+fn parse_time(name: &str, value: &str) -> Result<i64, QueryError> {
+    if let Ok(nanos) = value.parse::<i64>() {
+        return Ok(nanos);
+    }
+    chrono::DateTime::parse_from_rfc3339(value)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| {
+            QueryError::BadQuery(format!(
+                "{name} must be Unix nanoseconds or an RFC 3339 time, got {value:?}"
+            ))
+        })
 }
 
 fn request_sql(content_type: Option<&str>, body: &[u8]) -> Result<String, QueryError> {

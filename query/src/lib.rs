@@ -14,6 +14,7 @@ mod error;
 pub mod flight;
 pub mod functions;
 pub mod http;
+pub mod perfetto;
 pub mod quantiles;
 mod table;
 

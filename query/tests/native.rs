@@ -228,6 +228,32 @@ mod client {
     }
 }
 
+/// `GET /api/v1/perfetto?{query}`, read back with Perfetto's protos
+/// (`conformance/python/perfetto_slices.py`).
+async fn perfetto(stack: &Stack, query: &str) -> serde_json::Value {
+    let response = stack
+        .client
+        .get(format!("{}/api/v1/perfetto?{query}", stack.query_url))
+        .send()
+        .await
+        .expect("query listener answers");
+    assert_eq!(response.status(), 200, "{query}");
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), response.bytes().await.expect("trace")).expect("written");
+    let script = framelake_testkit::workspace_root().join("conformance/python/perfetto_slices.py");
+    let output = std::process::Command::new(framelake_testkit::venv_python())
+        .arg(script)
+        .arg(file.path())
+        .output()
+        .expect("python runs (scripts/test makes the venv)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
 impl Stack {
     /// Posts a native message; panics unless it is stored.
     async fn native(&self, path: &str, body: Vec<u8>) {
@@ -390,6 +416,99 @@ async fn thread_spans_are_decoded_on_demand_and_cached() {
             .await,
         vec![json!({"n": 1})]
     );
+
+    // The process's Perfetto trace, read with Perfetto's protos.
+    let trace = perfetto(
+        &stack,
+        "process_id=01010101010101010101010101010101&begin=1700000000000000000&end=1700000000100000000",
+    )
+    .await;
+    assert_eq!(trace["errors"], json!([]), "{trace}");
+    let track = |name: &str| {
+        trace["tracks"]
+            .as_array()
+            .expect("tracks")
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("track {name}: {trace}"))
+            .clone()
+    };
+    assert_eq!(track("space-game")["kind"], "process");
+    let slices: Vec<(String, u64, u64, u64)> = track("main")["slices"]
+        .as_array()
+        .expect("slices")
+        .iter()
+        .map(|s| {
+            let n = |k: &str| s[k].as_u64().expect("number");
+            (
+                s["name"].as_str().expect("name").to_owned(),
+                n("ts") - 1_700_000_000_000_000_000,
+                n("dur"),
+                n("depth"),
+            )
+        })
+        .collect();
+    let slice = |name: &str, ts, dur, depth| (name.to_owned(), ts, dur, depth);
+    assert_eq!(
+        slices,
+        [
+            slice("frame", 0, 2000, 0),
+            slice("update", 100, 300, 1),
+            slice("render", 500, 500, 1),
+            slice("draw", 600, 300, 2),
+        ]
+    );
+    assert_eq!(track("main")["slices"][1]["args"]["target"], "game::loop");
+    let frames = track("Frames")["slices"].clone();
+    assert_eq!(frames.as_array().expect("frames").len(), 3, "{frames}");
+    assert_eq!(frames[2]["dur"], 40_000_000);
+    // The other process's thread is not in it.
+    assert!(
+        trace["tracks"]
+            .as_array()
+            .expect("tracks")
+            .iter()
+            .all(|t| t["name"] != "io")
+    );
+    // A range that ends before the draw began: the spans open then, cut nowhere.
+    let early = perfetto(
+        &stack,
+        "process_id=01010101010101010101010101010101&begin=1700000000000000000&end=1700000000000000550",
+    )
+    .await;
+    let names: Vec<&str> = early["tracks"]
+        .as_array()
+        .expect("tracks")
+        .iter()
+        .filter(|t| t["name"] == "main")
+        .flat_map(|t| t["slices"].as_array().expect("slices"))
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["frame", "update", "render"]);
+    for (query, status) in [
+        ("process_id=09090909090909090909090909090909", 404),
+        ("process_id=0909", 400),
+        ("begin=1", 400),
+        (
+            "process_id=01010101010101010101010101010101&begin=yesterday",
+            400,
+        ),
+        (
+            "process_id=01010101010101010101010101010101&begin=5&end=4",
+            400,
+        ),
+        ("process_id=01010101010101010101010101010101&pid=4", 400),
+    ] {
+        let response = stack
+            .client
+            .get(format!("{}/api/v1/perfetto?{query}", stack.query_url))
+            .send()
+            .await
+            .expect("query listener answers");
+        assert_eq!(response.status(), status, "{query}");
+        let body: serde_json::Value = response.json().await.expect("JSON error");
+        assert!(body["error"].is_string(), "{query}: {body}");
+    }
 
     // The scans cached what they read as partitions, in the background.
     let tenant: framelake_lake::ids::TenantId = "default".parse().expect("tenant");
