@@ -1,7 +1,8 @@
 //! The collector: takes what every thread published (idle threads
 //! included), splits logs and metrics from CPU events, keeps each thread's
 //! open spans so that every block decodes on its own, samples the CPU trace
-//! by frame ([`Sampling`]) and encodes the messages to send
+//! by frame ([`Sampling`]), measures the frames (the `frame.duration`
+//! metric, in ticks) and encodes the messages to send
 //! (`docs/native-format.md`).
 
 use std::collections::BTreeSet;
@@ -62,8 +63,9 @@ struct Pending {
     events: Vec<u8>,
     count: u32,
     descriptors: BTreeSet<u64>,
-    first_ticks: Option<i64>,
-    last_ticks: i64,
+    /// The earliest and latest ticks of the events (threads' logs and
+    /// metrics are appended thread by thread, not in time order).
+    ticks: Option<(i64, i64)>,
 }
 
 impl Pending {
@@ -76,8 +78,7 @@ impl Pending {
             events: Vec::new(),
             count: 0,
             descriptors: BTreeSet::new(),
-            first_ticks: None,
-            last_ticks: 0,
+            ticks: None,
         }
     }
 
@@ -117,14 +118,14 @@ impl Pending {
         format::encode_event(event, &mut self.events);
         self.count += 1;
         self.descriptors.extend(descriptor_of(event));
-        let ticks = ticks_of(event);
-        self.first_ticks.get_or_insert(ticks);
-        self.last_ticks = ticks;
+        let t = ticks_of(event);
+        let (first, last) = self.ticks.get_or_insert((t, t));
+        (*first, *last) = ((*first).min(t), (*last).max(t));
     }
 
     /// The pending events as a block, if there are any.
     fn block(&mut self, process_id: Id) -> Option<Message> {
-        let first = self.first_ticks?;
+        let (first, last) = self.ticks?;
         // The open spans' descriptors travel too: the block decodes alone.
         let ids = self.open_at_start.iter().map(|&(id, _)| id);
         self.descriptors.extend(ids);
@@ -152,7 +153,7 @@ impl Pending {
             process_id,
             sequence: self.sequence,
             begin_ticks: begin,
-            end_ticks: self.last_ticks.max(begin),
+            end_ticks: last.max(begin),
             calibration_ticks: ticks::now(),
             calibration_time: ticks::wall_nanos(),
             event_count: self.count,
@@ -165,7 +166,7 @@ impl Pending {
     /// Drops the pending events as a block (its sequence number is a gap);
     /// whether there were any.
     fn discard(&mut self) -> bool {
-        if self.first_ticks.is_none() {
+        if self.ticks.is_none() {
             return false;
         }
         self.next();
@@ -178,7 +179,7 @@ impl Pending {
         self.events.clear();
         self.count = 0;
         self.descriptors.clear();
-        self.first_ticks = None;
+        self.ticks = None;
     }
 }
 
@@ -219,6 +220,18 @@ fn wire_descriptor(id: u64, d: &Descriptor) -> format::Descriptor {
         unit: d.unit.to_owned(),
     }
 }
+
+/// Each frame's duration, in the metric stream (always sent, sampling or
+/// not): at the frame's first tick, its length in ticks.
+static FRAME_DURATION: Descriptor = Descriptor {
+    kind: crate::DescriptorKind::Metric,
+    level: 0,
+    line: line!(),
+    name: "frame.duration",
+    target: module_path!(),
+    file: file!(),
+    unit: "ticks",
+};
 
 /// A thread as the collector follows it.
 struct Thread {
@@ -301,9 +314,11 @@ pub struct Collector {
     logs: Pending,
     metrics: Pending,
     scratch: Vec<u8>,
-    /// When sampling by frame: the frames and the thread marking them.
-    frames: Option<Frames>,
+    /// The thread marking frames, and the start of its frame in progress.
     frame_thread: Option<Id>,
+    frame_start: Option<i64>,
+    /// When sampling by frame: the frames and their verdicts.
+    frames: Option<Frames>,
     instants: Vec<i64>,
     dropped: Dropped,
 }
@@ -335,6 +350,7 @@ impl Collector {
                 Sampling::Frames(policy) => Some(Frames::new(policy)),
             },
             frame_thread: None,
+            frame_start: None,
             instants: Vec::new(),
             dropped: Dropped::default(),
         }
@@ -491,21 +507,32 @@ impl Collector {
                 | Event::SpanEnd { .. }
                 | Event::Frame { .. }
                 | Event::Instant { .. } => {
-                    let Some(frames) = &mut self.frames else {
-                        thread.pending.push(&event);
-                        continue;
-                    };
+                    let id = thread.events.stream_id;
                     match event {
-                        Event::Frame { ticks, .. } => {
-                            let id = thread.events.stream_id;
-                            if *self.frame_thread.get_or_insert(id) == id {
+                        Event::Frame { ticks, .. }
+                            if *self.frame_thread.get_or_insert(id) == id =>
+                        {
+                            if let Some(start) = self.frame_start.filter(|&s| s < ticks) {
+                                self.metrics.push(&Event::MetricInt {
+                                    descriptor: FRAME_DURATION.id(),
+                                    ticks: start,
+                                    value: ticks - start,
+                                });
+                            }
+                            self.frame_start = Some(ticks);
+                            if let Some(frames) = &mut self.frames {
                                 frames.begin(ticks);
                             }
                         }
-                        Event::Instant { ticks, .. } => self.instants.push(ticks),
+                        Event::Instant { ticks, .. } if self.frames.is_some() => {
+                            self.instants.push(ticks);
+                        }
                         _ => {}
                     }
-                    format::encode_event(&event, &mut thread.waiting);
+                    match self.frames {
+                        Some(_) => format::encode_event(&event, &mut thread.waiting),
+                        None => thread.pending.push(&event),
+                    }
                 }
             }
         }
@@ -513,7 +540,7 @@ impl Collector {
 
     /// Threads that ended and were taken whole are done.
     fn forget_ended_threads(&mut self) {
-        let frame_thread = &mut self.frame_thread;
+        let (frame_thread, frame_start) = (&mut self.frame_thread, &mut self.frame_start);
         self.threads.retain(|thread| {
             let events = &thread.events;
             let gone = events.ended.load(Ordering::Acquire)
@@ -523,7 +550,7 @@ impl Collector {
                 lock(&THREADS).retain(|t| !Arc::ptr_eq(t, events));
                 // Another thread may mark frames from now on.
                 if *frame_thread == Some(events.stream_id) {
-                    *frame_thread = None;
+                    (*frame_thread, *frame_start) = (None, None);
                 }
             }
             !gone

@@ -72,7 +72,11 @@ fn decode<'a>(
                             (format!("instant {}", name(descriptor)), ticks)
                         }
                         Event::Log { message, ticks, .. } => (format!("log {message}"), ticks),
-                        Event::MetricInt { value, ticks, .. } => (format!("metric {value}"), ticks),
+                        Event::MetricInt {
+                            descriptor,
+                            value,
+                            ticks,
+                        } => (format!("{} {value}", name(descriptor)), ticks),
                         other => panic!("unexpected {other:?}"),
                     })
                     .collect();
@@ -171,7 +175,7 @@ fn only_the_blocks_of_slow_and_marked_frames_arrive() {
                 let slow = n == 10 || n == 25;
                 spin(Duration::from_millis(if slow { 60 } else { 2 }));
                 framelake_sdk::info!("frame {n}");
-                framelake_sdk::imetric!("frame", "", n as i64);
+                framelake_sdk::imetric!("frame.number", "", n as i64);
             }
             starts.push(framelake_sdk::ticks::now());
             framelake_sdk::frame(frames);
@@ -240,12 +244,51 @@ fn only_the_blocks_of_slow_and_marked_frames_arrive() {
         .collect();
     let want_logs: Vec<String> = (0..frames).map(|n| format!("log frame {n}")).collect();
     assert_eq!(logs, want_logs, "logs are always sent");
-    let metrics: Vec<String> = of(&blocks, "metrics")
-        .iter()
-        .flat_map(|b| b.events.iter().map(|(e, _)| e.clone()))
+    let metrics: Vec<&(String, i64)> = of(&blocks, "metrics")
+        .into_iter()
+        .flat_map(|b| b.events.iter())
         .collect();
-    let want_metrics: Vec<String> = (0..frames).map(|n| format!("metric {n}")).collect();
-    assert_eq!(metrics, want_metrics, "metrics are always sent");
+    let numbers: Vec<&str> = metrics
+        .iter()
+        .filter(|(m, _)| m.starts_with("frame.number"))
+        .map(|(m, _)| m.as_str())
+        .collect();
+    let want: Vec<String> = (0..frames).map(|n| format!("frame.number {n}")).collect();
+    assert_eq!(numbers, want, "metrics are always sent");
+    // Every frame's duration (sampled out or not), at its marker's tick.
+    let durations_sent: Vec<(i64, i64)> = metrics
+        .iter()
+        .filter_map(|(m, ticks)| {
+            let value = m.strip_prefix("frame.duration ")?;
+            Some((*ticks, value.parse().expect("ticks")))
+        })
+        .collect();
+    assert_eq!(durations_sent.len(), frames as usize);
+    for (n, &(at, duration)) in durations_sent.iter().enumerate() {
+        assert_eq!(frame_of(at), n as u64);
+        let measured = durations[n];
+        assert!((duration - measured).abs() < measured / 10, "frame {n}");
+    }
+    // A block's header spans its events, in whatever order they came.
+    for b in of(&blocks, "metrics").into_iter().chain(of(&blocks, "log")) {
+        let ticks = || b.events.iter().map(|&(_, t)| t);
+        let range = (ticks().min(), ticks().max());
+        assert_eq!(
+            range,
+            (Some(b.header.begin_ticks), Some(b.header.end_ticks))
+        );
+    }
+    let game = of(&blocks, "game");
+    for b in &game {
+        let n = frame_of(b.events[0].1) as usize;
+        assert_eq!(durations_sent[n].0, b.events[0].1, "at the marker's tick");
+        if let Some(next) = game
+            .iter()
+            .find(|b| frame_of(b.events[0].1) as usize == n + 1)
+        {
+            assert_eq!(durations_sent[n].1, next.events[0].1 - b.events[0].1);
+        }
+    }
 }
 
 #[test]
