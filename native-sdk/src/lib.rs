@@ -3,7 +3,7 @@
 //! sends (`docs/native-format.md`).
 //!
 //! The calling thread appends fixed-layout events to a buffer of its own
-//! ([`buffer`]); a [`collect::Collector`] takes what every thread published
+//! (`buffer`); a [`collect::Collector`] takes what every thread published
 //! and encodes the messages for the server; [`send::Telemetry`] sends them.
 //!
 //! A game's CPU trace can be sampled by frame ([`collect::Sampling`]): the
