@@ -2,6 +2,7 @@
 
 mod client;
 mod loadgen;
+mod nativebench;
 mod perfetto;
 mod querybench;
 mod serve;
@@ -44,6 +45,8 @@ enum Command {
     Perfetto(perfetto::Args),
     /// Drives a running server with OTLP load and prints a table.
     Loadgen(loadgen::Args),
+    /// Measures the native CPU-trace path (decode, store, bytes at rest) and prints tables.
+    Nativebench(nativebench::Args),
     /// Measures the read path (materialization, bytes at rest, queries, freshness) and prints tables.
     Querybench(querybench::Args),
 }
@@ -94,6 +97,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Querybench(args) => querybench::run(args).await,
+            Command::Nativebench(args) => nativebench::run(args).await,
             Command::Loadgen(args) => {
                 loadgen::run(args, settings.compression()?, settings.write_path_args()).await
             }

@@ -2,8 +2,6 @@
 //! streams and blocks of fixed-layout little-endian events. Encoding for the
 //! SDK, strict decoding for the receiver and the query side.
 
-use std::collections::HashMap;
-
 /// Magic of a process message.
 pub const PROCESS_MAGIC: [u8; 4] = *b"FLNP";
 /// Magic of a stream message.
@@ -537,12 +535,64 @@ pub fn decode_block(bytes: &[u8]) -> Result<(BlockHeader, Vec<u8>), FormatError>
     Ok((header, payload))
 }
 
+/// A block's descriptors, by id: sorted, looked up by binary search (a
+/// block names a few dozen; no hashing per event, and no input makes a
+/// lookup slow).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Descriptors(Vec<Descriptor>);
+
+impl Descriptors {
+    /// Refuses two descriptors with one id.
+    fn new(mut descriptors: Vec<Descriptor>) -> Result<Self, FormatError> {
+        descriptors.sort_unstable_by_key(|d| d.id);
+        if let Some(w) = descriptors.windows(2).find(|w| w[0].id == w[1].id) {
+            return Err(error(
+                "block payload descriptors",
+                format!("id {:#x} twice", w[0].id),
+            ));
+        }
+        Ok(Descriptors(descriptors))
+    }
+
+    /// Where a descriptor is in [`Descriptors::values`].
+    pub fn position(&self, id: u64) -> Option<usize> {
+        self.0.binary_search_by_key(&id, |d| d.id).ok()
+    }
+
+    pub fn get(&self, id: &u64) -> Option<&Descriptor> {
+        self.position(*id).map(|i| &self.0[i])
+    }
+
+    /// The descriptors, by id.
+    pub fn values(&self) -> std::slice::Iter<'_, Descriptor> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::ops::Index<&u64> for Descriptors {
+    type Output = Descriptor;
+
+    /// The descriptor of an id an event of the checked payload names.
+    fn index(&self, id: &u64) -> &Descriptor {
+        self.get(id)
+            .expect("a checked payload names only its descriptors")
+    }
+}
+
 /// A block's payload, checked: every event whole and of a known layout,
 /// every descriptor an event names present and of the right kind, span
 /// begins and ends well nested from the open spans.
 #[derive(Debug, Clone)]
 pub struct Payload<'a> {
-    pub descriptors: HashMap<u64, Descriptor>,
+    pub descriptors: Descriptors,
     pub open_spans: Vec<(u64, i64)>,
     events: &'a [u8],
     pub event_count: usize,
@@ -552,7 +602,7 @@ impl<'a> Payload<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
         let mut r = Reader::new(bytes, "block payload");
         let count = r.count("descriptor count")?;
-        let mut descriptors = HashMap::with_capacity(count);
+        let mut descriptors = Vec::with_capacity(count);
         for i in 0..count {
             let id = r.u64("descriptor id")?;
             let code = r.u8("descriptor kind")?;
@@ -576,13 +626,9 @@ impl<'a> Payload<'a> {
                     format!("id {id:#x} is zero or has its low 3 bits set"),
                 ));
             }
-            if descriptors.insert(id, d).is_some() {
-                return Err(error(
-                    format!("descriptor {i}"),
-                    format!("id {id:#x} twice"),
-                ));
-            }
+            descriptors.push(d);
         }
+        let descriptors = Descriptors::new(descriptors)?;
         let open = r.count("open span count")?;
         if open > MAX_DEPTH {
             return Err(error(
@@ -602,7 +648,7 @@ impl<'a> Payload<'a> {
             event_count: 0,
         };
         for (id, _) in &payload.open_spans {
-            payload.expect(*id, DescriptorKind::Span, "an open span")?;
+            payload.expect(*id, DescriptorKind::Span, || "an open span".to_owned())?;
         }
         // Check the whole sequence once, so that readers need not.
         let mut depth = payload.open_spans.clone();
@@ -612,7 +658,7 @@ impl<'a> Payload<'a> {
             let at = || format!("block payload event {n}");
             match event {
                 Event::SpanBegin { descriptor, ticks } => {
-                    payload.expect(descriptor, DescriptorKind::Span, &at())?;
+                    payload.expect(descriptor, DescriptorKind::Span, at)?;
                     if depth.len() == MAX_DEPTH {
                         return Err(error(at(), format!("spans nest deeper than {MAX_DEPTH}")));
                     }
@@ -629,13 +675,13 @@ impl<'a> Payload<'a> {
                     None => return Err(error(at(), "ends a span when none is open")),
                 },
                 Event::MetricInt { descriptor, .. } | Event::MetricFloat { descriptor, .. } => {
-                    payload.expect(descriptor, DescriptorKind::Metric, &at())?;
+                    payload.expect(descriptor, DescriptorKind::Metric, at)?;
                 }
                 Event::Log { descriptor, .. } => {
-                    payload.expect(descriptor, DescriptorKind::Log, &at())?;
+                    payload.expect(descriptor, DescriptorKind::Log, at)?;
                 }
                 Event::Instant { descriptor, .. } => {
-                    payload.expect(descriptor, DescriptorKind::Instant, &at())?;
+                    payload.expect(descriptor, DescriptorKind::Instant, at)?;
                 }
                 Event::Frame { .. } | Event::Extension { .. } => {}
             }
@@ -650,15 +696,20 @@ impl<'a> Payload<'a> {
         Ok(payload)
     }
 
-    fn expect(&self, id: u64, kind: DescriptorKind, what: &str) -> Result<(), FormatError> {
+    fn expect(
+        &self,
+        id: u64,
+        kind: DescriptorKind,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), FormatError> {
         match self.descriptors.get(&id) {
             Some(d) if d.kind == kind => Ok(()),
             Some(d) => Err(error(
-                what,
+                what(),
                 format!("descriptor {id:#x} is a {:?}, not a {kind:?}", d.kind),
             )),
             None => Err(error(
-                what,
+                what(),
                 format!("descriptor {id:#x} is not in the block"),
             )),
         }

@@ -72,10 +72,19 @@ async fn the_sdk_sends_to_the_receiver_and_everything_is_indexed() {
         .expect("thread");
     let t = tenant("default");
     let started = Instant::now();
+    // The thread's blocks, and the metric stream's (each completed
+    // frame's duration).
     let blocks = loop {
-        let blocks = server.blocks("default").await;
+        let (blocks, metrics): (Vec<_>, Vec<_>) = server
+            .blocks("default")
+            .await
+            .into_iter()
+            .partition(|b| b.kind == BlockKind::NativeThread);
         let events: u32 = blocks.iter().map(|b| b.event_count).sum();
-        if events >= 30 {
+        let frames: u32 = metrics.iter().map(|b| b.event_count).sum();
+        if events >= 30 && frames >= 9 {
+            assert!(metrics.iter().all(|b| b.kind == BlockKind::NativeMetric));
+            assert_eq!(frames, 9, "9 frames completed");
             break blocks;
         }
         assert!(

@@ -144,51 +144,51 @@ impl ThreadSpanRows {
     ) -> Result<(), String> {
         let opened = native::open(payload, source)?;
         let parsed = opened.parse()?;
-        let keys: HashMap<u64, Keys> = parsed
+        // Each descriptor's keys, in the order of `parsed.descriptors`.
+        let keys: Vec<Keys> = parsed
             .descriptors
             .values()
-            .map(|d| {
-                let keys = Keys {
-                    name: self.name.key(&d.name),
-                    target: self.target.key(&d.target),
-                    file: self.file.key(&d.file),
-                    line: d.line,
-                };
-                (d.id, keys)
+            .map(|d| Keys {
+                name: self.name.key(&d.name),
+                target: self.target.key(&d.target),
+                file: self.file.key(&d.file),
+                line: d.line,
             })
             .collect();
+        let position = |id: u64| parsed.descriptors.position(id).unwrap_or_default();
         let service = self.service_name.key(&opened.process.service_name);
         let thread = self
             .thread_name
             .key(source.thread_name.as_deref().unwrap_or_default());
         let (process_id, stream_id) = (source.process_id.as_bytes(), source.stream_id.as_bytes());
         let clock = &opened.clock;
-        // (begin ticks, id) of the open spans, outermost first.
-        let mut open: Vec<(i64, u64)> = parsed
+        // (begin ticks, id, descriptor position) of the open spans,
+        // outermost first.
+        let mut open: Vec<(i64, u64, usize)> = parsed
             .open_spans
             .iter()
             .enumerate()
-            .map(|(depth, &(_, ticks))| (ticks, span_id(ticks, depth as u32)))
+            .map(|(depth, &(d, ticks))| (ticks, span_id(ticks, depth as u32), position(d)))
             .collect();
         for event in parsed.events() {
             match event {
-                Ok(Event::SpanBegin { ticks, .. }) => {
+                Ok(Event::SpanBegin { descriptor, ticks }) => {
                     let depth = open.len() as u32;
-                    open.push((ticks, span_id(ticks, depth)));
+                    open.push((ticks, span_id(ticks, depth), position(descriptor)));
                 }
-                Ok(Event::SpanEnd { descriptor, ticks }) => {
+                Ok(Event::SpanEnd { ticks, .. }) => {
                     // The payload was checked whole: ends match begins.
-                    let Some((begin_ticks, id)) = open.pop() else {
+                    let Some((begin_ticks, id, d)) = open.pop() else {
                         continue;
                     };
-                    let k = keys[&descriptor];
+                    let k = keys[d];
                     let (begin, end) = (clock.time(begin_ticks), clock.time(ticks));
                     self.process_id.append_value(process_id).expect("16 bytes");
                     self.stream_id.append_value(stream_id).expect("16 bytes");
                     self.service_name.keys.push(service);
                     self.thread_name.keys.push(thread);
                     self.id.append_value(id);
-                    self.parent.append_option(open.last().map(|&(_, id)| id));
+                    self.parent.append_option(open.last().map(|&(_, id, _)| id));
                     self.depth.append_value(open.len() as u32);
                     self.begin.append(begin.max(0) as u64);
                     self.end.append(end.max(0) as u64);
