@@ -1,6 +1,7 @@
 //! The `framelake` binary: one process per role, or every role at once.
 
 mod client;
+mod demo;
 mod loadgen;
 mod nativebench;
 mod perfetto;
@@ -41,6 +42,8 @@ enum Command {
     Maintain,
     /// Runs a SQL query on a running server and prints the result.
     Sql(sql::Args),
+    /// Plays a simulated 60 fps game instrumented with the native SDK, sending to a running server.
+    Demo(demo::Args),
     /// Writes a native process's Perfetto trace from a running server to a file.
     Perfetto(perfetto::Args),
     /// Drives a running server with OTLP load and prints a table.
@@ -89,6 +92,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::Demo(args) => tokio::task::spawn_blocking(move || demo::run(args)).await?,
             Command::Perfetto(args) => {
                 if let Err(e) = perfetto::run(args).await {
                     eprintln!("framelake perfetto: {e:#}");

@@ -4,6 +4,7 @@
 mod cli;
 mod durability;
 mod flightsql;
+mod native;
 mod render;
 mod sdk;
 
