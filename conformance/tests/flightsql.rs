@@ -68,13 +68,15 @@ async fn adbc_and_pyarrow_flight_read_what_the_sdk_sent() {
         got["tables"],
         json!([
             "blocks",
+            "frames",
             "log_entries",
             "log_stats",
             "measures",
             "processes",
             "span_stats",
             "spans",
-            "streams"
+            "streams",
+            "thread_spans"
         ])
     );
     let columns = got["spans_columns"].as_array().expect("columns");
