@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use framelake_lake::catalog::Source;
 use framelake_lake::ids::{BlockKind, ProcessId, StreamId, TenantId};
+use framelake_receiver::Limits;
 use framelake_sdk::format::{
     self, BlockHeader, Codec, Descriptor, DescriptorKind, Event, PayloadParts, Process, Stream,
     StreamKind,
@@ -89,7 +90,8 @@ async fn the_sdk_sends_to_the_receiver_and_everything_is_indexed() {
         }
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "{events} events arrived"
+            "{events} events arrived: {blocks:?} {metrics:?} {:?}",
+            telemetry.stats()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -269,15 +271,22 @@ async fn registrations_come_first_retries_count_once_and_bad_blocks_are_refused(
     );
     let mut truncated = block.clone();
     truncated.truncate(truncated.len() - 3);
+    // Magic (4 bytes), version (u16), then the codec (u16).
+    let mut corrupted = block.clone();
+    corrupted[6] = 9;
     for (body, reason) in [
         (bad_nesting, "none is open"),
         (truncated, "payload"),
+        (corrupted, "codec"),
         (b"FLNB\x02\x00".to_vec(), "version"),
     ] {
         let (status, text) = post(&server, "/v1/native/block", "acme", body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
         assert!(text.contains(reason), "{reason}: {text}");
     }
+    let oversized = vec![0u8; Limits::default().max_body_bytes + 1];
+    let (status, text) = post(&server, "/v1/native/block", "acme", oversized).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
     let response = reqwest::Client::new()
         .post(server.url("/v1/native/block"))
         .header("content-type", "application/json")
