@@ -6,7 +6,7 @@
 //! (`WHERE time > now() - interval '1 hour'`) become the time range asked of
 //! the catalog, so partitions and blocks outside it are never opened.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -63,12 +63,18 @@ pub(crate) struct EventTable {
 /// Caches, as partitions, the blocks of an on-demand view that scans read
 /// (`thread_spans`): the next query of them reads Parquet. One caching task
 /// per tenant at a time, in the background: the query that read the blocks
-/// does not wait for it.
+/// does not wait for it. What scans ask while it runs is queued for it, so
+/// every block a query read is cached in the end.
 #[derive(Debug, Clone)]
 pub(crate) struct Cache {
     materializer: Materializer,
-    running: Arc<Mutex<HashSet<TenantId>>>,
+    /// Tenants whose caching task runs, with the requests it has still to do.
+    running: Arc<Mutex<HashMap<TenantId, Vec<(View, BlockFilter)>>>>,
 }
+
+/// Requests queued per tenant at most; past it they merge into one per view
+/// (every pending block of it), which covers them all.
+const CACHE_QUEUE: usize = 16;
 
 impl Cache {
     pub(crate) fn new(lake: Arc<Lake>) -> Self {
@@ -78,28 +84,51 @@ impl Cache {
         }
     }
 
-    /// Starts caching the pending blocks of a view a filter selects,
-    /// unless the tenant's caching is already under way.
-    fn start(&self, tenant: &TenantId, view: View, filter: BlockFilter) {
-        if !self
-            .running
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Vec<(View, BlockFilter)>>> {
+        self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(tenant.clone())
+    }
+
+    /// Caches the pending blocks of a view a filter selects: now, in a task
+    /// of its own, or after what the tenant's running task is doing.
+    fn start(&self, tenant: &TenantId, view: View, filter: BlockFilter) {
         {
-            return;
+            let mut running = self.running();
+            if let Some(queue) = running.get_mut(tenant) {
+                queue.push((view, filter));
+                if queue.len() > CACHE_QUEUE {
+                    let mut merged: Vec<(View, BlockFilter)> = Vec::new();
+                    for (view, _) in queue.drain(..) {
+                        if !merged.iter().any(|(v, _)| *v == view) {
+                            merged.push((view, BlockFilter::default()));
+                        }
+                    }
+                    *queue = merged;
+                }
+                return;
+            }
+            running.insert(tenant.clone(), Vec::new());
         }
         let (cache, tenant) = (self.clone(), tenant.clone());
         tokio::spawn(async move {
-            match cache.materializer.cache(&tenant, view, &filter).await {
-                Ok(done) => tracing::debug!(%tenant, view = view.name(), ?done, "cached"),
-                Err(e) => tracing::warn!(%tenant, view = view.name(), error = %e, "caching failed"),
+            let mut next = Some((view, filter));
+            while let Some((view, filter)) = next {
+                match cache.materializer.cache(&tenant, view, &filter).await {
+                    Ok(done) => tracing::debug!(%tenant, view = view.name(), ?done, "cached"),
+                    Err(e) => {
+                        tracing::warn!(%tenant, view = view.name(), error = %e, "caching failed")
+                    }
+                }
+                let mut running = cache.running();
+                let queue = running
+                    .get_mut(&tenant)
+                    .expect("a running task's tenant is listed");
+                next = queue.pop();
+                if next.is_none() {
+                    running.remove(&tenant);
+                }
             }
-            cache
-                .running
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&tenant);
         });
     }
 }
