@@ -166,6 +166,7 @@ impl Rewrite for EventRewrite {
             let sorted = sort(view, batches.into_iter().flatten())?;
             let encoding = Encoding {
                 zstd_level: 3,
+                free_text_zstd_level: 7,
                 trace_ids_per_row_group: match view {
                     View::Spans => ROW_GROUP_ROWS as u64 / 4,
                     View::LogEntries | View::Measures | View::ThreadSpans => ROW_GROUP_ROWS as u64,

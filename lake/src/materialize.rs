@@ -280,11 +280,12 @@ impl Materializer {
 const BATCH_ROWS: usize = 8192;
 
 /// How materialization writes: zstd level 1 (fast; compaction rewrites it
-/// sorted, with zstd 3), rows in the order their blocks were received (close
+/// sorted, with zstd 3 and 7 for free text), rows in the order their blocks were received (close
 /// to time order).
 fn encoding(view: View) -> Encoding {
     Encoding {
         zstd_level: 1,
+        free_text_zstd_level: 1,
         trace_ids_per_row_group: match view {
             View::Spans => ROW_GROUP_ROWS as u64 / 4,
             View::LogEntries | View::Measures | View::ThreadSpans => ROW_GROUP_ROWS as u64,

@@ -263,6 +263,7 @@ impl Aggregate {
         tokio::task::spawn_blocking(move || {
             let encoding = Encoding {
                 zstd_level: 3,
+                free_text_zstd_level: 3,
                 trace_ids_per_row_group: ROW_GROUP_ROWS as u64,
             };
             partition::write(schema, &batches, encoding)
