@@ -68,9 +68,11 @@ pub(crate) struct EventTable {
 #[derive(Debug, Clone)]
 pub(crate) struct Cache {
     materializer: Materializer,
-    /// Tenants whose caching task runs, with the requests it has still to do.
-    running: Arc<Mutex<HashMap<TenantId, Vec<(View, BlockFilter)>>>>,
+    running: Arc<Mutex<Running>>,
 }
+
+/// Tenants whose caching task runs, each with the requests queued for it.
+type Running = HashMap<TenantId, Vec<(View, BlockFilter)>>;
 
 /// Requests queued per tenant at most; past it they merge into one per view
 /// (every pending block of it), which covers them all.
@@ -84,7 +86,7 @@ impl Cache {
         }
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Vec<(View, BlockFilter)>>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
