@@ -171,7 +171,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     // Compaction and reduction, as maintainers do them once the windows
     // closed: partitions merged (spans sorted by trace id, logs by time,
-    // zstd 3), reduced into the aggregate views, merged up to days.
+    // zstd 3, free text zstd 7), reduced into the aggregate views, merged up to days.
     let engine = Engine::new(
         Arc::clone(&lake),
         QueryLimits::default(),
@@ -211,7 +211,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
         println!("|---|---:|---:|---:|---:|---|");
         println!(
-            "| compaction (sort, zstd 3) | {} → {} | {compact_cpu:.2} | {compact_wall:.2} | {:.0} | {:.1} / {:.1} |",
+            "| compaction (sort, zstd 3, free text zstd 7) | {} → {} | {compact_cpu:.2} | {compact_wall:.2} | {:.0} | {:.1} / {:.1} |",
             compacted.merged,
             compacted.written,
             rows as f64 / compact_cpu,
