@@ -13,6 +13,8 @@ use crate::Result;
 #[derive(Debug, Clone)]
 pub struct PostgresCatalog {
     pool: PgPool,
+    /// The writer's commits share the pool.
+    commits: PgPool,
 }
 
 impl PostgresCatalog {
@@ -27,7 +29,10 @@ impl PostgresCatalog {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresCatalog { pool })
+        Ok(PostgresCatalog {
+            commits: pool.clone(),
+            pool,
+        })
     }
 }
 

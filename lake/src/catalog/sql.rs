@@ -4,7 +4,8 @@
 /// Rows per multi-row INSERT: 16 binds a row stays under both backends' bind limits.
 pub(crate) const INSERT_CHUNK: usize = 1000;
 
-/// Implements [`Catalog`](super::Catalog) for `$name { pool: Pool<$db> }`.
+/// Implements [`Catalog`](super::Catalog) for `$name { pool: Pool<$db>, commits: Pool<$db> }`:
+/// `commits` serves the writer's group commits (the same pool, or one kept for them).
 /// `claim_lock` ends the SELECT that claims blocks (row locks, if the backend
 /// has them); `snapshot` is the statement, if any, that gives a transaction
 /// one snapshot for all its reads.
@@ -15,7 +16,7 @@ macro_rules! impl_sql_catalog {
             async fn commit(&self, commits: &[$crate::catalog::TenantCommit]) -> $crate::Result<u64> {
                 use sqlx::QueryBuilder;
                 use $crate::catalog::sql::INSERT_CHUNK;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.commits.begin().await?;
                 let mut new_blocks = 0;
                 for c in commits {
                     let tenant = c.tenant.as_str();

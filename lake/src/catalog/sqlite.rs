@@ -13,6 +13,12 @@ use crate::Result;
 #[derive(Debug, Clone)]
 pub struct SqliteCatalog {
     pool: SqlitePool,
+    /// One connection for the writer's group commits (SQLite writes one
+    /// transaction at a time anyway). Its page cache stays valid from one
+    /// commit to the next: a connection that another one wrote behind has its
+    /// cache dropped and reads the pages again (two dozen reads per commit when
+    /// commits went round the pool).
+    commits: SqlitePool,
 }
 
 impl SqliteCatalog {
@@ -33,14 +39,23 @@ impl SqliteCatalog {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
+            // Statement journals (a multi-row INSERT that may hit a constraint
+            // keeps one) in memory, not in a temporary file created and
+            // deleted for each statement.
+            .pragma("temp_store", "memory")
             .log_statements(tracing::log::LevelFilter::Trace);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteCatalog { pool })
+        let commits = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(SqliteCatalog { pool, commits })
     }
 }
 
