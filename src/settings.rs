@@ -79,6 +79,9 @@ settings! {
     flight_addr: SocketAddr = "FRAMELAKE_FLIGHT_ADDR";
     /// Token file (TOML): with it, every request needs a bearer token bound to a tenant.
     auth_file: PathBuf = "FRAMELAKE_AUTH_FILE";
+    /// Threads of the ingest runtime (OTLP and native receivers, group commit), kept apart
+    /// from queries and maintenance [default: half the cores, at least 1].
+    ingest_threads: usize = "FRAMELAKE_INGEST_THREADS";
     /// Longest wait of a write for its group commit, in ms [default: 250].
     flush_interval_ms: u64 = "FRAMELAKE_FLUSH_INTERVAL_MS";
     /// Pending bytes that trigger a flush early [default: 8 MiB].
@@ -141,6 +144,13 @@ impl Settings {
                 secret_access_key: self.s3_secret_access_key.clone(),
             },
         }
+    }
+
+    /// Threads of the ingest runtime: as set, else half the cores (at least one).
+    pub(crate) fn ingest_threads(&self) -> usize {
+        self.ingest_threads.filter(|&n| n > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+        })
     }
 
     pub(crate) fn writer(&self) -> WriterConfig {
@@ -234,10 +244,11 @@ impl Settings {
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4318)))
     }
 
-    /// The flags that shape a server's write path (flushes, memory and size
-    /// limits, block compression), for a server this process starts.
+    /// The flags that shape a server's write path (ingest threads, flushes,
+    /// memory and size limits, block compression), for a server this process starts.
     pub(crate) fn write_path_args(&self) -> Vec<String> {
         let flags = [
+            ("ingest-threads", self.ingest_threads.map(|v| v.to_string())),
             (
                 "flush-interval-ms",
                 self.flush_interval_ms.map(|v| v.to_string()),
