@@ -157,7 +157,7 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
 /// plans, Parquet encoding) never hold up an acknowledgement, and so that a
 /// request, its group commit and its answer stay on few threads: with the
 /// whole server on one runtime, each burst of requests woke every worker and
-/// cost 7-11% more CPU per event (README, write path).
+/// cost 6-10% more CPU per event (README, write path).
 async fn start_receiver(
     settings: &Settings,
     lake: &Arc<Lake>,
