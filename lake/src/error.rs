@@ -12,6 +12,9 @@ pub enum Error {
     /// The catalog database failed; the write may be retried.
     #[error("catalog: {0}")]
     Catalog(#[from] sqlx::Error),
+    /// The embedded catalog's writer connection failed; the write may be retried.
+    #[error("catalog: {0}")]
+    EmbeddedCatalog(#[from] rusqlite::Error),
     /// A catalog migration failed at startup.
     #[error("catalog migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -42,6 +45,7 @@ impl Error {
             self,
             Error::ObjectStore(_)
                 | Error::Catalog(_)
+                | Error::EmbeddedCatalog(_)
                 | Error::Overloaded { .. }
                 | Error::ShuttingDown
                 | Error::FlushFailed(_)

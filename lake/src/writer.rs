@@ -216,30 +216,46 @@ async fn run(
 async fn flush(lake: &Lake, known: &Arc<Known>, batch: Vec<Pending>) {
     let waiters = batch.len();
     let started = std::time::Instant::now();
-    let store = lake.store.clone();
+    let (store, catalog) = (lake.store.clone(), Arc::clone(&lake.catalog));
     let known_now = Arc::clone(known);
-    // Local files are written and synced in the thread that built the segments:
-    // one hand-off to the blocking pool per flush, not one per step.
+    // Local files and an embedded catalog are written in the thread that built
+    // the segments: one hand-off to the blocking pool per flush, not one per step.
     let built = tokio::task::spawn_blocking(move || {
-        let (commits, done) = build_segments(batch, &known_now);
-        let stored = commits
+        let (built, done) = build_segments(batch, &known_now);
+        let stored = built
             .iter()
             .map(|(path, data, _)| store.put_durable_blocking(&path.to_object_path(), data.parts()))
             .collect::<Option<Result<()>>>();
-        (commits, done, stored)
+        let step = match stored {
+            None => Step::Store(built),
+            Some(Err(e)) => Step::Done(Err(e)),
+            Some(Ok(())) => {
+                let commits = into_commits(built);
+                match catalog.commit_blocking(&commits) {
+                    Some(committed) => {
+                        if committed.is_ok() {
+                            known_now.remember(&commits);
+                        }
+                        Step::Done(committed)
+                    }
+                    None => Step::Commit(commits),
+                }
+            }
+        };
+        (step, done)
     })
     .await;
-    let (commits, done, stored) = match built {
+    let (step, done) = match built {
         Ok(built) => built,
         Err(e) => {
             tracing::error!(error = %e, "building segments panicked");
             return;
         }
     };
-    let result = match stored {
-        Some(Ok(())) => commit(lake, known, into_commits(commits)).await,
-        Some(Err(e)) => Err(e),
-        None => store_and_commit(lake, known, commits).await,
+    let result = match step {
+        Step::Done(result) => result,
+        Step::Commit(commits) => commit(lake, known, commits).await,
+        Step::Store(built) => store_and_commit(lake, known, built).await,
     };
     let outcome = match &result {
         Ok(new_blocks) => {
@@ -259,6 +275,16 @@ async fn flush(lake: &Lake, known: &Arc<Known>, batch: Vec<Pending>) {
     for d in done {
         let _ = d.send(outcome.clone().map_err(Error::FlushFailed));
     }
+}
+
+/// Where a flush's blocking part left it.
+enum Step {
+    /// Stored and committed, or failed: the outcome.
+    Done(Result<u64>),
+    /// Stored; the catalog is remote: commit these.
+    Commit(Vec<TenantCommit>),
+    /// Built; the store is remote: upload and commit these.
+    Store(Vec<(SegmentPath, Segment, TenantCommit)>),
 }
 
 type Built = (

@@ -298,6 +298,15 @@ pub trait Catalog: Debug + Send + Sync {
     /// returns how many blocks were new.
     async fn commit(&self, commits: &[TenantCommit]) -> Result<u64>;
 
+    /// For a catalog in this process (SQLite), [`Catalog::commit`] in the
+    /// calling thread, which may block: a flush writes its segment and commits
+    /// its rows in one thread, with no hand-off per statement. `None` for
+    /// catalogs reached over the network, which `commit` serves.
+    fn commit_blocking(&self, commits: &[TenantCommit]) -> Option<Result<u64>> {
+        let _ = commits;
+        None
+    }
+
     /// Lists blocks of a tenant, oldest insert first, in segment order.
     async fn blocks(&self, tenant: &TenantId, filter: &BlockFilter) -> Result<Vec<BlockRecord>>;
 

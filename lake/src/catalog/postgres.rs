@@ -4,17 +4,19 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool, Postgres};
+use sqlx::{ConnectOptions, PgPool, Postgres, QueryBuilder};
 
-use super::sql::impl_sql_catalog;
+use super::TenantCommit;
+use super::sql::{
+    INSERT_BLOCKS, INSERT_CHUNK, INSERT_PROCESSES, INSERT_SEGMENTS, INSERT_STREAMS,
+    impl_sql_catalog,
+};
 use crate::Result;
 
 /// A catalog in PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PostgresCatalog {
     pool: PgPool,
-    /// The writer's commits share the pool.
-    commits: PgPool,
 }
 
 impl PostgresCatalog {
@@ -29,10 +31,82 @@ impl PostgresCatalog {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresCatalog {
-            commits: pool.clone(),
-            pool,
-        })
+        Ok(PostgresCatalog { pool })
+    }
+
+    /// Records a flush's segments, processes, streams and blocks in one transaction.
+    async fn commit_rows(&self, commits: &[TenantCommit]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut new_blocks = 0;
+        for c in commits {
+            let tenant = c.tenant.as_str();
+            for chunk in c.processes.chunks(INSERT_CHUNK) {
+                let mut q = QueryBuilder::<Postgres>::new(format!("{INSERT_PROCESSES} "));
+                q.push_values(chunk, |mut b, p| {
+                    b.push_bind(tenant)
+                        .push_bind(p.process_id.as_bytes().as_slice())
+                        .push_bind(p.source as i16)
+                        .push_bind(p.service_name.as_str())
+                        .push_bind(p.properties.as_ref())
+                        .push_bind(p.insert_time);
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().execute(&mut *tx).await?;
+            }
+            for chunk in c.streams.chunks(INSERT_CHUNK) {
+                let mut q = QueryBuilder::<Postgres>::new(format!("{INSERT_STREAMS} "));
+                q.push_values(chunk, |mut b, s| {
+                    b.push_bind(tenant)
+                        .push_bind(s.stream_id.as_bytes().as_slice())
+                        .push_bind(s.process_id.as_bytes().as_slice())
+                        .push_bind(s.kind.code())
+                        .push_bind(s.name.as_str())
+                        .push_bind(s.insert_time);
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().execute(&mut *tx).await?;
+            }
+            let s = &c.segment;
+            let mut q = QueryBuilder::<Postgres>::new(format!("{INSERT_SEGMENTS} "));
+            q.push_values([s], |mut b, s| {
+                b.push_bind(tenant)
+                    .push_bind(s.segment_id.as_bytes().as_slice())
+                    .push_bind(s.size as i64)
+                    .push_bind(s.block_count as i32)
+                    .push_bind(s.insert_time);
+            });
+            q.build().execute(&mut *tx).await?;
+            for chunk in c.blocks.chunks(INSERT_CHUNK) {
+                let mut q = QueryBuilder::<Postgres>::new(format!("{INSERT_BLOCKS} "));
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(tenant)
+                        .push_bind(r.block_id.as_bytes().as_slice())
+                        .push_bind(r.kind.code())
+                        .push_bind(r.format)
+                        .push_bind(r.process_id.as_bytes().as_slice())
+                        .push_bind(r.stream_id.as_bytes().as_slice())
+                        .push_bind(r.segment_id.as_bytes().as_slice())
+                        .push_bind(r.offset as i64)
+                        .push_bind(i64::from(r.length))
+                        .push_bind(i64::from(r.uncompressed_length))
+                        .push_bind(i16::from(r.codec.code()))
+                        .push_bind(r.checksum as i64)
+                        .push_bind(i64::from(r.event_count))
+                        .push_bind(r.min_time)
+                        .push_bind(r.max_time)
+                        .push_bind(r.insert_time);
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                new_blocks += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+        }
+        tx.commit().await?;
+        Ok(new_blocks)
+    }
+
+    /// Commits go over the network: [`PostgresCatalog::commit_rows`] serves them.
+    fn commit_rows_blocking(&self, _commits: &[TenantCommit]) -> Option<Result<u64>> {
+        None
     }
 }
 

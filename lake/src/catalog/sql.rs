@@ -4,8 +4,19 @@
 /// Rows per multi-row INSERT: 16 binds a row stays under both backends' bind limits.
 pub(crate) const INSERT_CHUNK: usize = 1000;
 
-/// Implements [`Catalog`](super::Catalog) for `$name { pool: Pool<$db>, commits: Pool<$db> }`:
-/// `commits` serves the writer's group commits (the same pool, or one kept for them).
+/// The writer's inserts, up to their values: both backends' commits use them.
+pub(crate) const INSERT_PROCESSES: &str =
+    "INSERT INTO processes (tenant, process_id, source, service_name, properties, insert_time)";
+pub(crate) const INSERT_STREAMS: &str =
+    "INSERT INTO streams (tenant, stream_id, process_id, kind, name, insert_time)";
+pub(crate) const INSERT_SEGMENTS: &str =
+    "INSERT INTO segments (tenant, segment_id, size, block_count, insert_time)";
+pub(crate) const INSERT_BLOCKS: &str = "INSERT INTO blocks (tenant, block_id, kind, format, \
+     process_id, stream_id, segment_id, byte_offset, byte_length, uncompressed_length, codec, \
+     checksum, event_count, min_time, max_time, insert_time)";
+
+/// Implements [`Catalog`](super::Catalog) for `$name { pool: Pool<$db> }`, which
+/// commits the writer's rows with its own `commit_rows` and `commit_rows_blocking`.
 /// `claim_lock` ends the SELECT that claims blocks (row locks, if the backend
 /// has them); `snapshot` is the statement, if any, that gives a transaction
 /// one snapshot for all its reads.
@@ -14,84 +25,14 @@ macro_rules! impl_sql_catalog {
         #[async_trait::async_trait]
         impl $crate::catalog::Catalog for $name {
             async fn commit(&self, commits: &[$crate::catalog::TenantCommit]) -> $crate::Result<u64> {
-                use sqlx::QueryBuilder;
-                use $crate::catalog::sql::INSERT_CHUNK;
-                let mut tx = self.commits.begin().await?;
-                let mut new_blocks = 0;
-                for c in commits {
-                    let tenant = c.tenant.as_str();
-                    for chunk in c.processes.chunks(INSERT_CHUNK) {
-                        let mut q = QueryBuilder::<$db>::new(
-                            "INSERT INTO processes (tenant, process_id, source, service_name, properties, insert_time) ",
-                        );
-                        q.push_values(chunk, |mut b, p| {
-                            b.push_bind(tenant)
-                                .push_bind(p.process_id.as_bytes().as_slice())
-                                .push_bind(p.source as i16)
-                                .push_bind(p.service_name.as_str())
-                                .push_bind(p.properties.as_ref())
-                                .push_bind(p.insert_time);
-                        });
-                        q.push(" ON CONFLICT DO NOTHING");
-                        q.build().execute(&mut *tx).await?;
-                    }
-                    for chunk in c.streams.chunks(INSERT_CHUNK) {
-                        let mut q = QueryBuilder::<$db>::new(
-                            "INSERT INTO streams (tenant, stream_id, process_id, kind, name, insert_time) ",
-                        );
-                        q.push_values(chunk, |mut b, s| {
-                            b.push_bind(tenant)
-                                .push_bind(s.stream_id.as_bytes().as_slice())
-                                .push_bind(s.process_id.as_bytes().as_slice())
-                                .push_bind(s.kind.code())
-                                .push_bind(s.name.as_str())
-                                .push_bind(s.insert_time);
-                        });
-                        q.push(" ON CONFLICT DO NOTHING");
-                        q.build().execute(&mut *tx).await?;
-                    }
-                    let s = &c.segment;
-                    let mut q = QueryBuilder::<$db>::new(
-                        "INSERT INTO segments (tenant, segment_id, size, block_count, insert_time) ",
-                    );
-                    q.push_values([s], |mut b, s| {
-                        b.push_bind(tenant)
-                            .push_bind(s.segment_id.as_bytes().as_slice())
-                            .push_bind(s.size as i64)
-                            .push_bind(s.block_count as i32)
-                            .push_bind(s.insert_time);
-                    });
-                    q.build().execute(&mut *tx).await?;
-                    for chunk in c.blocks.chunks(INSERT_CHUNK) {
-                        let mut q = QueryBuilder::<$db>::new(
-                            "INSERT INTO blocks (tenant, block_id, kind, format, process_id, stream_id, segment_id, \
-                             byte_offset, byte_length, uncompressed_length, codec, checksum, event_count, \
-                             min_time, max_time, insert_time) ",
-                        );
-                        q.push_values(chunk, |mut b, r| {
-                            b.push_bind(tenant)
-                                .push_bind(r.block_id.as_bytes().as_slice())
-                                .push_bind(r.kind.code())
-                                .push_bind(r.format)
-                                .push_bind(r.process_id.as_bytes().as_slice())
-                                .push_bind(r.stream_id.as_bytes().as_slice())
-                                .push_bind(r.segment_id.as_bytes().as_slice())
-                                .push_bind(r.offset as i64)
-                                .push_bind(i64::from(r.length))
-                                .push_bind(i64::from(r.uncompressed_length))
-                                .push_bind(i16::from(r.codec.code()))
-                                .push_bind(r.checksum as i64)
-                                .push_bind(i64::from(r.event_count))
-                                .push_bind(r.min_time)
-                                .push_bind(r.max_time)
-                                .push_bind(r.insert_time);
-                        });
-                        q.push(" ON CONFLICT DO NOTHING");
-                        new_blocks += q.build().execute(&mut *tx).await?.rows_affected();
-                    }
-                }
-                tx.commit().await?;
-                Ok(new_blocks)
+                self.commit_rows(commits).await
+            }
+
+            fn commit_blocking(
+                &self,
+                commits: &[$crate::catalog::TenantCommit],
+            ) -> Option<$crate::Result<u64>> {
+                self.commit_rows_blocking(commits)
             }
 
             async fn blocks(

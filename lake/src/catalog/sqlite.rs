@@ -1,24 +1,34 @@
 //! The SQLite catalog, for the embedded default: one process, one file.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rusqlite::{TransactionBehavior, params};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 
-use super::sql::impl_sql_catalog;
-use crate::Result;
+use super::TenantCommit;
+use super::sql::{
+    INSERT_BLOCKS, INSERT_PROCESSES, INSERT_SEGMENTS, INSERT_STREAMS, impl_sql_catalog,
+};
+use crate::{Error, Result};
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A catalog in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteCatalog {
     pool: SqlitePool,
-    /// One connection for the writer's group commits (SQLite writes one
-    /// transaction at a time anyway). Its page cache stays valid from one
-    /// commit to the next: a connection that another one wrote behind has its
-    /// cache dropped and reads the pages again (two dozen reads per commit when
-    /// commits went round the pool).
-    commits: SqlitePool,
+    /// The writer's group commits, on a connection of their own used in the
+    /// calling thread ([`Catalog::commit_blocking`](super::Catalog::commit_blocking)):
+    /// a flush writes its segment and commits its rows in one blocking task,
+    /// where sqlx's connections run each statement on a worker thread (two
+    /// thread wake-ups per statement, a dozen per commit). Being one
+    /// connection, its page cache also stays valid from one commit to the next
+    /// (a connection that another one wrote behind reads its pages again).
+    commits: Arc<Mutex<rusqlite::Connection>>,
 }
 
 impl SqliteCatalog {
@@ -37,7 +47,7 @@ impl SqliteCatalog {
             // acknowledged write outlives a power loss without a sync per commit.
             // Safe from corruption in WAL mode.
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             // Statement journals (a multi-row INSERT that may hit a constraint
             // keeps one) in memory, not in a temporary file created and
@@ -50,12 +60,108 @@ impl SqliteCatalog {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let commits = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
-        Ok(SqliteCatalog { pool, commits })
+        let commits = rusqlite::Connection::open(path)?;
+        commits.busy_timeout(BUSY_TIMEOUT)?;
+        // As the pool's connections (see above); WAL mode is the file's.
+        commits.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        )?;
+        Ok(SqliteCatalog {
+            pool,
+            commits: Arc::new(Mutex::new(commits)),
+        })
+    }
+
+    /// Commits on a blocking thread (the writer commits in its own, with
+    /// [`SqliteCatalog::commit_rows_blocking`]).
+    async fn commit_rows(&self, commits: &[TenantCommit]) -> Result<u64> {
+        let (catalog, commits) = (self.clone(), commits.to_vec());
+        tokio::task::spawn_blocking(move || catalog.commit_in(&commits))
+            .await
+            .map_err(|e| Error::FlushFailed(format!("catalog commit task: {e}")))?
+    }
+
+    fn commit_rows_blocking(&self, commits: &[TenantCommit]) -> Option<Result<u64>> {
+        Some(self.commit_in(commits))
+    }
+
+    /// One transaction, taking the write lock at its start (a deferred one
+    /// that finds another writer at its first insert cannot wait for it);
+    /// statements prepared once per connection.
+    fn commit_in(&self, commits: &[TenantCommit]) -> Result<u64> {
+        let mut conn = self
+            .commits
+            .lock()
+            .map_err(|_| Error::FlushFailed("catalog commit connection poisoned".to_owned()))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut new_blocks = 0;
+        {
+            let mut processes = tx.prepare_cached(&format!(
+                "{INSERT_PROCESSES} VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
+            ))?;
+            let mut streams = tx.prepare_cached(&format!(
+                "{INSERT_STREAMS} VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
+            ))?;
+            let mut segments =
+                tx.prepare_cached(&format!("{INSERT_SEGMENTS} VALUES (?1, ?2, ?3, ?4, ?5)"))?;
+            let mut blocks = tx.prepare_cached(&format!(
+                "{INSERT_BLOCKS} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+                 ?14, ?15, ?16) ON CONFLICT DO NOTHING"
+            ))?;
+            for c in commits {
+                let tenant = c.tenant.as_str();
+                for p in &c.processes {
+                    processes.execute(params![
+                        tenant,
+                        p.process_id.as_bytes().as_slice(),
+                        p.source as i16,
+                        p.service_name,
+                        p.properties.as_ref(),
+                        p.insert_time,
+                    ])?;
+                }
+                for s in &c.streams {
+                    streams.execute(params![
+                        tenant,
+                        s.stream_id.as_bytes().as_slice(),
+                        s.process_id.as_bytes().as_slice(),
+                        s.kind.code(),
+                        s.name,
+                        s.insert_time,
+                    ])?;
+                }
+                let s = &c.segment;
+                segments.execute(params![
+                    tenant,
+                    s.segment_id.as_bytes().as_slice(),
+                    s.size as i64,
+                    s.block_count,
+                    s.insert_time,
+                ])?;
+                for r in &c.blocks {
+                    new_blocks += blocks.execute(params![
+                        tenant,
+                        r.block_id.as_bytes().as_slice(),
+                        r.kind.code(),
+                        r.format,
+                        r.process_id.as_bytes().as_slice(),
+                        r.stream_id.as_bytes().as_slice(),
+                        r.segment_id.as_bytes().as_slice(),
+                        r.offset as i64,
+                        r.length,
+                        r.uncompressed_length,
+                        r.codec.code(),
+                        r.checksum as i64,
+                        r.event_count,
+                        r.min_time,
+                        r.max_time,
+                        r.insert_time,
+                    ])? as u64;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(new_blocks)
     }
 }
 
