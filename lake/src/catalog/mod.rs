@@ -302,10 +302,7 @@ pub trait Catalog: Debug + Send + Sync {
     /// calling thread, which may block: a flush writes its segment and commits
     /// its rows in one thread, with no hand-off per statement. `None` for
     /// catalogs reached over the network, which `commit` serves.
-    fn commit_blocking(&self, commits: &[TenantCommit]) -> Option<Result<u64>> {
-        let _ = commits;
-        None
-    }
+    fn commit_blocking(&self, commits: &[TenantCommit]) -> Option<Result<u64>>;
 
     /// Lists blocks of a tenant, oldest insert first, in segment order.
     async fn blocks(&self, tenant: &TenantId, filter: &BlockFilter) -> Result<Vec<BlockRecord>>;

@@ -75,94 +75,93 @@ impl SqliteCatalog {
     /// Commits on a blocking thread (the writer commits in its own, with
     /// [`SqliteCatalog::commit_rows_blocking`]).
     async fn commit_rows(&self, commits: &[TenantCommit]) -> Result<u64> {
-        let (catalog, commits) = (self.clone(), commits.to_vec());
-        tokio::task::spawn_blocking(move || catalog.commit_in(&commits))
+        let (conn, commits) = (Arc::clone(&self.commits), commits.to_vec());
+        tokio::task::spawn_blocking(move || commit_on(&conn, &commits))
             .await
             .map_err(|e| Error::FlushFailed(format!("catalog commit task: {e}")))?
     }
 
     fn commit_rows_blocking(&self, commits: &[TenantCommit]) -> Option<Result<u64>> {
-        Some(self.commit_in(commits))
+        Some(commit_on(&self.commits, commits))
     }
+}
 
-    /// One transaction, taking the write lock at its start (a deferred one
-    /// that finds another writer at its first insert cannot wait for it);
-    /// statements prepared once per connection.
-    fn commit_in(&self, commits: &[TenantCommit]) -> Result<u64> {
-        let mut conn = self
-            .commits
-            .lock()
-            .map_err(|_| Error::FlushFailed("catalog commit connection poisoned".to_owned()))?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut new_blocks = 0;
-        {
-            let mut processes = tx.prepare_cached(&format!(
-                "{INSERT_PROCESSES} VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
-            ))?;
-            let mut streams = tx.prepare_cached(&format!(
-                "{INSERT_STREAMS} VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
-            ))?;
-            let mut segments =
-                tx.prepare_cached(&format!("{INSERT_SEGMENTS} VALUES (?1, ?2, ?3, ?4, ?5)"))?;
-            let mut blocks = tx.prepare_cached(&format!(
-                "{INSERT_BLOCKS} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+/// One transaction, taking the write lock at its start (a deferred one that
+/// finds another writer at its first insert cannot wait for it); statements
+/// prepared once per connection.
+fn commit_on(conn: &Mutex<rusqlite::Connection>, commits: &[TenantCommit]) -> Result<u64> {
+    let mut conn = conn
+        .lock()
+        .map_err(|_| Error::FlushFailed("catalog commit connection poisoned".to_owned()))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut new_blocks = 0;
+    {
+        let mut processes = tx.prepare_cached(&format!(
+            "{INSERT_PROCESSES} VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
+        ))?;
+        let mut streams = tx.prepare_cached(&format!(
+            "{INSERT_STREAMS} VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
+        ))?;
+        let mut segments =
+            tx.prepare_cached(&format!("{INSERT_SEGMENTS} VALUES (?1, ?2, ?3, ?4, ?5)"))?;
+        let mut blocks = tx.prepare_cached(&format!(
+            "{INSERT_BLOCKS} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
                  ?14, ?15, ?16) ON CONFLICT DO NOTHING"
-            ))?;
-            for c in commits {
-                let tenant = c.tenant.as_str();
-                for p in &c.processes {
-                    processes.execute(params![
-                        tenant,
-                        p.process_id.as_bytes().as_slice(),
-                        p.source as i16,
-                        p.service_name,
-                        p.properties.as_ref(),
-                        p.insert_time,
-                    ])?;
-                }
-                for s in &c.streams {
-                    streams.execute(params![
-                        tenant,
-                        s.stream_id.as_bytes().as_slice(),
-                        s.process_id.as_bytes().as_slice(),
-                        s.kind.code(),
-                        s.name,
-                        s.insert_time,
-                    ])?;
-                }
-                let s = &c.segment;
-                segments.execute(params![
+        ))?;
+        for c in commits {
+            let tenant = c.tenant.as_str();
+            for p in &c.processes {
+                processes.execute(params![
                     tenant,
-                    s.segment_id.as_bytes().as_slice(),
-                    s.size as i64,
-                    s.block_count,
+                    p.process_id.as_bytes().as_slice(),
+                    p.source as i16,
+                    p.service_name,
+                    p.properties.as_ref(),
+                    p.insert_time,
+                ])?;
+            }
+            for s in &c.streams {
+                streams.execute(params![
+                    tenant,
+                    s.stream_id.as_bytes().as_slice(),
+                    s.process_id.as_bytes().as_slice(),
+                    s.kind.code(),
+                    s.name,
                     s.insert_time,
                 ])?;
-                for r in &c.blocks {
-                    new_blocks += blocks.execute(params![
-                        tenant,
-                        r.block_id.as_bytes().as_slice(),
-                        r.kind.code(),
-                        r.format,
-                        r.process_id.as_bytes().as_slice(),
-                        r.stream_id.as_bytes().as_slice(),
-                        r.segment_id.as_bytes().as_slice(),
-                        r.offset as i64,
-                        r.length,
-                        r.uncompressed_length,
-                        r.codec.code(),
-                        r.checksum as i64,
-                        r.event_count,
-                        r.min_time,
-                        r.max_time,
-                        r.insert_time,
-                    ])? as u64;
-                }
+            }
+            let s = &c.segment;
+            segments.execute(params![
+                tenant,
+                s.segment_id.as_bytes().as_slice(),
+                s.size as i64,
+                s.block_count,
+                s.insert_time,
+            ])?;
+            for r in &c.blocks {
+                new_blocks += blocks.execute(params![
+                    tenant,
+                    r.block_id.as_bytes().as_slice(),
+                    r.kind.code(),
+                    r.format,
+                    r.process_id.as_bytes().as_slice(),
+                    r.stream_id.as_bytes().as_slice(),
+                    r.segment_id.as_bytes().as_slice(),
+                    r.offset as i64,
+                    r.length,
+                    r.uncompressed_length,
+                    r.codec.code(),
+                    r.checksum as i64,
+                    r.event_count,
+                    r.min_time,
+                    r.max_time,
+                    r.insert_time,
+                ])? as u64;
             }
         }
-        tx.commit()?;
-        Ok(new_blocks)
     }
+    tx.commit()?;
+    Ok(new_blocks)
 }
 
 // No row locks: a claim checks at commit that its blocks are still pending.
