@@ -67,10 +67,17 @@ impl Drop for SpawnedServer {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// `N` distinct ports on 127.0.0.1 that were free a moment ago: all bound at
+/// once, so the kernel cannot hand the same one out twice, then released.
+fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 impl ServerProbe {
@@ -87,8 +94,7 @@ impl ServerProbe {
     /// ports, with the write-path flags this run was given.
     pub(crate) async fn spawn(server_args: &[String]) -> anyhow::Result<(Self, SpawnedServer)> {
         let dir = tempfile::tempdir()?;
-        let (http_port, grpc_port) = (free_port()?, free_port()?);
-        let (query_port, flight_port) = (free_port()?, free_port()?);
+        let [http_port, grpc_port, query_port, flight_port] = free_ports()?;
         let child = std::process::Command::new(std::env::current_exe()?)
             .arg("serve")
             .arg("--data-dir")

@@ -68,15 +68,27 @@ pub fn venv_python() -> PathBuf {
 }
 
 /// A TCP port on `127.0.0.1` that was free a moment ago (bound to port 0,
-/// then released). Another process may grab it in between; that is rare
-/// enough for tests.
+/// then released), and never handed out before in this process: the kernel
+/// may give a just-released port again, and a test that asks for several
+/// ports (one per listener) must get distinct ones. Another process may grab
+/// it in between; that is rare enough for tests.
 pub fn free_port() -> u16 {
-    let listener =
-        TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0 to pick a free port");
-    listener
-        .local_addr()
-        .expect("local address of a freshly bound listener")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener =
+            TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0 to pick a free port");
+        let port = listener
+            .local_addr()
+            .expect("local address of a freshly bound listener")
+            .port();
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// `prefix` reduced to `[a-z0-9]` plus `sep`, at most `max` chars, never
