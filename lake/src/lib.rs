@@ -19,6 +19,7 @@ pub mod materialize;
 pub mod partition;
 pub mod paths;
 pub mod retention;
+pub mod seglog;
 pub mod segment;
 pub mod store;
 pub mod tenancy;

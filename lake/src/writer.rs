@@ -352,6 +352,7 @@ fn build_segments(batch: Vec<Pending>, known: &Known) -> Built {
                 size: data.len(),
                 block_count: blocks.len() as u32,
                 insert_time,
+                log: None,
             };
             let path = SegmentPath::new(tenant.clone(), segment_id);
             (

@@ -87,6 +87,31 @@ macro_rules! catalog_suite {
             }
 
             #[tokio::test]
+            async fn a_segment_in_a_log_keeps_its_location() {
+                let (catalog, _guard) = $open().await;
+                let own = sample_commit("a", BlockKind::OtlpLogs, 1, 1_000);
+                let mut logged = sample_commit("a", BlockKind::OtlpSpans, 2, 2_000);
+                logged.segment.log = Some(framelake_lake::catalog::LogLocation {
+                    object: "tenants/a/logs/2026-12-06/04/x.fllog".to_owned(),
+                    offset: 3 * 4096 + 64,
+                });
+                catalog.commit(&[own.clone()]).await.expect("commit");
+                // The writer's path, where the backend has one.
+                match catalog.commit_blocking(std::slice::from_ref(&logged)) {
+                    Some(committed) => committed.map(drop).expect("commit"),
+                    None => catalog
+                        .commit(std::slice::from_ref(&logged))
+                        .await
+                        .map(drop)
+                        .expect("commit"),
+                }
+                assert_eq!(
+                    catalog.segments(&tenant("a")).await.expect("segments"),
+                    vec![own.segment, logged.segment]
+                );
+            }
+
+            #[tokio::test]
             async fn known_segments_are_told_apart_per_tenant() {
                 let (catalog, _guard) = $open().await;
                 let a = sample_commit("a", BlockKind::OtlpLogs, 1, 1_000);

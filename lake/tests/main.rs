@@ -61,6 +61,7 @@ pub(crate) fn sample_commit(
             size: 16 + 100 * blocks.len() as u64 + 32,
             block_count: blocks.len() as u32,
             insert_time: 42,
+            log: None,
         },
         processes: vec![ProcessRecord {
             process_id,

@@ -133,6 +133,7 @@ async fn record(lake: &Lake, tenant: &TenantId, id: SegmentId) -> Result<u64> {
                 size: data.len() as u64,
                 block_count: entries.len() as u32,
                 insert_time,
+                log: None,
             },
             processes: Vec::new(),
             streams: Vec::new(),

@@ -64,13 +64,25 @@ pub struct StreamRecord {
     pub insert_time: i64,
 }
 
-/// A segment object.
+/// A segment: an object of its own, or a record of a log object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentRecord {
     pub segment_id: SegmentId,
     pub size: u64,
     pub block_count: u32,
     pub insert_time: i64,
+    /// The log holding the segment and where the segment starts in it; `None`
+    /// when the segment is an object of its own ([`SegmentPath`](crate::paths::SegmentPath)).
+    pub log: Option<LogLocation>,
+}
+
+/// Where a segment lies in a log object (`seglog.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLocation {
+    /// The log's object key.
+    pub object: String,
+    /// Offset of the segment's first byte in the log.
+    pub offset: u64,
 }
 
 /// A block: a byte range of a segment holding one kind of payload.

@@ -73,7 +73,9 @@ impl PostgresCatalog {
                     .push_bind(s.segment_id.as_bytes().as_slice())
                     .push_bind(s.size as i64)
                     .push_bind(s.block_count as i32)
-                    .push_bind(s.insert_time);
+                    .push_bind(s.insert_time)
+                    .push_bind(s.log.as_ref().map(|l| l.object.as_str()))
+                    .push_bind(s.log.as_ref().map_or(0, |l| l.offset as i64));
             });
             q.build().execute(&mut *tx).await?;
             for chunk in c.blocks.chunks(INSERT_CHUNK) {

@@ -9,8 +9,8 @@ pub(crate) const INSERT_PROCESSES: &str =
     "INSERT INTO processes (tenant, process_id, source, service_name, properties, insert_time)";
 pub(crate) const INSERT_STREAMS: &str =
     "INSERT INTO streams (tenant, stream_id, process_id, kind, name, insert_time)";
-pub(crate) const INSERT_SEGMENTS: &str =
-    "INSERT INTO segments (tenant, segment_id, size, block_count, insert_time)";
+pub(crate) const INSERT_SEGMENTS: &str = "INSERT INTO segments (tenant, segment_id, size, \
+     block_count, insert_time, object, object_offset)";
 pub(crate) const INSERT_BLOCKS: &str = "INSERT INTO blocks (tenant, block_id, kind, format, \
      process_id, stream_id, segment_id, byte_offset, byte_length, uncompressed_length, codec, \
      checksum, event_count, min_time, max_time, insert_time)";
@@ -351,7 +351,8 @@ macro_rules! impl_sql_catalog {
             ) -> $crate::Result<Vec<$crate::catalog::SegmentRecord>> {
                 use sqlx::Row;
                 let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT segment_id, size, block_count, insert_time FROM segments WHERE tenant = ",
+                    "SELECT segment_id, size, block_count, insert_time, object, object_offset FROM segments \
+                     WHERE tenant = ",
                 );
                 q.push_bind(tenant.as_str()).push(" ORDER BY insert_time, segment_id");
                 let rows = q.build().fetch_all(&self.pool).await?;
@@ -362,6 +363,13 @@ macro_rules! impl_sql_catalog {
                             size: r.try_get::<i64, _>(1)? as u64,
                             block_count: r.try_get::<i32, _>(2)? as u32,
                             insert_time: r.try_get(3)?,
+                            log: match r.try_get::<Option<String>, _>(4)? {
+                                Some(object) => Some($crate::catalog::LogLocation {
+                                    object,
+                                    offset: r.try_get::<i64, _>(5)? as u64,
+                                }),
+                                None => None,
+                            },
                         })
                     })
                     .collect()

@@ -102,8 +102,9 @@ fn commit_on(conn: &Mutex<rusqlite::Connection>, commits: &[TenantCommit]) -> Re
         let mut streams = tx.prepare_cached(&format!(
             "{INSERT_STREAMS} VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
         ))?;
-        let mut segments =
-            tx.prepare_cached(&format!("{INSERT_SEGMENTS} VALUES (?1, ?2, ?3, ?4, ?5)"))?;
+        let mut segments = tx.prepare_cached(&format!(
+            "{INSERT_SEGMENTS} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ))?;
         let mut blocks = tx.prepare_cached(&format!(
             "{INSERT_BLOCKS} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
                  ?14, ?15, ?16) ON CONFLICT DO NOTHING"
@@ -137,6 +138,8 @@ fn commit_on(conn: &Mutex<rusqlite::Connection>, commits: &[TenantCommit]) -> Re
                 s.size as i64,
                 s.block_count,
                 s.insert_time,
+                s.log.as_ref().map(|l| l.object.as_str()),
+                s.log.as_ref().map_or(0, |l| l.offset as i64),
             ])?;
             for r in &c.blocks {
                 new_blocks += blocks.execute(params![

@@ -1,0 +1,5 @@
+-- Where a segment's bytes are: NULL, the segment is an object of its own (its key
+-- derives from its id, see paths.rs); else the log object holding it and the
+-- offset of its first byte there (block offsets stay relative to the segment).
+ALTER TABLE segments ADD COLUMN object TEXT;
+ALTER TABLE segments ADD COLUMN object_offset INTEGER NOT NULL DEFAULT 0;
