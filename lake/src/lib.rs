@@ -106,10 +106,19 @@ impl Lake {
 
     /// Reads one block's payload, checking its checksum.
     pub async fn read_block(&self, tenant: &TenantId, block: &BlockRecord) -> Result<Bytes> {
-        let path = SegmentPath::new(tenant.clone(), block.segment_id);
-        let range = block.offset..block.offset + u64::from(block.length);
-        let stored = self.store.get_range(&path.to_object_path(), range).await?;
-        let location = format!("{path}@{}", block.offset);
+        let (path, start) = match &block.segment_log {
+            Some(log) => (
+                object_store::path::Path::from(log.object.as_str()),
+                log.offset + block.offset,
+            ),
+            None => (
+                SegmentPath::new(tenant.clone(), block.segment_id).to_object_path(),
+                block.offset,
+            ),
+        };
+        let range = start..start + u64::from(block.length);
+        let stored = self.store.get_range(&path, range).await?;
+        let location = format!("{path}@{start}");
         let uncompressed = block.uncompressed_length as usize;
         let (codec, sum) = (block.codec, block.checksum);
         tokio::task::spawn_blocking(move || {

@@ -107,8 +107,22 @@ macro_rules! catalog_suite {
                 }
                 assert_eq!(
                     catalog.segments(&tenant("a")).await.expect("segments"),
-                    vec![own.segment, logged.segment]
+                    vec![own.segment.clone(), logged.segment.clone()]
                 );
+                // Readers find each block's bytes where its segment lies.
+                let blocks = catalog
+                    .blocks(&tenant("a"), &BlockFilter::default())
+                    .await
+                    .expect("blocks");
+                assert_eq!(blocks.len(), 3);
+                for block in blocks {
+                    let segment = if block.segment_id == own.segment.segment_id {
+                        &own
+                    } else {
+                        &logged
+                    };
+                    assert_eq!(block.segment_log, segment.segment.log, "{block:?}");
+                }
             }
 
             #[tokio::test]

@@ -104,6 +104,10 @@ pub struct BlockRecord {
     pub min_time: i64,
     pub max_time: i64,
     pub insert_time: i64,
+    /// Where the block's segment lies when it is a record of a log, as
+    /// [`SegmentRecord::log`] (`offset` stays relative to the segment). Read
+    /// from the catalog; the writer's rows leave it to their segment.
+    pub segment_log: Option<LogLocation>,
 }
 
 impl BlockRecord {
@@ -132,6 +136,7 @@ impl BlockRecord {
             min_time: entry.min_time,
             max_time: entry.max_time,
             insert_time,
+            segment_log: None,
         }
     }
 }
@@ -431,6 +436,8 @@ pub(crate) struct RawBlock {
     pub(crate) min_time: i64,
     pub(crate) max_time: i64,
     pub(crate) insert_time: i64,
+    pub(crate) segment_object: Option<String>,
+    pub(crate) segment_offset: Option<i64>,
 }
 
 impl TryFrom<RawBlock> for BlockRecord {
@@ -457,6 +464,10 @@ impl TryFrom<RawBlock> for BlockRecord {
             min_time: r.min_time,
             max_time: r.max_time,
             insert_time: r.insert_time,
+            segment_log: r.segment_object.map(|object| LogLocation {
+                object,
+                offset: r.segment_offset.unwrap_or(0) as u64,
+            }),
         })
     }
 }

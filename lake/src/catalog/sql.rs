@@ -417,7 +417,11 @@ macro_rules! impl_sql_catalog {
         ) -> sqlx::QueryBuilder<$db> {
             let mut q = sqlx::QueryBuilder::<$db>::new(
                 "SELECT block_id, kind, format, process_id, stream_id, segment_id, byte_offset, byte_length, \
-                 uncompressed_length, codec, checksum, event_count, min_time, max_time, insert_time \
+                 uncompressed_length, codec, checksum, event_count, min_time, max_time, insert_time, \
+                 (SELECT s.object FROM segments s WHERE s.tenant = blocks.tenant \
+                  AND s.segment_id = blocks.segment_id), \
+                 (SELECT s.object_offset FROM segments s WHERE s.tenant = blocks.tenant \
+                  AND s.segment_id = blocks.segment_id) \
                  FROM blocks WHERE tenant = ",
             );
             q.push_bind(tenant.as_str());
@@ -469,6 +473,8 @@ macro_rules! impl_sql_catalog {
                         min_time: r.try_get(12)?,
                         max_time: r.try_get(13)?,
                         insert_time: r.try_get(14)?,
+                        segment_object: r.try_get(15)?,
+                        segment_offset: r.try_get(16)?,
                     })
                 })
                 .collect()
