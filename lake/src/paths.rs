@@ -79,6 +79,18 @@ impl FromStr for SegmentPath {
     }
 }
 
+/// Where a log of segments (`seglog.rs`) lives:
+/// `tenants/{tenant}/logs/{YYYY-MM-DD}/{HH}/{first_segment_id}.fllog`, named and
+/// dated by the first segment it holds (a log holds the segments of one hour).
+pub fn log_path(tenant: &TenantId, first: SegmentId) -> object_store::path::Path {
+    let created = DateTime::<Utc>::from_timestamp_millis(first.unix_millis() as i64)
+        .expect("a UUIDv7 timestamp fits chrono's range");
+    object_store::path::Path::from(format!(
+        "tenants/{tenant}/logs/{}/{first}.fllog",
+        created.format("%Y-%m-%d/%H")
+    ))
+}
+
 /// Where a Parquet partition lives:
 /// `tenants/{tenant}/views/{view}/{YYYY-MM-DD}/{partition_id}.parquet`, dated by
 /// the insert time of its first rows.

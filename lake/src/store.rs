@@ -12,7 +12,14 @@ use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
+use crate::catalog::LogLocation;
+use crate::ids::{SegmentId, TenantId};
+use crate::seglog::SegmentLog;
 use crate::{Error, Result};
+
+/// A log takes the segments of one hour, up to this size.
+const LOG_ROTATE_BYTES: u64 = 1 << 30;
+const HOUR_MS: u64 = 3_600_000;
 
 /// How to reach an S3-compatible store. Fields left empty fall back to the
 /// usual AWS environment and instance metadata.
@@ -43,6 +50,16 @@ pub struct Store {
 struct LocalFiles {
     root: PathBuf,
     durable_dirs: Mutex<HashSet<PathBuf>>,
+    /// Each tenant's log the writer appends segments to.
+    logs: Mutex<std::collections::HashMap<TenantId, OpenLog>>,
+}
+
+#[derive(Debug)]
+struct OpenLog {
+    key: String,
+    /// The hour (ms since the epoch / 1 h) of its first segment.
+    hour: u64,
+    log: SegmentLog,
 }
 
 impl Store {
@@ -68,6 +85,7 @@ impl Store {
                     local: Some(Arc::new(LocalFiles {
                         root,
                         durable_dirs: Mutex::default(),
+                        logs: Mutex::default(),
                     })),
                     url: url.to_owned(),
                 })
@@ -162,18 +180,20 @@ impl Store {
         }
     }
 
-    /// For local files, writes an object (given as its parts, in order) durably
-    /// in the calling thread, which may block (a flush writes its segment in
-    /// the thread that built it): `None` for the other stores, which
-    /// [`Store::put_durable`] serves.
-    pub fn put_durable_blocking(
+    /// For local files, appends a tenant's segment (given as its parts, in
+    /// order) to the tenant's log durably, in the calling thread, which may
+    /// block (a flush writes its segment in the thread that built it), and
+    /// answers where it lies: `None` for the other stores, where a segment is
+    /// an object of its own ([`Store::put_durable`]).
+    pub fn append_segment_blocking(
         &self,
-        path: &object_store::path::Path,
-        data: &[Bytes],
-    ) -> Option<Result<()>> {
+        tenant: &TenantId,
+        segment: SegmentId,
+        parts: &[Bytes],
+    ) -> Option<Result<LogLocation>> {
         self.local
             .as_ref()
-            .map(|local| local.write_durable(path, data))
+            .map(|local| local.append_segment(tenant, segment, parts))
     }
 
     /// Reads a byte range of an object.
@@ -207,6 +227,43 @@ impl LocalFiles {
             return Err(e.into());
         }
         self.sync_dirs(&dir)
+    }
+
+    /// Appends to the tenant's log, opening a new one for a new hour, past
+    /// [`LOG_ROTATE_BYTES`], or after a failed append (whose record may be torn:
+    /// nothing is appended after it).
+    fn append_segment(
+        &self,
+        tenant: &TenantId,
+        segment: SegmentId,
+        parts: &[Bytes],
+    ) -> Result<LogLocation> {
+        let mut logs = self.logs.lock().expect("logs lock");
+        let hour = segment.unix_millis() / HOUR_MS;
+        let reusable = logs
+            .get(tenant)
+            .is_some_and(|open| open.hour == hour && open.log.len() < LOG_ROTATE_BYTES);
+        if !reusable {
+            logs.remove(tenant);
+            let key = crate::paths::log_path(tenant, segment).to_string();
+            let path = self.root.join(&key);
+            let dir = path.parent().unwrap_or(&self.root).to_owned();
+            std::fs::create_dir_all(&dir)?;
+            let log = SegmentLog::create(&path)?;
+            self.sync_dirs(&dir)?;
+            logs.insert(tenant.clone(), OpenLog { key, hour, log });
+        }
+        let open = logs.get_mut(tenant).expect("just opened");
+        match open.log.append(segment, parts) {
+            Ok(record) => Ok(LogLocation {
+                object: open.key.clone(),
+                offset: record.offset,
+            }),
+            Err(e) => {
+                logs.remove(tenant);
+                Err(e)
+            }
+        }
     }
 
     /// Creates `target#N` for the first free N, creating its folders as needed.

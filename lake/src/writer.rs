@@ -221,10 +221,14 @@ async fn flush(lake: &Lake, known: &Arc<Known>, batch: Vec<Pending>) {
     // Local files and an embedded catalog are written in the thread that built
     // the segments: one hand-off to the blocking pool per flush, not one per step.
     let built = tokio::task::spawn_blocking(move || {
-        let (built, done) = build_segments(batch, &known_now);
+        let (mut built, done) = build_segments(batch, &known_now);
         let stored = built
-            .iter()
-            .map(|(path, data, _)| store.put_durable_blocking(&path.to_object_path(), data.parts()))
+            .iter_mut()
+            .map(|(path, data, commit)| {
+                let appended =
+                    store.append_segment_blocking(path.tenant(), path.segment(), data.parts())?;
+                Some(appended.map(|location| commit.segment.log = Some(location)))
+            })
             .collect::<Option<Result<()>>>();
         let step = match stored {
             None => Step::Store(built),

@@ -1,6 +1,7 @@
 //! One object store suite, run on local files, memory and a real S3-compatible server.
 
 use bytes::Bytes;
+use framelake_lake::ids::{SegmentId, TenantId};
 use framelake_lake::store::{S3Options, Store};
 
 pub(crate) async fn s3_store() -> Store {
@@ -52,7 +53,7 @@ async fn local_files() {
     );
 
     // A staging file left by a crash neither blocks a write nor shows as an object;
-    // a write replaces the object; the blocking entry point writes the same way.
+    // a write replaces the object.
     let folder = dir.path().join("objects/tenants/b/segments");
     std::fs::create_dir_all(&folder).expect("folder");
     std::fs::write(folder.join("y.flseg#1"), b"torn").expect("leftover");
@@ -61,18 +62,10 @@ async fn local_files() {
         .put_durable(&path, Bytes::from_static(b"first"))
         .await
         .expect("put");
-    let second = tokio::task::spawn_blocking({
-        let (store, path) = (store.clone(), path.clone());
-        move || {
-            store.put_durable_blocking(
-                &path,
-                &[Bytes::from_static(b"sec"), Bytes::from_static(b"ond")],
-            )
-        }
-    })
-    .await
-    .expect("task");
-    assert!(matches!(second, Some(Ok(()))), "{second:?}");
+    store
+        .put_durable(&path, Bytes::from_static(b"second"))
+        .await
+        .expect("put");
     assert_eq!(store.get(&path).await.expect("get").as_ref(), b"second");
     let listed: Vec<String> = futures::TryStreamExt::try_collect::<Vec<_>>(
         store
@@ -88,10 +81,52 @@ async fn local_files() {
     assert!(
         Store::open("memory://", &S3Options::default())
             .expect("opens")
-            .put_durable_blocking(&path, &[Bytes::from_static(b"x")])
+            .append_segment_blocking(&"b".parse().expect("tenant"), SegmentId::new(), &[])
             .is_none(),
-        "only local files write in the calling thread"
+        "only local files keep segments in logs"
     );
+}
+
+#[tokio::test]
+async fn local_files_append_each_tenants_segments_to_its_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::local(dir.path()).expect("opens");
+    let (a, b): (TenantId, TenantId) = ("a".parse().expect("a"), "b".parse().expect("b"));
+    let append = |tenant: &TenantId, id: SegmentId, text: &'static [u8]| {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        let parts = [
+            Bytes::from_static(&text[..2]),
+            Bytes::from_static(&text[2..]),
+        ];
+        async move {
+            tokio::task::spawn_blocking(move || store.append_segment_blocking(&tenant, id, &parts))
+                .await
+                .expect("task")
+                .expect("local files append")
+                .expect("appended")
+        }
+    };
+    let first_id = SegmentId::new();
+    let first = append(&a, first_id, b"first segment").await;
+    let second = append(&a, SegmentId::new(), b"second").await;
+    let other = append(&b, SegmentId::new(), b"b's").await;
+    assert_eq!(first.object, second.object, "one log per tenant and hour");
+    assert_eq!(
+        first.object,
+        framelake_lake::paths::log_path(&a, first_id).to_string()
+    );
+    assert!(first.object.starts_with("tenants/a/logs/"), "{first:?}");
+    assert!(other.object.starts_with("tenants/b/logs/"), "{other:?}");
+    assert!(second.offset > first.offset);
+    for (location, text) in [
+        (&first, &b"first segment"[..]),
+        (&second, b"second"),
+        (&other, b"b's"),
+    ] {
+        let path = object_store::path::Path::from(location.object.as_str());
+        let range = location.offset..location.offset + text.len() as u64;
+        assert_eq!(store.get_range(&path, range).await.expect("range"), text);
+    }
 }
 
 #[tokio::test]
