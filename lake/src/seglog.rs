@@ -14,8 +14,8 @@
 //!   and is written with one `O_DIRECT` `pwrite` and one `fdatasync`;
 //! - a record is appended only after the previous one is on disk, and a
 //!   process never appends to a log it did not create, so only the last
-//!   record of a log can be torn (its flush was never acknowledged);
-//!   [`scan`] stops at the first record whose header or segment does not check.
+//!   record of a log can be torn (its flush was never acknowledged); readers
+//!   stop at the first record whose header or segment does not check.
 //!
 //! File systems without direct I/O (tmpfs) get buffered writes and the same syncs.
 
@@ -66,8 +66,11 @@ fn header(segment: SegmentId, length: u64) -> [u8; HEADER_LEN as usize] {
     h
 }
 
-/// The record whose header starts `bytes` at `at` in its log, if it checks.
-fn parse_header(bytes: &[u8], at: u64) -> Option<Record> {
+/// The record whose header starts `bytes` (read at `at` in its log), if the
+/// header checks. Readers go from record to record ([`Record::end`]) and stop
+/// at the first header that does not check, or whose segment does not (the
+/// segment's footer and index checksums): a torn last record.
+pub fn read_header(bytes: &[u8], at: u64) -> Option<Record> {
     let h = bytes.get(..HEADER_LEN as usize)?;
     let sum = u64::from_le_bytes(h[56..64].try_into().ok()?);
     if &h[0..8] != MAGIC || xxhash_rust::xxh3::xxh3_64(&h[..56]) != sum {
@@ -81,31 +84,6 @@ fn parse_header(bytes: &[u8], at: u64) -> Option<Record> {
         offset: at + HEADER_LEN,
         length: u64::from_le_bytes(h[32..40].try_into().ok()?),
     })
-}
-
-/// The records of a log, in order, up to the first that does not check
-/// (a torn last record, or the end): `check` says whether a record's segment
-/// bytes are whole (the segment's own footer and index checksums).
-pub fn scan(log: &[u8], check: impl Fn(&[u8]) -> bool) -> Vec<Record> {
-    let mut records = Vec::new();
-    let mut at = 0u64;
-    while let Some(record) = log
-        .get(at as usize..)
-        .and_then(|rest| parse_header(rest, at))
-    {
-        let segment = usize::try_from(record.offset)
-            .ok()
-            .zip(usize::try_from(record.offset + record.length).ok())
-            .and_then(|(start, end)| log.get(start..end));
-        match segment {
-            Some(bytes) if check(bytes) => {
-                records.push(record);
-                at = record.end();
-            }
-            _ => break,
-        }
-    }
-    records
 }
 
 /// An open log this process appends to.
@@ -231,6 +209,26 @@ impl AlignedBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The records of a log up to the first that does not check, as recovery
+    /// reads them; `check` stands for the segment's own checks.
+    fn scan(log: &[u8], check: impl Fn(&[u8]) -> bool) -> Vec<Record> {
+        let mut records = Vec::new();
+        let mut at = 0u64;
+        while let Some(record) = log
+            .get(at as usize..)
+            .and_then(|rest| read_header(rest, at))
+        {
+            match log.get(record.offset as usize..(record.offset + record.length) as usize) {
+                Some(segment) if check(segment) => {
+                    records.push(record);
+                    at = record.end();
+                }
+                _ => break,
+            }
+        }
+        records
+    }
 
     fn parts(n: usize, byte: u8) -> Vec<Bytes> {
         vec![

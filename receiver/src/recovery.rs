@@ -6,15 +6,20 @@
 //! and streams from the payloads (an OTLP block is an export request of one
 //! resource). Block ids derive from the content, so a block both recovered and
 //! retried is indexed once.
+//!
+//! With local files, segments are records of logs (`seglog.rs`): recovery reads
+//! the record headers of the newest hours' logs and stops at the first that
+//! does not check; a record whose segment does not read back whole is a torn
+//! last record, whose flush was never acknowledged.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use framelake_lake::Lake;
-use framelake_lake::catalog::{BlockRecord, SegmentRecord, TenantCommit};
+use framelake_lake::catalog::{BlockRecord, LogLocation, SegmentRecord, TenantCommit};
 use framelake_lake::ids::{ProcessId, SegmentId, StreamId, TenantId};
 use framelake_lake::paths::SegmentPath;
-use framelake_lake::segment;
 use framelake_lake::{Error, Result};
+use framelake_lake::{seglog, segment};
 use futures::TryStreamExt;
 use object_store::path::Path;
 
@@ -39,8 +44,9 @@ pub struct Recovered {
 }
 
 /// Records in the catalog every segment of the newest hours that it lacks.
-/// Segments that do not read back whole (never the case for a segment this
-/// code wrote: it is renamed into place only once synced) are reported and left.
+/// Segments that do not read back whole (for a segment this code wrote: the
+/// torn last record of a log, whose flush was never acknowledged) are reported
+/// and left.
 pub async fn recover(lake: &Lake) -> Result<Recovered> {
     use futures::StreamExt;
     let tenants: Vec<TenantId> = folders(lake.store.object_store(), &Path::from("tenants"))
@@ -69,33 +75,84 @@ pub async fn recover(lake: &Lake) -> Result<Recovered> {
     Ok(recovered)
 }
 
+/// Where a stored segment lies.
+#[derive(Debug, Clone)]
+enum Stored {
+    /// An object of its own ([`SegmentPath`]).
+    Own,
+    /// A record of a log: where the segment starts, and its length.
+    InLog(LogLocation, u64),
+}
+
+/// The objects of the newest hour folders under `tenants/{tenant}/{kind}`.
+async fn newest_objects(
+    store: &dyn object_store::ObjectStore,
+    tenant: &TenantId,
+    kind: &str,
+) -> Result<Vec<object_store::ObjectMeta>> {
+    let dir = Path::from("tenants").join(tenant.as_str()).join(kind);
+    let mut hours = Vec::new();
+    for date in newest(folders(store, &dir).await?, HOURS_CHECKED) {
+        hours.extend(folders(store, &date).await?);
+    }
+    let mut objects = Vec::new();
+    for hour in newest(hours, HOURS_CHECKED) {
+        objects.extend(store.list(Some(&hour)).try_collect::<Vec<_>>().await?);
+    }
+    Ok(objects)
+}
+
+/// The records of a log, from header to header, up to the first header that
+/// does not check or lies past the end.
+async fn log_records(
+    store: &framelake_lake::store::Store,
+    log: &object_store::ObjectMeta,
+) -> Result<Vec<seglog::Record>> {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at + seglog::HEADER_LEN <= log.size {
+        let header = store
+            .get_range(&log.location, at..at + seglog::HEADER_LEN)
+            .await?;
+        match seglog::read_header(&header, at) {
+            Some(record) if record.offset + record.length <= log.size => {
+                at = record.end();
+                records.push(record);
+            }
+            _ => break,
+        }
+    }
+    Ok(records)
+}
+
 /// Recovers the newest segments of one tenant.
 async fn recover_tenant(lake: &Lake, tenant: TenantId) -> Result<Recovered> {
     let store = lake.store.object_store();
-    let segments_dir = Path::from("tenants").join(tenant.as_str()).join("segments");
-    let mut hours = Vec::new();
-    for date in newest(folders(store, &segments_dir).await?, HOURS_CHECKED) {
-        hours.extend(folders(store, &date).await?);
+    let mut stored = BTreeMap::new();
+    for object in newest_objects(store.as_ref(), &tenant, "segments").await? {
+        if let Ok(path) = object.location.as_ref().parse::<SegmentPath>()
+            && path.tenant() == &tenant
+        {
+            stored.insert(path.segment(), Stored::Own);
+        }
     }
-    let mut ids = BTreeSet::new();
-    for hour in newest(hours, HOURS_CHECKED) {
-        let objects: Vec<_> = store.list(Some(&hour)).try_collect().await?;
-        ids.extend(
-            objects
-                .iter()
-                .filter_map(|o| o.location.as_ref().parse::<SegmentPath>().ok())
-                .filter(|p| p.tenant() == &tenant)
-                .map(|p| p.segment()),
-        );
+    for log in newest_objects(store.as_ref(), &tenant, "logs").await? {
+        for record in log_records(&lake.store, &log).await? {
+            let location = LogLocation {
+                object: log.location.to_string(),
+                offset: record.offset,
+            };
+            stored.insert(record.segment, Stored::InLog(location, record.length));
+        }
     }
-    let ids: Vec<SegmentId> = ids.into_iter().collect();
+    let ids: Vec<SegmentId> = stored.keys().copied().collect();
     let mut recovered = Recovered {
         checked: ids.len(),
         ..Recovered::default()
     };
     let known = lake.catalog.known_segments(&tenant, &ids).await?;
-    for id in ids.into_iter().filter(|id| !known.contains(id)) {
-        match record(lake, &tenant, id).await {
+    for (id, where_) in stored.into_iter().filter(|(id, _)| !known.contains(id)) {
+        match record(lake, &tenant, id, where_).await {
             Ok(new_blocks) => {
                 recovered.recorded += 1;
                 recovered.new_blocks += new_blocks;
@@ -113,10 +170,25 @@ async fn recover_tenant(lake: &Lake, tenant: TenantId) -> Result<Recovered> {
 }
 
 /// Records one segment: its blocks, and the processes and streams they belong to.
-async fn record(lake: &Lake, tenant: &TenantId, id: SegmentId) -> Result<u64> {
+async fn record(lake: &Lake, tenant: &TenantId, id: SegmentId, stored: Stored) -> Result<u64> {
     let path = SegmentPath::new(tenant.clone(), id);
-    let location = path.to_string();
-    let data = lake.store.get(&path.to_object_path()).await?;
+    let (location, data, log) = match stored {
+        Stored::Own => (
+            path.to_string(),
+            lake.store.get(&path.to_object_path()).await?,
+            None,
+        ),
+        Stored::InLog(log, length) => (
+            format!("{}@{}", log.object, log.offset),
+            lake.store
+                .get_range(
+                    &Path::from(log.object.as_str()),
+                    log.offset..log.offset + length,
+                )
+                .await?,
+            Some(log),
+        ),
+    };
     let commit = tokio::task::spawn_blocking(move || -> Result<TenantCommit> {
         let entries = segment::read_index(&location, &data)?;
         let insert_time = i64::try_from(id.unix_millis())
@@ -133,7 +205,7 @@ async fn record(lake: &Lake, tenant: &TenantId, id: SegmentId) -> Result<u64> {
                 size: data.len() as u64,
                 block_count: entries.len() as u32,
                 insert_time,
-                log: None,
+                log,
             },
             processes: Vec::new(),
             streams: Vec::new(),
