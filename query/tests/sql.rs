@@ -225,15 +225,28 @@ async fn time_predicates_leave_older_blocks_unread() {
     stack
         .send("default", "logs", logs_at(now_nanos() - 10_000_000_000))
         .await;
+    // The old blocks' bytes overwritten: reading one would fail its checksum.
+    let objects = stack
+        ._dir
+        .as_ref()
+        .expect("local files")
+        .path()
+        .join("objects");
     for block in &old {
-        let path = framelake_lake::paths::SegmentPath::new(tenant.clone(), block.segment_id);
-        // Already gone when two blocks shared a segment.
-        let _ = stack
-            .lake
-            .store
-            .object_store()
-            .delete(&path.to_object_path())
-            .await;
+        let log = block
+            .segment_log
+            .as_ref()
+            .expect("local files keep segments in logs");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(objects.join(&log.object))
+            .expect("log");
+        std::os::unix::fs::FileExt::write_all_at(
+            &file,
+            &vec![0; block.length as usize],
+            log.offset + block.offset,
+        )
+        .expect("overwrites");
     }
 
     let recent = "SELECT count(*) AS n FROM log_entries WHERE time > now() - interval '1 hour'";
@@ -249,7 +262,7 @@ async fn time_predicates_leave_older_blocks_unread() {
     let (status, body) = stack.query("SELECT count(*) FROM log_entries", &[]).await;
     assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
     assert!(
-        String::from_utf8_lossy(&body).contains("not found"),
+        String::from_utf8_lossy(&body).contains("checksum"),
         "{}",
         String::from_utf8_lossy(&body)
     );
@@ -432,17 +445,41 @@ async fn retention_removes_old_data_in_bulk(stack: Stack) {
         (1, 1, 2),
         "{removed:?}"
     );
+    // A segment of its own goes with its rows; a log once none of its
+    // segments is left (here the newer one shares it).
+    let segment_object = |s: &framelake_lake::catalog::SegmentRecord| match &s.log {
+        Some(log) => object_store::path::Path::from(log.object.as_str()),
+        None => {
+            framelake_lake::paths::SegmentPath::new(default.clone(), s.segment_id).to_object_path()
+        }
+    };
+    let newer = stack
+        .lake
+        .catalog
+        .segments(&default)
+        .await
+        .expect("segments");
+    let logs: Vec<_> = newer
+        .iter()
+        .filter(|s| s.log.is_some())
+        .map(segment_object)
+        .collect();
     for path in old_partition
         .iter()
         .map(|p| p.path(&default))
-        .chain(old_segments.iter().map(|s| {
-            framelake_lake::paths::SegmentPath::new(default.clone(), s.segment_id).to_object_path()
-        }))
+        .chain(old_segments.iter().map(segment_object))
+        .filter(|path| !logs.contains(path))
     {
         let gone = stack.lake.store.object_store().head(&path).await;
         assert!(
             matches!(gone, Err(object_store::Error::NotFound { .. })),
             "{path}: {gone:?}"
+        );
+    }
+    for log in &logs {
+        assert!(
+            stack.lake.store.object_store().head(log).await.is_ok(),
+            "{log} is kept"
         );
     }
     let count = "SELECT count(*) AS n, min(time) AS first FROM log_entries";
@@ -468,6 +505,18 @@ async fn retention_removes_old_data_in_bulk(stack: Stack) {
         .await
         .expect("expires");
     assert_eq!(again, retention::Removed::default());
+    // Later, the newer segments go too, and with them the logs they were in.
+    let later = framelake_lake::writer::now_nanos() + day + 1;
+    retention::expire(&stack.lake, &retention, later)
+        .await
+        .expect("expires");
+    for log in &logs {
+        let gone = stack.lake.store.object_store().head(log).await;
+        assert!(
+            matches!(gone, Err(object_store::Error::NotFound { .. })),
+            "{log}: {gone:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

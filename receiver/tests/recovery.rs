@@ -160,3 +160,55 @@ async fn lost_commits_come_back(config: LakeConfig) {
     );
     assert_eq!(server.block_count("other").await, 1);
 }
+
+/// A crash in the middle of a flush leaves its record of the log torn (its
+/// requests were never acknowledged): recovery records every whole record
+/// before it and stops there.
+#[tokio::test]
+async fn a_torn_last_record_of_a_log_is_left() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = LakeConfig::embedded(dir.path());
+    let database_url = config.database_url.clone();
+    let server = TestServer::with(Options {
+        lake: Some(config),
+        ..Options::default()
+    })
+    .await;
+    for seed in 1..=3 {
+        export(&server, "acme", seed).await;
+    }
+    let acme: TenantId = "acme".parse().expect("tenant");
+    let segments = server.lake.catalog.segments(&acme).await.expect("segments");
+    assert_eq!(segments.len(), 3);
+    let last = segments[2]
+        .log
+        .clone()
+        .expect("local files keep segments in logs");
+    assert!(
+        segments
+            .iter()
+            .all(|s| s.log.as_ref().map(|l| &l.object) == Some(&last.object)),
+        "one log: {segments:?}"
+    );
+    let file = dir.path().join("objects").join(&last.object);
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("log");
+    log.set_len(last.offset + segments[2].size / 2)
+        .expect("truncates");
+
+    forget_acme(&database_url).await;
+    let recovered = recover(&server.lake).await.expect("recovers");
+    assert_eq!(
+        (recovered.checked, recovered.recorded),
+        (2, 2),
+        "{recovered:?}"
+    );
+    let mut after = server.lake.catalog.segments(&acme).await.expect("segments");
+    after.iter_mut().for_each(|s| s.insert_time = 0);
+    let mut whole = segments[..2].to_vec();
+    whole.iter_mut().for_each(|s| s.insert_time = 0);
+    assert_eq!(after, whole, "the whole records, where they lie");
+    assert_eq!(server.block_count("acme").await, 2);
+}

@@ -3,3 +3,5 @@
 -- offset of its first byte there (block offsets stay relative to the segment).
 ALTER TABLE segments ADD COLUMN object TEXT;
 ALTER TABLE segments ADD COLUMN object_offset INTEGER NOT NULL DEFAULT 0;
+-- Retention deletes a log once no segment is left in it.
+CREATE INDEX segments_by_object ON segments (tenant, object) WHERE object IS NOT NULL;

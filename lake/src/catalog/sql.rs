@@ -79,26 +79,46 @@ macro_rules! impl_sql_catalog {
                 let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM blocks WHERE tenant = ");
                 q.push_bind(tenant.as_str()).push(" AND insert_time < ").push_bind(cutoff);
                 let blocks = q.build().execute(&mut *tx).await?.rows_affected();
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT segment_id FROM segments WHERE tenant = ");
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT segment_id, object FROM segments WHERE tenant = ",
+                );
                 q.push_bind(tenant.as_str()).push(" AND insert_time < ").push_bind(cutoff);
-                let segments = q
-                    .build()
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .map(|r| $crate::ids::SegmentId::from_slice(&r.try_get::<Vec<u8>, _>(0)?))
-                    .collect::<$crate::Result<Vec<_>>>()?;
+                let rows = q.build().fetch_all(&mut *tx).await?;
+                let mut segments = Vec::with_capacity(rows.len());
+                let mut own_objects = Vec::new();
+                let mut logs = std::collections::BTreeSet::new();
+                for r in rows {
+                    let id = $crate::ids::SegmentId::from_slice(&r.try_get::<Vec<u8>, _>(0)?)?;
+                    segments.push(id);
+                    match r.try_get::<Option<String>, _>(1)? {
+                        Some(log) => {
+                            logs.insert(log);
+                        }
+                        None => own_objects.push(
+                            $crate::paths::SegmentPath::new(tenant.clone(), id).to_object_path().to_string(),
+                        ),
+                    }
+                }
                 let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM segments WHERE tenant = ");
                 q.push_bind(tenant.as_str()).push(" AND insert_time < ").push_bind(cutoff);
                 q.build().execute(&mut *tx).await?;
+                // A log goes once none of its segments is left (a log holds one
+                // hour, so in practice with the last of them).
+                let mut empty_logs = Vec::new();
+                for log in logs {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT 1 FROM segments WHERE tenant = ");
+                    q.push_bind(tenant.as_str()).push(" AND object = ").push_bind(log.as_str()).push(" LIMIT 1");
+                    if q.build().fetch_optional(&mut *tx).await?.is_none() {
+                        empty_logs.push(log);
+                    }
+                }
                 // Their objects, queued for deletion now: a process that stops
                 // before deleting them leaves the queue to the next pass.
                 let paths: Vec<String> = partitions
                     .iter()
                     .map(|p| p.path(tenant).to_string())
-                    .chain(segments.iter().map(|s| {
-                        $crate::paths::SegmentPath::new(tenant.clone(), *s).to_object_path().to_string()
-                    }))
+                    .chain(own_objects)
+                    .chain(empty_logs)
                     .collect();
                 for chunk in paths.chunks($crate::catalog::sql::INSERT_CHUNK) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO garbage (tenant, path, delete_after) ");
