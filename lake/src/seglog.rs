@@ -239,21 +239,21 @@ mod tests {
 
     #[test]
     fn records_are_aligned_and_read_back_in_order() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("a.fllog");
-        let mut log = SegmentLog::create(&path).unwrap();
+        let mut log = SegmentLog::create(&path).expect("creates");
         let sizes = [1usize, 4096 - 64, 4096 - 63, 100_000];
         let mut written = Vec::new();
         for (i, &n) in sizes.iter().enumerate() {
             let record = log
                 .append(SegmentId::new(), &parts(n, i as u8 + 1))
-                .unwrap();
+                .expect("appends");
             assert_eq!((record.offset - HEADER_LEN) % ALIGN, 0);
             assert_eq!(record.length, n as u64);
             written.push(record);
         }
-        assert_eq!(log.len(), written.last().unwrap().end());
-        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(log.len(), written.last().expect("written").end());
+        let bytes = std::fs::read(&path).expect("reads");
         assert_eq!(bytes.len() as u64, log.len());
         let read = scan(&bytes, |_| true);
         assert_eq!(read, written);
@@ -265,12 +265,16 @@ mod tests {
 
     #[test]
     fn a_torn_last_record_ends_the_log() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("a.fllog");
-        let mut log = SegmentLog::create(&path).unwrap();
-        let first = log.append(SegmentId::new(), &parts(5000, 7)).unwrap();
-        let second = log.append(SegmentId::new(), &parts(5000, 8)).unwrap();
-        let whole = std::fs::read(&path).unwrap();
+        let mut log = SegmentLog::create(&path).expect("creates");
+        let first = log
+            .append(SegmentId::new(), &parts(5000, 7))
+            .expect("appends");
+        let second = log
+            .append(SegmentId::new(), &parts(5000, 8))
+            .expect("appends");
+        let whole = std::fs::read(&path).expect("reads");
         let whole_segment = |s: &[u8]| s.iter().all(|&b| b == 7 || b == 8);
 
         // The second record cut short: its header checks, its segment does not.
@@ -291,10 +295,10 @@ mod tests {
 
     #[test]
     fn an_existing_log_is_never_reopened() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("a.fllog");
-        SegmentLog::create(&path).unwrap();
-        let err = SegmentLog::create(&path).unwrap_err();
+        SegmentLog::create(&path).expect("creates");
+        let err = SegmentLog::create(&path).expect_err("exists");
         assert!(err.to_string().contains("exists"), "{err}");
     }
 }

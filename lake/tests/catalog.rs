@@ -95,7 +95,10 @@ macro_rules! catalog_suite {
                     object: "tenants/a/logs/2026-12-06/04/x.fllog".to_owned(),
                     offset: 3 * 4096 + 64,
                 });
-                catalog.commit(&[own.clone()]).await.expect("commit");
+                catalog
+                    .commit(std::slice::from_ref(&own))
+                    .await
+                    .expect("commit");
                 // The writer's path, where the backend has one.
                 match catalog.commit_blocking(std::slice::from_ref(&logged)) {
                     Some(committed) => committed.map(drop).expect("commit"),
