@@ -5,7 +5,7 @@
 //! for bytes no one reads soon. Measured on the 2-core VM (log records over
 //! OTLP, 8 exporters, ~245 KB per flush), appending each flush's segment to one
 //! open file with direct I/O and syncing only its data cut the server's CPU per
-//! record by ~20%. So a local-files store appends the segments of one tenant
+//! record by 2–12% (ADR 007). So a local-files store appends the segments of one tenant
 //! to a log file, one per process and hour (see `docs/segment-log-format.md`):
 //!
 //! - each segment is one record: a 64-byte header (magic, segment id, length,
@@ -92,7 +92,6 @@ pub struct SegmentLog {
     file: File,
     /// Where the next record goes.
     end: u64,
-    direct: bool,
     /// An aligned buffer a record is assembled in (direct I/O reads from it).
     buffer: AlignedBuffer,
 }
@@ -109,16 +108,15 @@ impl SegmentLog {
             }
             options.open(path)
         };
-        let (file, direct) = match open(true) {
-            Ok(file) => (file, true),
+        let file = match open(true) {
+            Ok(file) => file,
             // tmpfs and some others refuse O_DIRECT.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open(false)?, false),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(false)?,
             Err(e) => return Err(e.into()),
         };
         Ok(SegmentLog {
             file,
             end: 0,
-            direct,
             buffer: AlignedBuffer::default(),
         })
     }
@@ -156,11 +154,6 @@ impl SegmentLog {
         self.file.sync_data()?;
         self.end = record.end();
         Ok(record)
-    }
-
-    /// Whether writes bypass the page cache.
-    pub fn is_direct(&self) -> bool {
-        self.direct
     }
 }
 

@@ -69,7 +69,8 @@ async fn lost_commits_are_recorded_again_on_postgres_and_s3() {
     lost_commits_come_back(config).await;
 }
 
-async fn lost_commits_come_back(config: LakeConfig) {
+/// A server on `config` that stored three requests of tenant acme, and its catalog's URL.
+async fn serve_with_acme(config: LakeConfig) -> (TestServer, String) {
     let database_url = config.database_url.clone();
     let server = TestServer::with(Options {
         lake: Some(config),
@@ -79,6 +80,11 @@ async fn lost_commits_come_back(config: LakeConfig) {
     for seed in 1..=3 {
         export(&server, "acme", seed).await;
     }
+    (server, database_url)
+}
+
+async fn lost_commits_come_back(config: LakeConfig) {
+    let (server, database_url) = serve_with_acme(config).await;
     export(&server, "other", 9).await;
     let acme: TenantId = "acme".parse().expect("tenant");
     let catalog = &server.lake.catalog;
@@ -168,15 +174,7 @@ async fn lost_commits_come_back(config: LakeConfig) {
 async fn a_torn_last_record_of_a_log_is_left() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = LakeConfig::embedded(dir.path());
-    let database_url = config.database_url.clone();
-    let server = TestServer::with(Options {
-        lake: Some(config),
-        ..Options::default()
-    })
-    .await;
-    for seed in 1..=3 {
-        export(&server, "acme", seed).await;
-    }
+    let (server, database_url) = serve_with_acme(config).await;
     let acme: TenantId = "acme".parse().expect("tenant");
     let segments = server.lake.catalog.segments(&acme).await.expect("segments");
     assert_eq!(segments.len(), 3);
