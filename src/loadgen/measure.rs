@@ -1,8 +1,10 @@
 //! Measuring a phase: server CPU from /proc, latency percentiles, bytes at rest,
-//! and the same-run references: prost decode on one core, and the receiver's
-//! own request preparation on one core (no I/O).
+//! and the references measured on one core just before and after the phase:
+//! prost decode, and the receiver's own request preparation (no I/O).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -156,9 +158,15 @@ impl ServerProbe {
         &mut self,
         phase: &Phase<'_>,
         tenant: &str,
-        reference_per_core: f64,
-        prepare_per_core: f64,
+        references: Option<Compression>,
     ) -> anyhow::Result<Row> {
+        let reference = async |compression| match compression {
+            Some(c) => {
+                Some(References::measure_for(phase.signal, phase.batch, c, REFERENCE_TIME).await)
+            }
+            None => None,
+        };
+        let before = reference(references).await;
         let stored_before = self.stored_bytes();
         let cpu_before = self.cpu_seconds();
         let started = Instant::now();
@@ -204,6 +212,13 @@ impl ServerProbe {
             (Some(before), Some(after)) => Some(after - before),
             _ => None,
         };
+        let rates = match (before, reference(references).await) {
+            (Some(before), Some(after)) => before.fastest(after),
+            _ => Rates {
+                prost: f64::NAN,
+                prepare: f64::NAN,
+            },
+        };
         // Let the writer's last flush land before measuring the disk.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let stored = match (stored_before, self.stored_bytes()) {
@@ -223,8 +238,8 @@ impl ServerProbe {
             protocol: phase.protocol.to_owned(),
             events_per_sec: events as f64 / wall,
             server_cpu_per_event: cpu.and_then(per_event),
-            reference_per_core,
-            prepare_per_core,
+            reference_per_core: rates.prost,
+            prepare_per_core: rates.prepare,
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
             segment_bytes_per_event: stored.and_then(|(o, _)| per_event(o)),
@@ -335,55 +350,134 @@ impl Sender {
     }
 }
 
-/// Events per second on this core of `f` over 64 requests of `signal`.
-fn rate(signal: &str, batch: usize, mut f: impl FnMut(&Bytes) -> usize) -> f64 {
+/// The same-run references, in events per second of one core's CPU time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rates {
+    /// Plain prost decode of the same kind of requests.
+    pub(crate) prost: f64,
+    /// The receiver's own preparation of them (validate, index, compress; no I/O).
+    pub(crate) prepare: f64,
+}
+
+impl Rates {
+    /// Each reference at the faster of two measurements.
+    fn fastest(self, other: Rates) -> Rates {
+        Rates {
+            prost: self.prost.max(other.prost),
+            prepare: self.prepare.max(other.prepare),
+        }
+    }
+}
+
+/// How long the references are measured, just before and just after each phase.
+const REFERENCE_TIME: Duration = Duration::from_secs(2);
+
+/// The references, measured on a thread of their own. Prost decode and
+/// preparation take turns over the same 64 requests (four requests of each
+/// per turn), each rated by the thread's own CPU time: on a shared VM the
+/// host's speed drifts by tens of percent within a minute, and taking turns
+/// lets both references see the same host.
+#[derive(Debug)]
+pub(crate) struct References {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Rates>,
+}
+
+impl References {
+    pub(crate) fn start(signal: &str, batch: usize, compression: Compression) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let signal = signal.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("loadgen-references".to_owned())
+            .spawn({
+                let stop = Arc::clone(&stop);
+                move || measure_references(&signal, batch, compression, &stop)
+            })
+            .expect("starting the reference thread");
+        References { stop, thread }
+    }
+
+    pub(crate) fn finish(self) -> Rates {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .expect("the reference thread does not panic")
+    }
+
+    /// The references alone, measured for `duration`.
+    pub(crate) async fn measure_for(
+        signal: &str,
+        batch: usize,
+        compression: Compression,
+        duration: Duration,
+    ) -> Rates {
+        let references = References::start(signal, batch, compression);
+        tokio::time::sleep(duration).await;
+        references.finish()
+    }
+}
+
+fn measure_references(
+    signal: &str,
+    batch: usize,
+    compression: Compression,
+    stop: &AtomicBool,
+) -> Rates {
     let mut generator = Generator::new(42);
     let requests: Vec<Bytes> = (0..64)
         .map(|_| encode(&mut generator, signal, batch))
         .collect();
-    let started = Instant::now();
-    let mut events = 0u64;
-    while started.elapsed() < Duration::from_secs(2) {
-        for r in &requests {
-            events += f(r) as u64;
-        }
-    }
-    events as f64 / secs(started)
-}
-
-/// Plain prost decode of the same kind of requests on this core: events per second.
-pub(crate) fn prost_decode_rate(signal: &str, batch: usize) -> f64 {
-    rate(signal, batch, |r| {
+    let tenant: TenantId = "loadgen".parse().expect("a valid tenant");
+    let kind = if signal == "traces" {
+        Signal::Traces
+    } else {
+        Signal::Logs
+    };
+    let decode = |r: &Bytes| {
         match signal {
             "traces" => ExportTraceServiceRequest::decode(r.as_ref())
                 .map(|m| m.resource_spans[0].scope_spans[0].spans.len()),
             _ => ExportLogsServiceRequest::decode(r.as_ref())
                 .map(|m| m.resource_logs[0].scope_logs[0].log_records.len()),
         }
-        .expect("generated requests decode")
-    })
+        .expect("generated requests decode") as u64
+    };
+    let prepare = |r: &Bytes| {
+        prepare(&tenant, kind, Encoding::Protobuf, r.clone(), compression)
+            .expect("generated requests are valid")
+            .events
+    };
+    // (events, CPU seconds) of prost decode and of preparation.
+    let (mut prost, mut prepared) = ((0u64, 0f64), (0u64, 0f64));
+    let timed = |f: &dyn Fn(&Bytes) -> u64, turn: &[Bytes], total: &mut (u64, f64)| {
+        let started = thread_cpu_seconds();
+        total.0 += turn.iter().map(f).sum::<u64>();
+        total.1 += thread_cpu_seconds() - started;
+    };
+    loop {
+        for turn in requests.chunks(4) {
+            timed(&decode, turn, &mut prost);
+            timed(&prepare, turn, &mut prepared);
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    Rates {
+        prost: prost.0 as f64 / prost.1,
+        prepare: prepared.0 as f64 / prepared.1,
+    }
 }
 
-/// The receiver's own work on the same kind of requests on this core (validate,
-/// index, compress; no I/O): events per second.
-pub(crate) fn prepare_rate(signal: &str, batch: usize, compression: Compression) -> f64 {
-    let tenant: TenantId = "loadgen".parse().expect("a valid tenant");
-    let signal_kind = if signal == "traces" {
-        Signal::Traces
-    } else {
-        Signal::Logs
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    rate(signal, batch, |r| {
-        let prepared = prepare(
-            &tenant,
-            signal_kind,
-            Encoding::Protobuf,
-            r.clone(),
-            compression,
-        )
-        .expect("generated requests are valid");
-        prepared.events as usize
-    })
+    // SAFETY: `now` is a valid place for the time.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
 }
 
 /// The host CPU model, from /proc/cpuinfo.
@@ -536,6 +630,22 @@ mod tests {
         let ticks = super::process_cpu_ticks(pid).expect("own /proc stat");
         assert!(clock >= 0.04, "{clock}");
         assert!((clock - ticks).abs() < 0.05, "{clock} against {ticks}");
+    }
+
+    #[tokio::test]
+    async fn both_references_are_measured_in_turns_until_stopped() {
+        let rates = super::References::measure_for(
+            "logs",
+            16,
+            framelake_lake::segment::Compression::Lz4,
+            std::time::Duration::from_millis(200),
+        )
+        .await;
+        // Decoding 16-record requests runs at well over 10k records per
+        // second of CPU on any machine, and never at an infinite rate.
+        for rate in [rates.prost, rates.prepare] {
+            assert!(rate.is_finite() && rate > 10_000.0, "{rates:?}");
+        }
     }
 
     #[test]

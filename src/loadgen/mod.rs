@@ -1,8 +1,8 @@
 //! `framelake loadgen`: drives a server with OTLP load over gRPC and HTTP, from
 //! concurrent exporters sending unique requests, and prints a table: events/s
 //! accepted, server CPU per event, acknowledgement latency, bytes at rest, and
-//! beside them a reference measured in the same run (plain prost decode of the
-//! same kind of requests on one core) and the host CPU.
+//! beside them a reference measured on one core just before and just after
+//! each phase (plain prost decode of the same kind of requests) and the host CPU.
 
 pub(crate) mod generate;
 pub(crate) mod measure;
@@ -16,7 +16,7 @@ use framelake_lake::segment::Compression;
 use prost::Message;
 
 use self::generate::Generator;
-use self::measure::{Phase, ServerProbe};
+use self::measure::{Phase, References, ServerProbe};
 
 /// Load generator options.
 #[derive(Debug, clap::Args)]
@@ -56,7 +56,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 5)]
     warmup: u64,
     /// Times to measure every phase, one after another on the same server, each
-    /// beside references measured just before it; a summary gives the median
+    /// beside references measured just before and after it; a summary gives the median
     /// ratio (run-to-run spread on a small VM is about ±10%).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
@@ -87,11 +87,14 @@ pub(crate) async fn run(
         );
         println!("|---|---:|---:|---:|");
         for signal in &signals {
-            let reference = measure::prost_decode_rate(signal, args.batch);
-            let prepare = measure::prepare_rate(signal, args.batch, compression);
+            let rates =
+                References::measure_for(signal, args.batch, compression, Duration::from_secs(4))
+                    .await;
             println!(
-                "| {signal} | {reference:.0} | {prepare:.0} | {:.2} |",
-                prepare / reference
+                "| {signal} | {:.0} | {:.0} | {:.2} |",
+                rates.prost,
+                rates.prepare,
+                rates.prepare / rates.prost
             );
         }
         return Ok(());
@@ -132,16 +135,14 @@ pub(crate) async fn run(
                 duration: Duration::from_secs(seconds),
             };
             for _ in 0..args.repeat {
-                let reference = measure::prost_decode_rate(signal, args.batch);
-                let prepare = measure::prepare_rate(signal, args.batch, compression);
                 if args.warmup > 0 {
                     probe
-                        .measure(&phase(args.warmup), &args.tenant, reference, prepare)
+                        .measure(&phase(args.warmup), &args.tenant, None)
                         .await
                         .with_context(|| format!("warming up {signal} over {protocol}"))?;
                 }
                 let row = probe
-                    .measure(&phase(args.duration), &args.tenant, reference, prepare)
+                    .measure(&phase(args.duration), &args.tenant, Some(compression))
                     .await
                     .with_context(|| format!("{signal} over {protocol}"))?;
                 rows.push(row);
