@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use arrow::array::{
-    AsArray, FixedSizeBinaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    AsArray, FixedSizeBinaryArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array,
 };
 use arrow::datatypes::DataType;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -201,6 +201,19 @@ impl Thread {
             w.event(end, track, EventType::SliceEnd, Message::default());
         }
     }
+
+    /// Makes room for a slice at `depth` beginning at `begin`: the slices that
+    /// ended before it end, then those that the thread's own nesting says are
+    /// over (ending at `begin`). Nesting by time alone would put a span inside
+    /// its previous sibling when their times cross a little, as times of
+    /// blocks converted with different clock estimates can (`docs/native-format.md`).
+    fn open_at(&mut self, begin: i64, depth: usize, track: u64, w: &mut Writer) {
+        self.close_until(begin, track, w);
+        while self.open.len() > depth {
+            self.open.pop();
+            w.event(begin, track, EventType::SliceEnd, Message::default());
+        }
+    }
 }
 
 /// Streams a native process's trace: the chunks of the `Trace` message, or
@@ -380,6 +393,7 @@ impl Export {
             let targets = text(batch, "target")?;
             let begins = column::<Int64Array>(batch, "b")?;
             let ends = column::<Int64Array>(batch, "e")?;
+            let depths = column::<UInt32Array>(batch, "depth")?;
             for row in 0..batch.num_rows() {
                 let stream: [u8; 16] = streams.value(row).try_into().unwrap_or_default();
                 let (track, thread) = thread(
@@ -390,7 +404,8 @@ impl Export {
                     threads.value(row),
                 );
                 let (begin, end) = (begins.value(row), ends.value(row));
-                thread.close_until(begin, track, &mut this.writer);
+                let depth = depths.value(row) as usize;
+                thread.open_at(begin, depth, track, &mut this.writer);
                 let event = Message::default()
                     .text(field::EVENT_NAME, names.value(row))
                     .message(

@@ -178,13 +178,26 @@ mod client {
     }
 
     /// A block of a stream: its descriptors, the spans open at its start
-    /// and its events.
+    /// and its events; cut at its last event, one tick per nanosecond.
     pub(crate) fn block(
         stream: &Stream,
         sequence: u64,
         descriptors: Vec<Descriptor>,
         open_spans: Vec<(u64, i64)>,
         events: &[Event<'_>],
+    ) -> Vec<u8> {
+        block_calibrated(stream, sequence, descriptors, open_spans, events, None)
+    }
+
+    /// As [`block`], with the nanoseconds since the start read when the block
+    /// was cut (the calibration point a process without a frequency is read with).
+    pub(crate) fn block_calibrated(
+        stream: &Stream,
+        sequence: u64,
+        descriptors: Vec<Descriptor>,
+        open_spans: Vec<(u64, i64)>,
+        events: &[Event<'_>],
+        cut_at_nanos: Option<i64>,
     ) -> Vec<u8> {
         let mut bytes = Vec::new();
         for e in events {
@@ -215,7 +228,7 @@ mod client {
             begin_ticks: begin,
             end_ticks: end,
             calibration_ticks: end,
-            calibration_time: START + end,
+            calibration_time: START + cut_at_nanos.unwrap_or(end),
             event_count: events.len() as u32,
         };
         let payload = PayloadParts {
@@ -548,5 +561,101 @@ async fn thread_spans_are_decoded_on_demand_and_cached() {
             .await,
         1,
         "draw only"
+    );
+}
+
+/// A process that sends no tick frequency gets one estimated per block, and
+/// estimates differ: here the second block's puts `render` 3 ns before
+/// `update` (the first block's) ends. The Perfetto trace still nests as the
+/// thread did: `render` beside `update`, not inside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trace_nests_as_the_thread_did_when_block_clocks_disagree() {
+    use framelake_sdk::format::Event;
+    let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
+    let game = framelake_sdk::format::Process {
+        tick_frequency: 0,
+        ..client::process(3, "cpu-without-frequency")
+    };
+    let main = client::thread(&game, 31, "main");
+    let (frame, update, render) = (
+        client::span(8, "frame", 10),
+        client::span(16, "update", 20),
+        client::span(24, "render", 30),
+    );
+    let begin = |d: &framelake_sdk::format::Descriptor, ticks| Event::SpanBegin {
+        descriptor: d.id,
+        ticks,
+    };
+    let end = |d: &framelake_sdk::format::Descriptor, ticks| Event::SpanEnd {
+        descriptor: d.id,
+        ticks,
+    };
+    // Block 0: 400 ticks in 400 ns. Block 1: 1000 ticks in 970 ns.
+    let first = client::block(
+        &main,
+        0,
+        vec![frame.clone(), update.clone()],
+        vec![],
+        &[begin(&frame, 0), begin(&update, 100), end(&update, 400)],
+    );
+    let second = client::block_calibrated(
+        &main,
+        1,
+        vec![frame.clone(), render.clone()],
+        vec![(frame.id, 0)],
+        &[begin(&render, 410), end(&render, 900), end(&frame, 1_000)],
+        Some(970),
+    );
+    stack.native("process", game.encode()).await;
+    stack.native("stream", main.encode()).await;
+    stack.native("block", first).await;
+    stack.native("block", second).await;
+
+    let of_game = "process_id = X'03030303030303030303030303030303'";
+    let rows = stack
+        .rows(&format!(
+            "SELECT name, arrow_cast(begin, 'Int64') - 1700000000000000000 AS b, \
+             arrow_cast(\"end\", 'Int64') - 1700000000000000000 AS e, depth \
+             FROM thread_spans WHERE {of_game} ORDER BY begin, depth"
+        ))
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            json!({"name": "frame", "b": 0, "e": 970, "depth": 0}),
+            json!({"name": "update", "b": 100, "e": 400, "depth": 1}),
+            json!({"name": "render", "b": 397, "e": 873, "depth": 1}),
+        ],
+        "the second block's clock puts render's begin before update's end"
+    );
+    let trace = perfetto(
+        &stack,
+        "process_id=03030303030303030303030303030303&begin=1700000000000000000&end=1700000000000001000",
+    )
+    .await;
+    assert_eq!(trace["errors"], json!([]), "{trace}");
+    let slices: Vec<serde_json::Value> = trace["tracks"]
+        .as_array()
+        .expect("tracks")
+        .iter()
+        .filter(|t| t["name"] == "main")
+        .flat_map(|t| t["slices"].as_array().expect("slices"))
+        .map(|s| {
+            json!({
+                "name": s["name"],
+                "b": s["ts"].as_i64().expect("ts") - 1_700_000_000_000_000_000,
+                "dur": s["dur"],
+                "depth": s["depth"],
+            })
+        })
+        .collect();
+    assert_eq!(
+        slices,
+        vec![
+            json!({"name": "frame", "b": 0, "dur": 970, "depth": 0}),
+            // Ends where its next sibling begins, 3 ns short of its own end.
+            json!({"name": "update", "b": 100, "dur": 297, "depth": 1}),
+            json!({"name": "render", "b": 397, "dur": 476, "depth": 1}),
+        ]
     );
 }
