@@ -177,6 +177,22 @@ mod client {
         }
     }
 
+    /// The event beginning a span of descriptor `d`.
+    pub(crate) fn begin(d: &Descriptor, ticks: i64) -> Event<'static> {
+        Event::SpanBegin {
+            descriptor: d.id,
+            ticks,
+        }
+    }
+
+    /// The event ending the innermost open span (of descriptor `d`).
+    pub(crate) fn end(d: &Descriptor, ticks: i64) -> Event<'static> {
+        Event::SpanEnd {
+            descriptor: d.id,
+            ticks,
+        }
+    }
+
     /// A block of a stream: its descriptors, the spans open at its start
     /// and its events; cut at its last event, one tick per nanosecond.
     pub(crate) fn block(
@@ -300,14 +316,7 @@ async fn thread_spans_are_decoded_on_demand_and_cached() {
         client::span(24, "render", 30),
         client::span(32, "draw", 40),
     );
-    let begin = |d: &framelake_sdk::format::Descriptor, ticks| Event::SpanBegin {
-        descriptor: d.id,
-        ticks,
-    };
-    let end = |d: &framelake_sdk::format::Descriptor, ticks| Event::SpanEnd {
-        descriptor: d.id,
-        ticks,
-    };
+    let (begin, end) = (client::begin, client::end);
     // Block 0 ends inside `render`, block 1 starts with it open: each block
     // reports the spans it holds the end of.
     let first = client::block(
@@ -570,7 +579,6 @@ async fn thread_spans_are_decoded_on_demand_and_cached() {
 /// thread did: `render` beside `update`, not inside it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trace_nests_as_the_thread_did_when_block_clocks_disagree() {
-    use framelake_sdk::format::Event;
     let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
     let game = framelake_sdk::format::Process {
         tick_frequency: 0,
@@ -582,14 +590,7 @@ async fn a_trace_nests_as_the_thread_did_when_block_clocks_disagree() {
         client::span(16, "update", 20),
         client::span(24, "render", 30),
     );
-    let begin = |d: &framelake_sdk::format::Descriptor, ticks| Event::SpanBegin {
-        descriptor: d.id,
-        ticks,
-    };
-    let end = |d: &framelake_sdk::format::Descriptor, ticks| Event::SpanEnd {
-        descriptor: d.id,
-        ticks,
-    };
+    let (begin, end) = (client::begin, client::end);
     // Block 0: 400 ticks in 400 ns. Block 1: 1000 ticks in 970 ns.
     let first = client::block(
         &main,
