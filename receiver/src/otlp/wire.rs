@@ -182,13 +182,26 @@ impl<'a> Reader<'a> {
     }
 
     /// A varint of at most 10 bytes whose value fits 64 bits, as prost requires.
-    #[inline]
+    /// Keys, lengths and most values take one or two bytes: those are read
+    /// inline, the rest out of line.
+    #[inline(always)]
     fn varint(&mut self) -> Option<u64> {
         let first = *self.buf.get(self.pos)?;
         if first < 0x80 {
             self.pos += 1;
             return Some(u64::from(first));
         }
+        if let Some(&second) = self.buf.get(self.pos + 1)
+            && second < 0x80
+        {
+            self.pos += 2;
+            return Some(u64::from(first & 0x7f) | u64::from(second) << 7);
+        }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Option<u64> {
         let mut value = 0u64;
         for i in 0..10 {
             let byte = *self.buf.get(self.pos + i)?;
@@ -363,6 +376,44 @@ mod tests {
             "varint past 64 bits"
         );
         assert_eq!(field_ranges(&[], 1), Some(vec![]));
+    }
+
+    #[test]
+    fn varints_of_every_length_read_as_prost_writes_them() {
+        let mut values = vec![0, 1, 127, 128, 255, 300, 16_383, 16_384, u64::MAX];
+        values.extend((1..64).map(|bits| (1u64 << bits) - 1));
+        values.extend((1..64).map(|bits| 1u64 << bits));
+        for value in values {
+            let mut buf = Vec::new();
+            prost::encoding::encode_varint(value, &mut buf);
+            buf.push(0x7f); // what follows is not read
+            let mut r = Reader::new(&buf);
+            assert_eq!(r.varint(), Some(value), "{buf:02x?}");
+            assert_eq!(
+                r.pos,
+                buf.len() - 1,
+                "{value} takes {} bytes",
+                buf.len() - 1
+            );
+            // Cut anywhere inside, it is refused.
+            for cut in 0..buf.len() - 1 {
+                assert_eq!(
+                    Reader::new(&buf[..cut]).varint(),
+                    None,
+                    "{value} cut at {cut}"
+                );
+            }
+        }
+        // Eleven bytes, or ten whose last carries bits past 64, do not fit.
+        let mut long = vec![0x80; 10];
+        long.push(0x00);
+        assert_eq!(Reader::new(&long).varint(), None);
+        let mut over = vec![0xff; 9];
+        over.push(0x02);
+        assert_eq!(Reader::new(&over).varint(), None);
+        // Non-minimal encodings are valid, as prost reads them.
+        assert_eq!(Reader::new(&[0x81, 0x00]).varint(), Some(1));
+        assert_eq!(Reader::new(&[0x80, 0x80, 0x00]).varint(), Some(0));
     }
 
     static INNER: Schema = Schema::new(
