@@ -1,8 +1,9 @@
 //! `framelake loadgen`: drives a server with OTLP load over gRPC and HTTP, from
 //! concurrent exporters sending unique requests, and prints a table: events/s
 //! accepted, server CPU per event, acknowledgement latency, bytes at rest, and
-//! beside them a reference measured on one core just before and just after
-//! each phase (plain prost decode of the same kind of requests) and the host CPU.
+//! beside them the host CPU and a reference (plain prost decode of the same
+//! kind of requests, per core) measured two ways: in slices all through each
+//! phase, and continuously just before and just after it.
 
 pub(crate) mod generate;
 pub(crate) mod measure;
@@ -56,8 +57,8 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 5)]
     warmup: u64,
     /// Times to measure every phase, one after another on the same server, each
-    /// beside references measured just before and after it; a summary gives the median
-    /// ratio (run-to-run spread on a small VM is about ±10%).
+    /// beside its own references; a summary gives the median ratios (run-to-run
+    /// spread on a small VM is about ±10%).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
     /// Print only the in-process references (prost decode, receiver prepare) and exit.
