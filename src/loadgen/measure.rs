@@ -508,13 +508,20 @@ fn measure_references(
 
 /// CPU time of the calling thread, in seconds.
 fn thread_cpu_seconds() -> f64 {
+    clock_seconds(libc::CLOCK_THREAD_CPUTIME_ID).expect("the calling thread's CPU clock")
+}
+
+/// The time of a clock, in seconds.
+fn clock_seconds(clock: libc::clockid_t) -> Option<f64> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `now` is a valid place for the time.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9)
 }
 
 /// The host CPU model, from /proc/cpuinfo.
@@ -570,15 +577,7 @@ fn process_cpu_clock(pid: u32) -> Option<f64> {
     if unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } != 0 {
         return None;
     }
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid place for the time.
-    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
-        return None;
-    }
-    Some(now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9)
+    clock_seconds(clock)
 }
 
 /// A process's CPU time in seconds from `/proc/PID/stat` (clock ticks).
@@ -741,20 +740,11 @@ mod tests {
     fn thread_cpu_seconds<T>(thread: &std::thread::JoinHandle<T>) -> f64 {
         use std::os::unix::thread::JoinHandleExt;
         let mut clock: libc::clockid_t = 0;
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: the thread is running (not joined), and both out-pointers
-        // are valid places for what they receive.
-        unsafe {
-            assert_eq!(
-                libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock),
-                0
-            );
-            assert_eq!(libc::clock_gettime(clock, &mut now), 0);
-        }
-        now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
+        // SAFETY: the thread is running (not joined), and `clock` is a valid
+        // place for its clock's id.
+        let found = unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock) };
+        assert_eq!(found, 0, "the reference thread's CPU clock");
+        super::clock_seconds(clock).expect("the reference thread's CPU time")
     }
 
     #[test]
