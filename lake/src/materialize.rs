@@ -78,7 +78,9 @@ impl Materializer {
             match self.pass().await {
                 Ok(done) if done.partitions > 0 => tracing::debug!(?done, "materialized"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "materialization failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "materialization pass incomplete; the next one retries")
+                }
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -87,21 +89,36 @@ impl Materializer {
         }
     }
 
-    /// Materializes every block pending now, of every tenant and view.
+    /// Materializes every block pending now, of every tenant and view. A
+    /// tenant's view that fails (a block that does not read back, a store
+    /// that refuses a write) does not hold up the others: the pass goes on
+    /// and returns the first failure at its end.
     pub async fn pass(&self) -> Result<Materialized> {
         let mut done = Materialized::default();
+        let mut failed = None;
         for tenant in self.lake.catalog.pending_tenants().await? {
             for view in View::ALL.into_iter().filter(|v| v.eager()) {
                 loop {
-                    let step = self.materialize(&tenant, view).await?;
-                    done += step;
-                    if step.blocks == 0 {
-                        break;
+                    match self.materialize(&tenant, view).await {
+                        Ok(step) => {
+                            done += step;
+                            if step.blocks == 0 {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(%tenant, view = view.name(), error = %e, "materialization failed");
+                            failed.get_or_insert(e);
+                            break;
+                        }
                     }
                 }
             }
         }
-        Ok(done)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
     }
 
     /// Claims pending blocks of one view of a tenant and writes them as one

@@ -43,6 +43,11 @@ impl Stack {
         stack
     }
 
+    /// The folder of an embedded stack.
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self._dir.as_ref().expect("an embedded stack").path()
+    }
+
     /// PostgreSQL and the S3 server of the test harness.
     pub(crate) async fn cluster(name: &str) -> Stack {
         let s3 = framelake_testkit::s3();

@@ -359,6 +359,53 @@ async fn fresh_rows_show_once_before_and_after_materialization_and_compaction() 
     );
 }
 
+/// A tenant whose stored block no longer reads back (its bytes changed on
+/// disk) fails its own materialization, loudly, and holds up no one else's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_block_that_does_not_read_back_holds_up_no_other_tenant() {
+    let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
+    // Tenants are materialized in name order: the broken one comes first.
+    stack.send("a-broken", "logs", logs_at(T0)).await;
+    stack.send("b-fine", "logs", logs_at(T0)).await;
+    let logs = stack.data_dir().join("objects/tenants/a-broken/logs");
+    let mut broken = 0;
+    for day in std::fs::read_dir(&logs).expect("a-broken's segment logs") {
+        for hour in std::fs::read_dir(day.expect("day").path()).expect("hours") {
+            for log in std::fs::read_dir(hour.expect("hour").path()).expect("logs") {
+                // Past the record and segment headers, into the block.
+                let path = log.expect("log").path();
+                let mut bytes = std::fs::read(&path).expect("log bytes");
+                for b in &mut bytes[160..200] {
+                    *b ^= 0xff;
+                }
+                std::fs::write(&path, bytes).expect("log rewritten");
+                broken += 1;
+            }
+        }
+    }
+    assert_eq!(broken, 1, "one segment log of a-broken");
+    let err = materializer(&stack)
+        .pass()
+        .await
+        .expect_err("a-broken's block does not read back");
+    assert!(err.to_string().contains("a-broken"), "{err}");
+    let pending = stack.lake.catalog.pending_tenants().await.expect("catalog");
+    assert_eq!(pending, vec!["a-broken".parse().expect("tenant")]);
+    let (status, body) = stack
+        .query(
+            "SELECT count(*) AS n FROM log_entries",
+            &[("x-scope-orgid", "b-fine")],
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&body).expect("JSON rows");
+    assert_eq!(
+        rows,
+        vec![serde_json::json!({ "n": 4 })],
+        "b-fine's rows, from Parquet"
+    );
+}
+
 /// Two maintainers on one PostgreSQL: each block lands in exactly one partition.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_maintainers_on_postgres_make_each_partition_once() {
