@@ -367,23 +367,14 @@ async fn a_block_that_does_not_read_back_holds_up_no_other_tenant() {
     // Tenants are materialized in name order: the broken one comes first.
     stack.send("a-broken", "logs", logs_at(T0)).await;
     stack.send("b-fine", "logs", logs_at(T0)).await;
-    let logs = stack.data_dir().join("objects/tenants/a-broken/logs");
-    let mut broken = 0;
-    for day in std::fs::read_dir(&logs).expect("a-broken's segment logs") {
-        for hour in std::fs::read_dir(day.expect("day").path()).expect("hours") {
-            for log in std::fs::read_dir(hour.expect("hour").path()).expect("logs") {
-                // Past the record and segment headers, into the block.
-                let path = log.expect("log").path();
-                let mut bytes = std::fs::read(&path).expect("log bytes");
-                for b in &mut bytes[160..200] {
-                    *b ^= 0xff;
-                }
-                std::fs::write(&path, bytes).expect("log rewritten");
-                broken += 1;
-            }
-        }
+    let logs = files_under(&stack.data_dir().join("objects/tenants/a-broken/logs"));
+    assert_eq!(logs.len(), 1, "one segment log of a-broken: {logs:?}");
+    // Past the record and segment headers, into the block.
+    let mut bytes = std::fs::read(&logs[0]).expect("log bytes");
+    for b in &mut bytes[160..200] {
+        *b ^= 0xff;
     }
-    assert_eq!(broken, 1, "one segment log of a-broken");
+    std::fs::write(&logs[0], bytes).expect("log rewritten");
     let err = materializer(&stack)
         .pass()
         .await
@@ -404,6 +395,20 @@ async fn a_block_that_does_not_read_back_holds_up_no_other_tenant() {
         vec![serde_json::json!({ "n": 4 })],
         "b-fine's rows, from Parquet"
     );
+}
+
+/// The files in a folder and every folder below it.
+fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a folder") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// Two maintainers on one PostgreSQL: each block lands in exactly one partition.
