@@ -18,6 +18,7 @@ use framelake_lake::writer::WriterConfig;
 use framelake_query::QueryLimits;
 use framelake_query::aggregate::{self, AggregateDefinition};
 use framelake_receiver::Limits;
+use framelake_receiver::otlp::RecordLimits;
 use serde::Deserialize;
 
 /// Declares the settings once, for clap, serde and merging.
@@ -92,6 +93,13 @@ settings! {
     max_body_bytes: usize = "FRAMELAKE_MAX_BODY_BYTES";
     /// Largest request body once decompressed [default: 64 MiB].
     max_decoded_bytes: usize = "FRAMELAKE_MAX_DECODED_BYTES";
+    /// Largest span, log record or metric data point, encoded; a request holding a larger
+    /// one is refused with 413 [default: 1 MiB].
+    max_record_bytes: usize = "FRAMELAKE_MAX_RECORD_BYTES";
+    /// Most attributes and other nested values (their values, array and map entries,
+    /// events, links) one span, log record or data point may carry; a request holding
+    /// one with more is refused with 413 [default: 10000].
+    max_record_values: u32 = "FRAMELAKE_MAX_RECORD_VALUES";
     /// Compression of stored blocks: lz4, zstd (level 3), zstd:LEVEL (-7 to 22; negative levels are zstd's fast ones) or none [default: lz4].
     block_compression: String = "FRAMELAKE_BLOCK_COMPRESSION";
     /// Pause between materialization passes (blocks into Parquet), in ms; 0 leaves
@@ -103,6 +111,9 @@ settings! {
     retention_days_per_tenant: String = "FRAMELAKE_RETENTION_DAYS_PER_TENANT";
     /// Memory one query may use for sorts, joins and aggregations [default: 1 GiB].
     query_memory_bytes: usize = "FRAMELAKE_QUERY_MEMORY_BYTES";
+    /// What one call of a SQL function may build, one batch of its output: past it
+    /// the query fails with 422 [default: 256 MiB].
+    query_function_bytes: usize = "FRAMELAKE_QUERY_FUNCTION_BYTES";
     /// Longest a query may run, in seconds [default: 60].
     query_timeout_s: f64 = "FRAMELAKE_QUERY_TIMEOUT_S";
     /// Log format: text or json [default: text].
@@ -171,6 +182,10 @@ impl Settings {
         Limits {
             max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
             max_decoded_bytes: self.max_decoded_bytes.unwrap_or(d.max_decoded_bytes),
+            record: RecordLimits {
+                max_bytes: self.max_record_bytes.unwrap_or(d.record.max_bytes),
+                max_values: self.max_record_values.unwrap_or(d.record.max_values),
+            },
         }
     }
 
@@ -232,6 +247,7 @@ impl Settings {
         let d = QueryLimits::default();
         QueryLimits {
             memory_bytes: self.query_memory_bytes.unwrap_or(d.memory_bytes),
+            function_bytes: self.query_function_bytes.unwrap_or(d.function_bytes),
             timeout: self
                 .query_timeout_s
                 .map_or(d.timeout, Duration::from_secs_f64),

@@ -4,6 +4,7 @@
 mod cli;
 mod durability;
 mod flightsql;
+mod hostile;
 mod native;
 mod render;
 mod sdk;
@@ -106,6 +107,10 @@ impl Server {
         let body = response.text().await.expect("body");
         assert!(status.is_success(), "{sql}: {status} {body}");
         serde_json::from_str(&body).expect("JSON rows")
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn log_text(&self) -> String {

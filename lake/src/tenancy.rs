@@ -121,6 +121,13 @@ impl Tenancy {
     }
 
     /// The tenant a request acts for, given its `Authorization` and `X-Scope-OrgID` headers.
+    /// A header's value as the text [`Tenancy::authorize`] takes: bytes that
+    /// are not text (which HTTP allows) are kept as replacement characters, so
+    /// that an invalid tenant id is refused rather than taken for an absent one.
+    pub fn header_text(value: Option<&[u8]>) -> Option<std::borrow::Cow<'_, str>> {
+        value.map(String::from_utf8_lossy)
+    }
+
     pub fn authorize(
         &self,
         authorization: Option<&str>,

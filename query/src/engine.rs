@@ -19,7 +19,7 @@ use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::RecordBatchStream;
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use framelake_lake::Lake;
 use framelake_lake::ids::TenantId;
 use framelake_lake::view::View;
@@ -28,6 +28,7 @@ use futures::Stream;
 
 use crate::QueryError;
 use crate::aggregate::{Aggregate, AggregateDefinition, AggregateTable};
+use crate::parse;
 use crate::table::{Cache, CatalogTable, EventTable};
 
 /// What one query may use.
@@ -38,6 +39,10 @@ pub struct QueryLimits {
     pub memory_bytes: usize,
     /// Wall time from planning to the last row.
     pub timeout: Duration,
+    /// What one call of a scalar function may build (one batch of its
+    /// output): functions such as `repeat` are refused before they run
+    /// past it, any other fails the query once its output does.
+    pub function_bytes: usize,
     /// How many partitions a scan is split into.
     pub target_partitions: usize,
 }
@@ -47,6 +52,7 @@ impl Default for QueryLimits {
         QueryLimits {
             memory_bytes: 1 << 30,
             timeout: Duration::from_secs(60),
+            function_bytes: 256 << 20,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -182,6 +188,7 @@ impl Engine {
         );
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         register_functions(&ctx);
+        crate::bounded::bound_functions(&ctx, self.limits.function_bytes);
         Ok(ctx)
     }
 
@@ -221,15 +228,13 @@ impl Engine {
     pub async fn prepare(&self, tenant: &TenantId, sql: &str) -> Result<Prepared, QueryError> {
         let ctx = self.session(tenant)?;
         let plan = async {
-            let frame = ctx
-                .sql_with_options(&number_placeholders(sql)?, read_only_options())
-                .await?;
+            let frame = plan(&ctx, sql).await?;
             let types = frame.logical_plan().get_parameter_types()?;
-            Ok::<_, DataFusionError>((frame.schema().as_arrow().clone(), types))
+            Ok::<_, QueryError>((frame.schema().as_arrow().clone(), types))
         };
         let (schema, types) = match tokio::time::timeout(self.limits.timeout, plan).await {
             Err(_) => return Err(QueryError::Timeout(self.limits.timeout)),
-            Ok(result) => result.map_err(read_only)?,
+            Ok(result) => result?,
         };
         let mut parameters: Vec<(usize, Field)> = types
             .into_iter()
@@ -257,17 +262,15 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
         let ctx = self.session(tenant)?;
         let plan = async {
-            let sql = number_placeholders(sql)?;
-            let mut frame = ctx.sql_with_options(&sql, read_only_options()).await?;
+            let mut frame = plan(&ctx, sql).await?;
             if !parameters.is_empty() {
                 frame = frame.with_param_values(parameters)?;
             }
-            frame.execute_stream().await
+            Ok::<_, QueryError>(frame.execute_stream().await?)
         };
         let stream = match tokio::time::timeout_at(deadline, plan).await {
             Err(_) => return Err(QueryError::Timeout(self.limits.timeout)),
-            Ok(Err(e)) => return Err(read_only(e)),
-            Ok(Ok(stream)) => stream,
+            Ok(result) => result?,
         };
         let schema = stream.schema();
         let stream = Box::pin(Deadline {
@@ -286,47 +289,24 @@ pub(crate) fn register_functions(ctx: &SessionContext) {
     crate::quantiles::register(ctx);
 }
 
+/// Plans a query's SQL: parsed within the bounds of [`crate::parse`], then
+/// refused if it would write.
+async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryError> {
+    let state = ctx.state();
+    let statement = parse::statement(&state, &parse::number_placeholders(sql)?)?;
+    let plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(read_only)?;
+    read_only_options().verify_plan(&plan).map_err(read_only)?;
+    Ok(ctx.execute_logical_plan(plan).await?)
+}
+
 fn read_only_options() -> SQLOptions {
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false)
-}
-
-/// Positional `?` placeholders (as ODBC, JDBC and ADBC clients write them)
-/// become `$1`, `$2`, … in order, which DataFusion binds.
-fn number_placeholders(sql: &str) -> datafusion::error::Result<String> {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    if !sql.contains('?') {
-        return Ok(sql.to_owned());
-    }
-    let tokens = Tokenizer::new(&GenericDialect {}, sql)
-        .with_unescape(false)
-        .tokenize_with_location()
-        .map_err(|e| DataFusionError::Plan(e.to_string()))?;
-    // Byte offsets of line starts, to place the tokens' (line, column) spans.
-    let mut lines = vec![0];
-    lines.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-    let offset = |line: u64, column: u64| {
-        let start = lines[(line as usize).saturating_sub(1).min(lines.len() - 1)];
-        sql[start..]
-            .char_indices()
-            .nth((column as usize).saturating_sub(1))
-            .map_or(sql.len(), |(i, _)| start + i)
-    };
-    let (mut out, mut copied, mut n) = (String::with_capacity(sql.len() + 8), 0, 0);
-    for token in &tokens {
-        if matches!(&token.token, Token::Placeholder(p) if p == "?") {
-            let at = offset(token.span.start.line, token.span.start.column);
-            n += 1;
-            out.push_str(&sql[copied..at]);
-            out.push_str(&format!("${n}"));
-            copied = at + 1;
-        }
-    }
-    out.push_str(&sql[copied..]);
-    Ok(out)
 }
 
 /// DataFusion refuses writes with a plan error; say plainly why.
@@ -373,25 +353,5 @@ impl Stream for Deadline {
 impl RecordBatchStream for Deadline {
     fn schema(&self) -> SchemaRef {
         self.inner.schema()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::number_placeholders;
-
-    #[test]
-    fn question_marks_become_numbered_placeholders() {
-        let n = |sql: &str| number_placeholders(sql).expect("tokenizes");
-        assert_eq!(n("SELECT 1"), "SELECT 1");
-        assert_eq!(
-            n("SELECT * FROM t WHERE a = ? AND b > ?"),
-            "SELECT * FROM t WHERE a = $1 AND b > $2"
-        );
-        assert_eq!(
-            n("SELECT '?', \"?\" FROM t -- ?\nWHERE x = ?"),
-            "SELECT '?', \"?\" FROM t -- ?\nWHERE x = $1"
-        );
-        assert_eq!(n("SELECT 'é', ? , ?"), "SELECT 'é', $1 , $2");
     }
 }

@@ -81,8 +81,10 @@ impl FlightSql {
 
     fn tenant(&self, metadata: &MetadataMap) -> Result<TenantId, Status> {
         let value = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
+        let org_id =
+            Tenancy::header_text(metadata.get("x-scope-orgid").map(|v| v.as_encoded_bytes()));
         self.tenancy
-            .authorize(value("authorization"), value("x-scope-orgid"), Role::Read)
+            .authorize(value("authorization"), org_id.as_deref(), Role::Read)
             .map_err(|e| status(e.into()))
     }
 

@@ -25,8 +25,9 @@ use http::{HeaderMap, HeaderValue, header};
 
 use crate::{Engine, QueryError};
 
-/// Largest SQL text taken.
-const MAX_SQL_BYTES: usize = 1 << 20;
+/// Largest body taken: the longest SQL a query may be, with room for JSON's
+/// escapes (a longer text in it is refused by the parser, with a clear message).
+const MAX_BODY_BYTES: usize = 2 * crate::parse::MAX_SQL_BYTES;
 
 /// What the query listener serves with.
 #[derive(Debug)]
@@ -41,7 +42,7 @@ pub fn router(service: Arc<QueryService>) -> Router {
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/perfetto", get(perfetto))
         .route("/ready", get(|| async { "ready\n" }))
-        .layer(DefaultBodyLimit::max(MAX_SQL_BYTES))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(service)
 }
 
@@ -90,7 +91,7 @@ async fn run(
     };
     let tenant = service.tenancy.authorize(
         value(header::AUTHORIZATION),
-        value(http::HeaderName::from_static("x-scope-orgid")),
+        Tenancy::header_text(headers.get("x-scope-orgid").map(|v| v.as_bytes())).as_deref(),
         Role::Read,
     )?;
     let format = Format::from_accept(value(header::ACCEPT))?;
@@ -148,7 +149,7 @@ async fn perfetto(
         };
         let tenant = service.tenancy.authorize(
             value(header::AUTHORIZATION),
-            value(http::HeaderName::from_static("x-scope-orgid")),
+            Tenancy::header_text(headers.get("x-scope-orgid").map(|v| v.as_bytes())).as_deref(),
             Role::Read,
         )?;
         let request = trace_request(&service.engine, &tenant, &uri).await?;

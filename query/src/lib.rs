@@ -3,17 +3,20 @@
 //! - [`engine`]: a session per query, scoped to one tenant, read-only and limited.
 //! - [`aggregate`]: aggregate views, reduced incrementally by the maintainer.
 //! - [`http`]: `POST /api/v1/sql` on the query listener.
+//! - [`parse`]: SQL text into a statement, within bounds on its size and nesting.
 //! - [`flight`]: Arrow FlightSQL.
 //!
 //! The views are those of [`framelake_lake::view`]; [`functions`] lists the
 //! SQL functions added for them, [`quantiles`] the percentile functions.
 
 pub mod aggregate;
+mod bounded;
 pub mod engine;
 mod error;
 pub mod flight;
 pub mod functions;
 pub mod http;
+pub mod parse;
 pub mod perfetto;
 pub mod quantiles;
 mod table;

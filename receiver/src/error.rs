@@ -20,6 +20,10 @@ pub enum IngestError {
     /// The body, or what it decompresses to, is larger than the limit.
     #[error("request body exceeds the limit of {limit} bytes{what}")]
     PayloadTooLarge { limit: usize, what: &'static str },
+    /// A record (span, log record, data point) carries more than one may:
+    /// the message names the limit. Do not retry.
+    #[error("{0}")]
+    RecordTooLarge(String),
     /// What the request refers to is not registered (a native block's
     /// stream, a stream's process): register it, then retry.
     #[error("{0}")]
@@ -48,7 +52,9 @@ impl IngestError {
             IngestError::BadRequest(_) => StatusCode::BAD_REQUEST,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::NotFound(_) => StatusCode::NOT_FOUND,
-            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::PayloadTooLarge { .. } | IngestError::RecordTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
             IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -59,9 +65,9 @@ impl IngestError {
     /// The gRPC code the OTLP/gRPC specification gives this error.
     pub fn grpc_code(&self) -> tonic::Code {
         match self {
-            IngestError::BadRequest(_) | IngestError::UnsupportedMediaType(_) => {
-                tonic::Code::InvalidArgument
-            }
+            IngestError::BadRequest(_)
+            | IngestError::UnsupportedMediaType(_)
+            | IngestError::RecordTooLarge(_) => tonic::Code::InvalidArgument,
             IngestError::PayloadTooLarge { .. } => tonic::Code::ResourceExhausted,
             IngestError::NotFound(_) => tonic::Code::NotFound,
             IngestError::Unauthorized(_) => tonic::Code::Unauthenticated,

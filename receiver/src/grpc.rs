@@ -49,7 +49,10 @@ async fn export(
         async move {
             let metadata = request.metadata();
             let value = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
-            let tenant = ingest.authorize(value("authorization"), value("x-scope-orgid"))?;
+            let org_id = framelake_lake::tenancy::Tenancy::header_text(
+                metadata.get("x-scope-orgid").map(|v| v.as_encoded_bytes()),
+            );
+            let tenant = ingest.authorize(value("authorization"), org_id.as_deref())?;
             let body = request.into_inner();
             let response = ingest
                 .export(

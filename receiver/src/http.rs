@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, header};
 
+use framelake_lake::tenancy::Tenancy;
+
 use crate::error::IngestError;
 use crate::native::NativeMessage;
 use crate::otlp::{Encoding, Signal};
@@ -56,10 +58,8 @@ async fn export(
         Err(e) => return e.into_http(Encoding::Protobuf),
     };
     let result = async {
-        let tenant = ingest.authorize(
-            header(header::AUTHORIZATION.as_str()),
-            header("x-scope-orgid"),
-        )?;
+        let org_id = Tenancy::header_text(headers.get("x-scope-orgid").map(|v| v.as_bytes()));
+        let tenant = ingest.authorize(header(header::AUTHORIZATION.as_str()), org_id.as_deref())?;
         let compression = ContentEncoding::from_header(header(header::CONTENT_ENCODING.as_str()))?;
         let body = read_body(body, ingest.limits.max_body_bytes).await?;
         ingest
@@ -90,10 +90,8 @@ async fn native(
 ) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let result = async {
-        let tenant = ingest.authorize(
-            header(header::AUTHORIZATION.as_str()),
-            header("x-scope-orgid"),
-        )?;
+        let org_id = Tenancy::header_text(headers.get("x-scope-orgid").map(|v| v.as_bytes()));
+        let tenant = ingest.authorize(header(header::AUTHORIZATION.as_str()), org_id.as_deref())?;
         let content_type = header(header::CONTENT_TYPE.as_str())
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase());

@@ -23,7 +23,7 @@ use framelake_lake::writer::Writer;
 
 pub use crate::decompress::ContentEncoding;
 use crate::error::IngestError;
-use crate::otlp::{Encoding, Signal};
+use crate::otlp::{Encoding, RecordLimits, Signal};
 
 /// Largest body prepared on the async worker that received it (see [`Ingest::export`]).
 const INLINE_BODY_BYTES: usize = 128 << 10;
@@ -35,6 +35,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest body once decompressed.
     pub max_decoded_bytes: usize,
+    /// What one record may carry.
+    pub record: RecordLimits,
 }
 
 impl Default for Limits {
@@ -42,6 +44,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 16 << 20,
             max_decoded_bytes: 64 << 20,
+            record: RecordLimits::default(),
         }
     }
 }
@@ -84,6 +87,7 @@ impl Ingest {
         body: Bytes,
     ) -> Result<Bytes, IngestError> {
         let (limit, block_compression) = (self.limits.max_decoded_bytes, self.compression);
+        let record_limits = self.limits.record;
         // A small protobuf body takes well under the ~500 µs an async worker may
         // block (the scan and compression run at over 400 MB/s), less than handing it to
         // the blocking pool and back costs; JSON, compressed and large bodies go there.
@@ -92,7 +96,14 @@ impl Ingest {
             && body.len() <= INLINE_BODY_BYTES;
         let prepare = move || {
             let body = compression.decode(body, limit)?;
-            otlp::prepare(&tenant, signal, encoding, body, block_compression)
+            otlp::prepare(
+                &tenant,
+                signal,
+                encoding,
+                body,
+                block_compression,
+                record_limits,
+            )
         };
         let prepared = if inline {
             prepare()?

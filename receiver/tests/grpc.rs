@@ -162,6 +162,7 @@ async fn bad_input_gets_the_grpc_status_otlp_expects() {
     let limits = Limits {
         max_body_bytes: 64 << 10,
         max_decoded_bytes: 64 << 10,
+        ..Limits::default()
     };
     let server = TestServer::with(Options {
         limits,

@@ -141,6 +141,7 @@ async fn bad_input_gets_the_status_the_protocol_expects_and_stores_nothing() {
     let limits = Limits {
         max_body_bytes: 64 << 10,
         max_decoded_bytes: 256 << 10,
+        ..Limits::default()
     };
     let server = TestServer::with(Options {
         limits,

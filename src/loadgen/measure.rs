@@ -465,9 +465,16 @@ fn measure_references(
         .expect("generated requests decode") as u64
     };
     let prepare = |r: &Bytes| {
-        prepare(&tenant, kind, Encoding::Protobuf, r.clone(), compression)
-            .expect("generated requests are valid")
-            .events
+        prepare(
+            &tenant,
+            kind,
+            Encoding::Protobuf,
+            r.clone(),
+            compression,
+            Default::default(),
+        )
+        .expect("generated requests are valid")
+        .events
     };
     // (events, CPU seconds) of prost decode and of preparation.
     let (mut prost, mut prepared) = ((0u64, 0f64), (0u64, 0f64));

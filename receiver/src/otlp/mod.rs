@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+pub use self::scan::RecordLimits;
 use self::signals::{OtlpRequest, Summary};
 use crate::error::IngestError;
 
@@ -142,14 +143,16 @@ pub fn prepare(
     encoding: Encoding,
     body: Bytes,
     compression: Compression,
+    limits: RecordLimits,
 ) -> Result<Prepared, IngestError> {
+    let (tenant, c) = (tenant, compression);
     match signal {
-        Signal::Logs => prepare_as::<ExportLogsServiceRequest>(tenant, encoding, body, compression),
+        Signal::Logs => prepare_as::<ExportLogsServiceRequest>(tenant, encoding, body, c, limits),
         Signal::Traces => {
-            prepare_as::<ExportTraceServiceRequest>(tenant, encoding, body, compression)
+            prepare_as::<ExportTraceServiceRequest>(tenant, encoding, body, c, limits)
         }
         Signal::Metrics => {
-            prepare_as::<ExportMetricsServiceRequest>(tenant, encoding, body, compression)
+            prepare_as::<ExportMetricsServiceRequest>(tenant, encoding, body, c, limits)
         }
     }
 }
@@ -159,10 +162,11 @@ fn prepare_as<R: OtlpRequest>(
     encoding: Encoding,
     body: Bytes,
     compression: Compression,
+    limits: RecordLimits,
 ) -> Result<Prepared, IngestError> {
     let now = now_nanos() as u64;
     let scanned = match encoding {
-        Encoding::Protobuf => scan::scan(R::SHAPE, &body, now),
+        Encoding::Protobuf => scan::scan(R::SHAPE, &body, now, limits)?,
         Encoding::Json => None,
     };
     let resources = match scanned {
@@ -182,7 +186,19 @@ fn prepare_as<R: OtlpRequest>(
                 })
             })
             .collect::<Result<Vec<_>, IngestError>>()?,
-        None => decode_and_index::<R>(encoding, body, now)?,
+        None => {
+            if encoding == Encoding::Protobuf {
+                // Before prost builds anything.
+                scan::check_records(R::SHAPE, &body, limits)?;
+            }
+            let indexed = decode_and_index::<R>(encoding, body, now)?;
+            if encoding == Encoding::Json {
+                for resource in &indexed {
+                    scan::check_records(R::SHAPE, &resource.payload, limits)?;
+                }
+            }
+            indexed
+        }
     };
     let kind = R::KIND;
     let (mut events, mut rejected) = (0u64, 0u64);
@@ -206,7 +222,7 @@ fn prepare_as<R: OtlpRequest>(
         let (process, stream) = process_and_stream(&resource, kind);
         let (process_id, stream_id) = (process.process_id, stream.stream_id);
         let block_id = BlockId::of_timed(
-            summary.min_time,
+            summary.id_time(),
             &[
                 tenant.as_str().as_bytes(),
                 &kind.code().to_le_bytes(),

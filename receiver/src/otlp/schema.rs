@@ -41,7 +41,7 @@ static KEY_VALUE: Schema = schema(
     "opentelemetry.proto.common.v1.KeyValue",
     &[(1, Str), (2, Msg(&ANY_VALUE)), (3, Varint)],
 );
-static SCOPE: Schema = schema(
+pub(crate) static SCOPE: Schema = schema(
     "opentelemetry.proto.common.v1.InstrumentationScope",
     &[(1, Str), (2, Str), (3, Msg(&KEY_VALUE)), (4, Varint)],
 );

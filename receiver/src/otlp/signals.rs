@@ -27,15 +27,30 @@ pub(crate) struct Summary {
     pub(crate) events: u64,
     /// Items dropped as invalid.
     pub(crate) rejected: u64,
+    /// The items' time range (for a log record with no time, its arrival).
     pub(crate) min_time: i64,
     pub(crate) max_time: i64,
     /// Whether a time was seen (an item may give several).
     timed: bool,
+    /// The earliest time the items carry themselves; arrival times are not
+    /// content, so a retry must not change what identifies its blocks.
+    sent_min_time: Option<i64>,
 }
 
 impl Summary {
+    /// A time an item carries.
     pub(crate) fn time(&mut self, t: u64) {
         let t = i64::try_from(t).unwrap_or(i64::MAX);
+        self.sent_min_time = Some(self.sent_min_time.map_or(t, |m| m.min(t)));
+        self.range(t);
+    }
+
+    /// The arrival time of an item that carries none.
+    pub(crate) fn arrived(&mut self, now: u64) {
+        self.range(i64::try_from(now).unwrap_or(i64::MAX));
+    }
+
+    fn range(&mut self, t: i64) {
         if !self.timed || t < self.min_time {
             self.min_time = t;
         }
@@ -43,6 +58,22 @@ impl Summary {
             self.max_time = t;
         }
         self.timed = true;
+    }
+
+    /// The time that orders the items' block id: the earliest they carry,
+    /// else the epoch (derived from the content alone either way).
+    pub(crate) fn id_time(&self) -> i64 {
+        self.sent_min_time.unwrap_or(0)
+    }
+
+    /// Counts a log record, with its time, else its observed time, else its arrival.
+    pub(crate) fn log_record(&mut self, time: u64, observed: u64, now: u64) {
+        match (time, observed) {
+            (0, 0) => self.arrived(now),
+            (0, observed) => self.time(observed),
+            (time, _) => self.time(time),
+        }
+        self.events += 1;
     }
 }
 
@@ -143,12 +174,7 @@ impl OtlpRequest for ExportLogsServiceRequest {
                 .retain(|log| valid_id(&log.trace_id, 16, true) && valid_id(&log.span_id, 8, true));
             s.rejected += (before - scope.log_records.len()) as u64;
             for log in &scope.log_records {
-                s.time(log_time(
-                    log.time_unix_nano,
-                    log.observed_time_unix_nano,
-                    now,
-                ));
-                s.events += 1;
+                s.log_record(log.time_unix_nano, log.observed_time_unix_nano, now);
             }
         }
         s
@@ -160,17 +186,6 @@ impl OtlpRequest for ExportLogsServiceRequest {
                 error_message,
             }),
         }
-    }
-}
-
-/// A log record's time: its event time, else when it was observed, else when it arrived.
-pub(crate) fn log_time(time: u64, observed: u64, now: u64) -> u64 {
-    if time != 0 {
-        time
-    } else if observed != 0 {
-        observed
-    } else {
-        now
     }
 }
 

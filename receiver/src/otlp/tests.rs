@@ -62,6 +62,7 @@ fn protobuf(signal: Signal, body: impl Into<Bytes>) -> Result<Prepared, IngestEr
         Encoding::Protobuf,
         body.into(),
         Compression::default(),
+        RecordLimits::default(),
     )
 }
 
@@ -147,6 +148,7 @@ fn the_same_request_maps_to_the_same_blocks() {
         Encoding::Protobuf,
         body.clone(),
         Compression::default(),
+        RecordLimits::default(),
     )
     .expect("valid");
     assert_ne!(
@@ -169,6 +171,7 @@ fn json_follows_the_otlp_json_rules() {
         Encoding::Json,
         Bytes::from(json),
         Compression::default(),
+        RecordLimits::default(),
     )
     .expect("valid JSON");
     let stored = ExportTraceServiceRequest::decode(payloads(&prepared)[0].as_slice())
@@ -251,6 +254,7 @@ fn malformed_bodies_are_bad_requests() {
             encoding,
             Bytes::from_static(body),
             Compression::default(),
+            RecordLimits::default(),
         )
         .expect_err("malformed");
         assert!(

@@ -301,6 +301,40 @@ pub(crate) fn walk<'a>(
     Some(())
 }
 
+/// How many messages `buf` (a message of `schema`) holds at any depth below
+/// it, counting stops once past `limit`. Every nested message takes at least
+/// two bytes on the wire, so only a message longer than `2 * limit` bytes can
+/// hold more than `limit`. It reads no further than malformed bytes (whose
+/// refusal is the validator's), and walks by a list, not by recursion.
+pub(crate) fn nested_messages(buf: &[u8], schema: &Schema, limit: u32) -> u32 {
+    let mut count = 0u32;
+    let mut pending = vec![(buf, schema)];
+    while let Some((buf, schema)) = pending.pop() {
+        let mut r = Reader::new(buf);
+        while r.pos < buf.len() {
+            let Some(key) = r.varint() else { break };
+            let read = match schema.op(key) {
+                Op::Invalid => None,
+                Op::Varint => r.varint().map(drop),
+                Op::I64 => r.fixed::<8>().map(drop),
+                Op::I32 => r.fixed::<4>().map(drop),
+                Op::Len | Op::Str | Op::PackedI64 | Op::PackedVarint => r.len_delimited().map(drop),
+                Op::Msg(inner) => r.len_delimited().map(|b| {
+                    count += 1;
+                    pending.push((b, inner));
+                }),
+            };
+            if read.is_none() || count > limit {
+                break;
+            }
+        }
+        if count > limit {
+            break;
+        }
+    }
+    count
+}
+
 /// Whether `buf` is a well-formed message of `schema` (see the module docs).
 pub(crate) fn validate(buf: &[u8], schema: &Schema, depth: u32) -> Option<()> {
     walk(buf, schema, depth, |_, _, _| Some(()))

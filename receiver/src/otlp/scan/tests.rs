@@ -313,7 +313,7 @@ const NOW: u64 = 1_000_000;
 type Index = Vec<(Summary, Vec<u8>, Resource)>;
 
 fn fast<R: OtlpRequest>(body: &[u8]) -> Option<Index> {
-    let scanned = scan(R::SHAPE, body, NOW)?;
+    let scanned = scan(R::SHAPE, body, NOW, RecordLimits::default()).expect("within limits")?;
     Some(
         scanned
             .into_iter()
@@ -546,4 +546,98 @@ fn the_schemas_match_the_otlp_descriptors() {
         }
     }
     assert!(seen.len() > 30, "every message reachable from the requests");
+}
+
+/// A log request of one record with `empty` empty attributes (two bytes each
+/// on the wire), and a second record after it.
+fn log_with_empty_attributes(empty: usize, valid_ids: bool) -> Vec<u8> {
+    let record = LogRecord {
+        time_unix_nano: 1,
+        span_id: if valid_ids { vec![] } else { vec![0; 3] },
+        attributes: vec![KeyValue::default(); empty],
+        ..Default::default()
+    };
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![record, LogRecord::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_record_over_its_limits_is_refused_before_anything_decodes_it() {
+    let limits = RecordLimits {
+        max_bytes: 1 << 20,
+        max_values: 1000,
+    };
+    let shape = <ExportLogsServiceRequest as OtlpRequest>::SHAPE;
+    let at_limit = log_with_empty_attributes(1000, true);
+    let scanned = scan(shape, &at_limit, NOW, limits).expect("at the limit");
+    assert_eq!(scanned.expect("fast path")[0].summary.events, 2);
+    for valid_ids in [true, false] {
+        let over = log_with_empty_attributes(1001, valid_ids);
+        let err = scan(shape, &over, NOW, limits).expect_err("over the limit");
+        assert!(
+            matches!(&err, IngestError::RecordTooLarge(m) if m.contains("1000 attributes") && m.contains("--max-record-values")),
+            "{err}"
+        );
+        // The check prost's path runs first reads past an invalid record.
+        let err = check_records(shape, &over, limits).expect_err("over the limit");
+        assert!(matches!(err, IngestError::RecordTooLarge(_)), "{err}");
+    }
+    let small = RecordLimits {
+        max_bytes: 100,
+        max_values: 1000,
+    };
+    let err = scan(shape, &at_limit, NOW, small).expect_err("too many bytes");
+    assert!(
+        matches!(&err, IngestError::RecordTooLarge(m) if m.contains("--max-record-bytes")),
+        "{err}"
+    );
+}
+
+#[test]
+fn data_points_are_records_of_their_own() {
+    let point = |attributes: usize| NumberDataPoint {
+        attributes: vec![KeyValue::default(); attributes],
+        ..Default::default()
+    };
+    let request = |points: Vec<NumberDataPoint>| {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "m".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: points,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+    let limits = RecordLimits {
+        max_bytes: 1 << 20,
+        max_values: 100,
+    };
+    let shape = <ExportMetricsServiceRequest as OtlpRequest>::SHAPE;
+    // 50 points of 100 attributes: 5000 in the metric, 100 in each record.
+    let many = request((0..50).map(|_| point(100)).collect());
+    let scanned = scan(shape, &many, NOW, limits).expect("each point within");
+    assert_eq!(scanned.expect("fast path")[0].summary.events, 50);
+    let over = request(vec![point(1), point(101)]);
+    let err = scan(shape, &over, NOW, limits).expect_err("one point over");
+    assert!(
+        matches!(&err, IngestError::RecordTooLarge(m) if m.contains("data point")),
+        "{err}"
+    );
 }

@@ -1,0 +1,352 @@
+//! What a hostile client must not be able to do to the real binary: crash it,
+//! exhaust its memory, or make it store a retry twice. Each test asserts the
+//! documented status, that the server still answers `/ready`, and that its
+//! peak resident memory stayed under a stated bound.
+
+use std::time::Duration;
+
+use crate::{Server, data_dir_args};
+
+/// Peak resident memory of a process (`VmHWM`), in bytes.
+pub(crate) fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status");
+    kib * 1024
+}
+
+/// Asserts the server is up and peaked under `max_bytes` of resident memory.
+pub(crate) async fn assert_alive_within(server: &Server, max_bytes: u64) {
+    for port in [server.http_port, server.query_port] {
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/ready"))
+            .await
+            .unwrap_or_else(|e| panic!("/ready on {port}: {e}; log:\n{}", server.log_text()));
+        assert!(
+            ready.status().is_success(),
+            "/ready on {port}: {}",
+            ready.status()
+        );
+    }
+    let peak = peak_rss(server.pid());
+    assert!(
+        peak < max_bytes,
+        "peak RSS {} MB over the bound of {} MB",
+        peak >> 20,
+        max_bytes >> 20
+    );
+}
+
+/// Status and body of `POST /api/v1/sql` with the SQL as the body.
+async fn post_sql(server: &Server, sql: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/api/v1/sql", server.query_port))
+        .header("content-type", "application/sql")
+        .body(sql.to_owned())
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("query listener: {e}; log:\n{}", server.log_text()));
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+pub(crate) const LOGS_EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// One OTLP/gRPC export of an encoded request, as a tenant.
+pub(crate) async fn grpc_export(
+    server: &Server,
+    path: &'static str,
+    tenant: &str,
+    request: bytes::Bytes,
+) -> Result<bytes::Bytes, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(server.grpc_url())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("gRPC connects");
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await.expect("gRPC ready");
+    let mut call = tonic::Request::new(request);
+    call.metadata_mut()
+        .insert("x-scope-orgid", tenant.parse().expect("ascii tenant"));
+    let path = http::uri::PathAndQuery::from_static(path);
+    client
+        .unary::<bytes::Bytes, bytes::Bytes, _>(call, path, framelake_receiver::grpc::RawCodec)
+        .await
+        .map(|response| response.into_inner())
+}
+
+fn chain(terms: usize, op: &str) -> String {
+    vec!["1"; terms].join(op)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_and_wide_sql_is_answered_or_refused_never_a_crash() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start("serve", &data_dir_args(dir.path()), &dir.path().join("log")).await;
+
+    // As deep as a query may nest: answered, through planning and execution.
+    let (status, body) = post_sql(&server, &format!("SELECT {} AS n", chain(1000, "+"))).await;
+    assert_eq!((status, body.as_str()), (200, r#"[{"n":1000}]"#));
+    let ors = (0..999)
+        .map(|i| format!("a = {i}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let (status, body) = post_sql(
+        &server,
+        &format!("SELECT count(*) AS n FROM (SELECT 7 AS a UNION ALL SELECT 2000) WHERE {ors}"),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, r#"[{"n":1}]"#));
+
+    // Deeper: refused with 400, whatever the operator; the server stays up.
+    for sql in [
+        format!("SELECT {}", chain(2000, "+")),
+        format!("SELECT {}", chain(400_000, "+")),
+        format!("SELECT 1 WHERE {}", vec!["true"; 5000].join(" AND ")),
+        format!("SELECT 'a' {}", vec!["|| 'a'"; 5000].join(" ")),
+        format!("SELECT 1 WHERE {}", vec!["1 = 1"; 5000].join(" OR ")),
+    ] {
+        let (status, body) = post_sql(&server, &sql).await;
+        assert_eq!(status, 400, "{}…: {body}", &sql[..40]);
+        assert!(body.contains("expression nested too deeply"), "{body}");
+    }
+    // Longer than a query may be (a body over 2 MB is refused before, with 413).
+    let (status, body) = post_sql(&server, &format!("SELECT '{}'", "x".repeat(3 << 19))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("bytes a query may be"), "{body}");
+    // Wide is not deep: 20,000 columns.
+    let columns: Vec<String> = (0..20_000).map(|i| format!("{i} + 1 AS c{i}")).collect();
+    let wide = format!("SELECT count(*) AS n FROM (SELECT {})", columns.join(", "));
+    let (status, body) = post_sql(&server, &wide).await;
+    assert_eq!((status, body.as_str()), (200, r#"[{"n":1}]"#));
+    assert_alive_within(&server, 1 << 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_cannot_build_more_than_a_call_may() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start("serve", &data_dir_args(dir.path()), &dir.path().join("log")).await;
+    for (sql, function) in [
+        ("SELECT length(repeat('x', 1500000000))", "repeat"),
+        (
+            "SELECT cardinality(array_repeat(1, 1100000000))",
+            "array_repeat",
+        ),
+        ("SELECT cardinality(range(1, 2000000000))", "range"),
+        (
+            "SELECT cardinality(generate_series(TIMESTAMP '1970-01-01', TIMESTAMP '2200-01-01', INTERVAL '1 second'))",
+            "generate_series",
+        ),
+        ("SELECT length(lpad('x', 1500000000))", "lpad"),
+        (
+            "SELECT length(replace(repeat('ab', 1000000), '', repeat('y', 1000)))",
+            "replace",
+        ),
+        (
+            "SELECT length(regexp_replace(repeat('ab', 1000000), '', repeat('y', 1000), 'g'))",
+            "regexp_replace",
+        ),
+        // Each step under the bound, the chain over it: the output check stops it.
+        (
+            "WITH a AS (SELECT repeat('x', 100000000) AS s) SELECT length(concat(s, s, s)) FROM a",
+            "concat",
+        ),
+    ] {
+        let (status, body) = post_sql(&server, sql).await;
+        assert_eq!(status, 422, "{sql}: {body}");
+        assert!(
+            body.contains("one function call may build"),
+            "{sql}: {body}"
+        );
+        assert!(body.contains(&format!("{function}(")), "{sql}: {body}");
+    }
+    // Within the bound, the same functions answer.
+    let (status, body) = post_sql(
+        &server,
+        "SELECT length(repeat('x', 1000000)) AS a, cardinality(range(1, 1001)) AS b, \
+         length(replace('abab', 'b', 'yy')) AS c",
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"[{"a":1000000,"b":1000,"c":6}]"#)
+    );
+    assert_alive_within(&server, 1536 << 20).await;
+}
+
+/// An OTLP/JSON log request whose records carry no timestamps (OTLP allows it).
+fn untimed_logs() -> String {
+    let records: Vec<_> = (0..5)
+        .map(|i| serde_json::json!({ "severityText": "INFO", "body": { "stringValue": format!("untimed {i}") } }))
+        .collect();
+    serde_json::json!({ "resourceLogs": [{
+        "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": "retrier" } }] },
+        "scopeLogs": [{ "logRecords": records }]
+    }]})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_request_without_timestamps_is_stored_once() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use prost::Message;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start("serve", &data_dir_args(dir.path()), &dir.path().join("log")).await;
+    let json = untimed_logs();
+    let request: ExportLogsServiceRequest = serde_json::from_str(&json).expect("OTLP JSON");
+    let client = reqwest::Client::new();
+    for (tenant, content_type, body) in [
+        ("json", "application/json", json.clone().into_bytes()),
+        (
+            "protobuf",
+            "application/x-protobuf",
+            request.encode_to_vec(),
+        ),
+    ] {
+        for _ in 0..2 {
+            let response = client
+                .post(format!("{}/v1/logs", server.http_url()))
+                .header("content-type", content_type)
+                .header("x-scope-orgid", tenant)
+                .body(body.clone())
+                .send()
+                .await
+                .expect("ingest answers");
+            assert_eq!(response.status(), 200);
+            // A retry comes later than the first try.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for _ in 0..2 {
+        grpc_export(&server, LOGS_EXPORT, "grpc", request.encode_to_vec().into())
+            .await
+            .expect("gRPC export");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for tenant in ["json", "protobuf", "grpc"] {
+        let rows = server
+            .sql(
+                tenant,
+                "SELECT count(*) AS n, count(DISTINCT body) AS d FROM log_entries",
+            )
+            .await;
+        assert_eq!(rows, [serde_json::json!({ "n": 5, "d": 5 })], "{tenant}");
+    }
+}
+
+/// `field` as a length-delimited protobuf field holding `inner`.
+fn wrap(field: u32, inner: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(inner.len() + 16);
+    prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(inner.len() as u64, &mut out);
+    out.extend_from_slice(inner);
+    out
+}
+
+/// An OTLP log request of one record with `empty` empty attributes: two
+/// bytes each on the wire, a decoded value of dozens each.
+fn attribute_bomb(empty: usize) -> Vec<u8> {
+    let mut record = Vec::with_capacity(2 * empty + 16);
+    record.extend_from_slice(&[0x09, 1, 0, 0, 0, 0, 0, 0, 0]); // time_unix_nano = 1
+    for _ in 0..empty {
+        record.extend_from_slice(&[0x32, 0x00]);
+    }
+    wrap(1, &wrap(2, &wrap(2, &record)))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_record_of_millions_of_attributes_is_refused_before_it_is_stored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start("serve", &data_dir_args(dir.path()), &dir.path().join("log")).await;
+    let bomb = attribute_bomb(31_500_000);
+    let compressed = gzip(&bomb);
+    assert!(
+        compressed.len() < 1 << 20,
+        "{} bytes gzipped",
+        compressed.len()
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/logs", server.http_url()))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(compressed.clone())
+        .send()
+        .await
+        .expect("ingest answers");
+    assert_eq!(response.status(), 413);
+    let status = response.bytes().await.expect("body");
+    let status = String::from_utf8_lossy(&status);
+    assert!(
+        status.contains("a log record of 63000009 bytes") && status.contains("--max-record-bytes"),
+        "{status}"
+    );
+    // Under the size a record may be, over the values it may carry.
+    for request in [attribute_bomb(400_000), attribute_bomb(10_001)] {
+        let grpc = grpc_export(&server, LOGS_EXPORT, "default", request.into())
+            .await
+            .expect_err("refused");
+        assert_eq!(grpc.code(), tonic::Code::InvalidArgument, "{grpc}");
+        assert!(
+            grpc.message().contains("more than the 10000 attributes")
+                && grpc.message().contains("--max-record-values"),
+            "{grpc}"
+        );
+    }
+    grpc_export(
+        &server,
+        LOGS_EXPORT,
+        "default",
+        attribute_bomb(10_000).into(),
+    )
+    .await
+    .expect("at the limit");
+    let rows = server
+        .sql("default", "SELECT count(*) AS n FROM log_entries")
+        .await;
+    assert_eq!(rows, [serde_json::json!({ "n": 1 })]);
+    assert_alive_within(&server, 512 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_id_that_is_not_ascii_is_refused_not_taken_for_the_default() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start("serve", &data_dir_args(dir.path()), &dir.path().join("log")).await;
+    let tenant = http::HeaderValue::from_bytes("tenant-é".as_bytes()).expect("obs-text");
+    let client = reqwest::Client::new();
+    let ingest = client
+        .post(format!("{}/v1/logs", server.http_url()))
+        .header("content-type", "application/json")
+        .header("x-scope-orgid", tenant.clone())
+        .body(untimed_logs())
+        .send()
+        .await
+        .expect("ingest answers");
+    assert_eq!(ingest.status(), 400);
+    let body = ingest.text().await.expect("body");
+    assert!(body.contains("X-Scope-OrgID"), "{body}");
+    let query = client
+        .post(format!("http://127.0.0.1:{}/api/v1/sql", server.query_port))
+        .header("content-type", "application/sql")
+        .header("x-scope-orgid", tenant)
+        .body("SELECT 1")
+        .send()
+        .await
+        .expect("query answers");
+    assert_eq!(query.status(), 400);
+    let rows = server
+        .sql("default", "SELECT count(*) AS n FROM log_entries")
+        .await;
+    assert_eq!(rows, [serde_json::json!({ "n": 0 })]);
+}
