@@ -350,3 +350,60 @@ async fn a_tenant_id_that_is_not_ascii_is_refused_not_taken_for_the_default() {
         .await;
     assert_eq!(rows, [serde_json::json!({ "n": 0 })]);
 }
+
+/// CPU time a process has used (user and system), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("comm") + 2..]
+        .split(' ')
+        .collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_perfetto_export_stops_with_its_client() {
+    use framelake_sdk::format::Process;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start("serve", &data_dir_args(dir.path()), &dir.path().join("log")).await;
+    // A process that says it started in 1970: its default range is 56 years.
+    let process = Process {
+        process_id: [7; 16],
+        start_time: 0,
+        exe: "game".to_owned(),
+        ..Process::default()
+    };
+    let client = reqwest::Client::new();
+    let registered = client
+        .post(format!("{}/v1/native/process", server.http_url()))
+        .header("content-type", framelake_receiver::native::CONTENT_TYPE)
+        .body(process.encode())
+        .send()
+        .await
+        .expect("ingest answers");
+    assert_eq!(registered.status(), 200);
+    let export = client
+        .get(format!(
+            "http://127.0.0.1:{}/api/v1/perfetto?process_id={}&begin=0",
+            server.query_port,
+            "07".repeat(16)
+        ))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    if let Ok(response) = export {
+        assert_eq!(response.status(), 200);
+        // The client reads for two seconds, then goes away.
+        assert!(response.bytes().await.is_err(), "a 56-year trace in 2 s");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_ticks(server.pid());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_ticks(server.pid()) - before;
+    // An export still walking windows keeps a core busy (about 300 ticks in 3 s).
+    assert!(
+        used < 100,
+        "{used} ticks of CPU in 3 s after the client left"
+    );
+    assert_alive_within(&server, 512 << 20).await;
+}

@@ -254,7 +254,11 @@ pub async fn export(
             tracks: HashSet::new(),
             chunks,
         };
-        let done = export.run(&process.service_name).await;
+        // Like a query, an export ends at the time limit, whatever its range.
+        let limit = export.engine.limits().timeout;
+        let done = tokio::time::timeout(limit, export.run(&process.service_name))
+            .await
+            .unwrap_or(Err(QueryError::Timeout(limit)));
         if let Err(e) = done {
             tracing::warn!(error = %e, "perfetto export failed");
             let _ = export.chunks.send(Err(e)).await;
@@ -320,6 +324,11 @@ impl Export {
         .await?;
         let mut window = begin;
         while window <= end {
+            // Empty windows send nothing: without this, a client that left
+            // would be noticed only at the next chunk.
+            if self.chunks.is_closed() {
+                return Err(QueryError::Internal("the client went away".to_owned()));
+            }
             let last = window.saturating_add(WINDOW_NANOS - 1).min(end);
             self.spans(&spans(format!(
                 "begin >= {} AND begin <= {}",

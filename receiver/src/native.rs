@@ -50,7 +50,15 @@ impl Ingest {
         compression: ContentEncoding,
         body: Bytes,
     ) -> Result<(), IngestError> {
-        let body = compression.decode(body, self.limits.max_decoded_bytes)?;
+        let limit = self.limits.max_decoded_bytes;
+        let body = match compression {
+            ContentEncoding::Identity => compression.decode(body, limit)?,
+            // Inflating takes milliseconds per megabyte: off the ingest runtime's
+            // threads, which answer every other client.
+            _ => tokio::task::spawn_blocking(move || compression.decode(body, limit))
+                .await
+                .map_err(|e| IngestError::Internal(format!("decompressing a body: {e}")))??,
+        };
         let batch = match message {
             NativeMessage::Process => self.process_batch(tenant, body)?,
             NativeMessage::Stream => self.stream_batch(tenant, body).await?,
