@@ -96,24 +96,27 @@ fn rows(args: &ScalarFunctionArgs) -> usize {
     }
 }
 
-/// An argument as integers per row (negative and null as 0).
-fn ints(value: &ColumnarValue) -> Result<PerRow> {
+/// An integer argument per row, through `f` (`None` for null).
+fn integers(value: &ColumnarValue, f: impl Fn(Option<i64>) -> u128) -> Result<PerRow> {
     Ok(match value {
         ColumnarValue::Scalar(s) => PerRow::Same(match s.cast_to(&DataType::Int64)? {
-            ScalarValue::Int64(Some(v)) => v.max(0) as u128,
-            _ => 0,
+            ScalarValue::Int64(v) => f(v),
+            _ => f(None),
         }),
-        ColumnarValue::Array(a) => {
-            let a = arrow::compute::cast(a, &DataType::Int64)?;
-            let values = a.as_primitive::<Int64Type>();
-            PerRow::Each(
-                values
-                    .iter()
-                    .map(|v| v.unwrap_or(0).max(0) as u128)
-                    .collect(),
-            )
-        }
+        ColumnarValue::Array(a) => each_integer(a, f)?,
     })
+}
+
+fn each_integer(array: &ArrayRef, f: impl Fn(Option<i64>) -> u128) -> Result<PerRow> {
+    let array = arrow::compute::cast(array, &DataType::Int64)?;
+    Ok(PerRow::Each(
+        array.as_primitive::<Int64Type>().iter().map(f).collect(),
+    ))
+}
+
+/// An argument as integers per row (negative and null as 0).
+fn ints(value: &ColumnarValue) -> Result<PerRow> {
+    integers(value, |v| v.unwrap_or(0).max(0) as u128)
 }
 
 /// An argument's byte length per row (strings and binaries).
@@ -128,16 +131,7 @@ fn lengths(value: &ColumnarValue) -> Result<PerRow> {
             | ScalarValue::BinaryView(Some(v)) => v.len() as u128,
             _ => 0,
         }),
-        ColumnarValue::Array(a) => {
-            let a = arrow::compute::cast(&length(a)?, &DataType::Int64)?;
-            let values = a.as_primitive::<Int64Type>();
-            PerRow::Each(
-                values
-                    .iter()
-                    .map(|v| v.unwrap_or(0).max(0) as u128)
-                    .collect(),
-            )
-        }
+        ColumnarValue::Array(a) => each_integer(&length(a)?, |v| v.unwrap_or(0).max(0) as u128)?,
     })
 }
 
@@ -232,37 +226,13 @@ fn range_elements(args: &[ColumnarValue], rows: usize) -> Result<u128> {
     }))
 }
 
+/// Signed integers per row, shifted alike to keep their distances.
 fn signed_ints(value: &ColumnarValue) -> Result<PerRow> {
-    let shift = |v: i64| (v as i128 + (1i128 << 100)) as u128;
-    Ok(match value {
-        ColumnarValue::Scalar(s) => PerRow::Same(match s.cast_to(&DataType::Int64)? {
-            ScalarValue::Int64(Some(v)) => shift(v),
-            _ => 1 << 100,
-        }),
-        ColumnarValue::Array(a) => {
-            let a = arrow::compute::cast(a, &DataType::Int64)?;
-            let v = a.as_primitive::<Int64Type>();
-            PerRow::Each(v.iter().map(|v| shift(v.unwrap_or(0))).collect())
-        }
-    })
+    integers(value, |v| (v.unwrap_or(0) as i128 + (1i128 << 100)) as u128)
 }
 
 fn abs_ints(value: &ColumnarValue) -> Result<PerRow> {
-    Ok(match value {
-        ColumnarValue::Scalar(s) => PerRow::Same(match s.cast_to(&DataType::Int64)? {
-            ScalarValue::Int64(Some(v)) => v.unsigned_abs() as u128,
-            _ => 1,
-        }),
-        ColumnarValue::Array(a) => {
-            let a = arrow::compute::cast(a, &DataType::Int64)?;
-            let v = a.as_primitive::<Int64Type>();
-            PerRow::Each(
-                v.iter()
-                    .map(|v| v.unwrap_or(1).unsigned_abs() as u128)
-                    .collect(),
-            )
-        }
-    })
+    integers(value, |v| v.map_or(1, |v| v.unsigned_abs() as u128))
 }
 
 /// The text of a string argument at `row`, if it is one.
