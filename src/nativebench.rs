@@ -305,23 +305,27 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let lake = Arc::new(Lake::open(&LakeConfig::embedded(temp.path())).await?);
     let writer = Arc::new(Writer::start(Arc::clone(&lake), WriterConfig::default()));
-    let ingest = Arc::new(Ingest {
-        lake: Arc::clone(&lake),
-        writer: Arc::clone(&writer),
-        tenancy: Tenancy::open(),
-        limits: Limits::default(),
-        compression: framelake_lake::segment::Compression::None,
-    });
+    let ingest = Arc::new(Ingest::new(
+        Arc::clone(&lake),
+        Arc::clone(&writer),
+        Tenancy::open(),
+        Limits::default(),
+        framelake_lake::segment::Compression::None,
+    ));
     let tenant: framelake_lake::ids::TenantId = "default".parse()?;
     let send = |message, body: Vec<u8>| {
         let (ingest, tenant) = (Arc::clone(&ingest), tenant.clone());
         async move {
+            let ticket = ingest
+                .admit(body.len())
+                .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
             ingest
                 .native(
                     tenant,
                     message,
                     ContentEncoding::Identity,
                     Bytes::from(body),
+                    ticket,
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("ingest: {e}"))

@@ -76,13 +76,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
     let lake = Arc::new(Lake::open(&LakeConfig::embedded(&dir)).await?);
     let writer = Arc::new(Writer::start(Arc::clone(&lake), WriterConfig::default()));
-    let ingest = Arc::new(Ingest {
-        lake: Arc::clone(&lake),
-        writer: Arc::clone(&writer),
-        tenancy: Tenancy::open(),
-        limits: Limits::default(),
-        compression: framelake_lake::segment::Compression::Lz4,
-    });
+    let ingest = Arc::new(Ingest::new(
+        Arc::clone(&lake),
+        Arc::clone(&writer),
+        Tenancy::open(),
+        Limits::default(),
+        framelake_lake::segment::Compression::Lz4,
+    ));
     let tenant: framelake_lake::ids::TenantId = "default".parse()?;
     println!("host CPU: {}", crate::loadgen::measure::cpu_model());
 
@@ -106,6 +106,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                         Signal::Traces => prost::Message::encode_to_vec(&generator.spans(batch)),
                         _ => prost::Message::encode_to_vec(&generator.logs(batch)),
                     };
+                    let ticket = ingest
+                        .admit(body.len())
+                        .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
                     ingest
                         .export(
                             tenant,
@@ -113,6 +116,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                             Encoding::Protobuf,
                             ContentEncoding::Identity,
                             body.into(),
+                            ticket,
                         )
                         .await
                         .map_err(|e| anyhow::anyhow!("ingest: {e}"))
@@ -392,6 +396,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 ),
             });
         let body = prost::Message::encode_to_vec(&request);
+        let ticket = ingest
+            .admit(body.len())
+            .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
         ingest
             .export(
                 tenant.clone(),
@@ -399,6 +406,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 Encoding::Protobuf,
                 ContentEncoding::Identity,
                 body.into(),
+                ticket,
             )
             .await
             .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;

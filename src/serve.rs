@@ -193,13 +193,13 @@ async fn start_receiver(
         let _entered = runtime.enter();
         Arc::new(Writer::start(Arc::clone(lake), settings.writer()))
     };
-    let ingest = Arc::new(Ingest {
-        lake: Arc::clone(lake),
-        writer: Arc::clone(&writer),
-        tenancy: tenancy.clone(),
-        limits: settings.limits(),
-        compression: settings.compression()?,
-    });
+    let ingest = Arc::new(Ingest::new(
+        Arc::clone(lake),
+        Arc::clone(&writer),
+        tenancy.clone(),
+        settings.limits(),
+        settings.compression()?,
+    ));
 
     let http = bind_on(&runtime, "otlp-http", settings.ingest_addr()).await?;
     let router = framelake_receiver::http::router(Arc::clone(&ingest));

@@ -93,6 +93,10 @@ settings! {
     max_body_bytes: usize = "FRAMELAKE_MAX_BODY_BYTES";
     /// Largest request body once decompressed [default: 64 MiB].
     max_decoded_bytes: usize = "FRAMELAKE_MAX_DECODED_BYTES";
+    /// Bytes of request bodies the receiver holds at once, as received and as decompressed
+    /// and decoded; past it requests get 429 / RESOURCE_EXHAUSTED with a retry delay
+    /// [default: 512 MiB].
+    max_inflight_bytes: usize = "FRAMELAKE_MAX_INFLIGHT_BYTES";
     /// Largest span, log record or metric data point, encoded; a request holding a larger
     /// one is refused with 413 [default: 1 MiB].
     max_record_bytes: usize = "FRAMELAKE_MAX_RECORD_BYTES";
@@ -182,6 +186,7 @@ impl Settings {
         Limits {
             max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
             max_decoded_bytes: self.max_decoded_bytes.unwrap_or(d.max_decoded_bytes),
+            max_inflight_bytes: self.max_inflight_bytes.unwrap_or(d.max_inflight_bytes),
             record: RecordLimits {
                 max_bytes: self.max_record_bytes.unwrap_or(d.record.max_bytes),
                 max_values: self.max_record_values.unwrap_or(d.record.max_values),
@@ -278,6 +283,10 @@ impl Settings {
             (
                 "max-decoded-bytes",
                 self.max_decoded_bytes.map(|v| v.to_string()),
+            ),
+            (
+                "max-inflight-bytes",
+                self.max_inflight_bytes.map(|v| v.to_string()),
             ),
             ("block-compression", self.block_compression.clone()),
         ];

@@ -254,13 +254,19 @@ impl LocalFiles {
             logs.insert(tenant.clone(), OpenLog { key, hour, log });
         }
         let open = logs.get_mut(tenant).expect("just opened");
+        let first = open.log.is_empty();
         match open.log.append(segment, parts) {
             Ok(record) => Ok(LogLocation {
                 object: open.key.clone(),
                 offset: record.offset,
             }),
             Err(e) => {
-                logs.remove(tenant);
+                let failed = logs.remove(tenant).expect("open");
+                // A log whose first append failed holds nothing acknowledged:
+                // gone, so that a full disk does not gain a file per flush.
+                if first {
+                    let _ = std::fs::remove_file(self.root.join(&failed.key));
+                }
                 Err(e)
             }
         }

@@ -71,13 +71,13 @@ impl Stack {
             flush_interval: Duration::from_millis(20),
             ..WriterConfig::default()
         };
-        let ingest = Arc::new(Ingest {
-            lake: Arc::clone(&lake),
-            writer: Arc::new(Writer::start(Arc::clone(&lake), writer_config)),
-            tenancy: tenancy.clone(),
-            limits: Limits::default(),
-            compression: Compression::Lz4,
-        });
+        let ingest = Arc::new(Ingest::new(
+            Arc::clone(&lake),
+            Arc::new(Writer::start(Arc::clone(&lake), writer_config)),
+            tenancy.clone(),
+            Limits::default(),
+            Compression::Lz4,
+        ));
         let engine = Engine::new(
             Arc::clone(&lake),
             limits,

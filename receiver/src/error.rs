@@ -34,6 +34,13 @@ pub enum IngestError {
     /// Known credentials that may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// The receiver holds as many request bodies as it may: the same request
+    /// may be retried after `retry_after`.
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after: Duration,
+    },
     /// We cannot take the data now; the same request may be retried later.
     #[error("{message}")]
     Unavailable {
@@ -57,6 +64,7 @@ impl IngestError {
             }
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
+            IngestError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -68,7 +76,9 @@ impl IngestError {
             IngestError::BadRequest(_)
             | IngestError::UnsupportedMediaType(_)
             | IngestError::RecordTooLarge(_) => tonic::Code::InvalidArgument,
-            IngestError::PayloadTooLarge { .. } => tonic::Code::ResourceExhausted,
+            IngestError::PayloadTooLarge { .. } | IngestError::Overloaded { .. } => {
+                tonic::Code::ResourceExhausted
+            }
             IngestError::NotFound(_) => tonic::Code::NotFound,
             IngestError::Unauthorized(_) => tonic::Code::Unauthenticated,
             IngestError::Forbidden(_) => tonic::Code::PermissionDenied,
@@ -92,6 +102,15 @@ impl IngestError {
         response
     }
 
+    /// How long to wait before retrying, for the errors a retry may mend.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            IngestError::Overloaded { retry_after, .. }
+            | IngestError::Unavailable { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// The HTTP response of a protocol without a status body (the native
     /// one): the status and the reason as text.
     pub fn into_text(self) -> Response {
@@ -102,7 +121,7 @@ impl IngestError {
 
     /// `Retry-After` on answers that may be retried later.
     fn add_retry_after(&self, response: &mut Response) {
-        if let IngestError::Unavailable { retry_after, .. } = self {
+        if let Some(retry_after) = self.retry_after() {
             let secs = retry_after.as_secs().max(1).to_string();
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -125,9 +144,50 @@ impl From<framelake_lake::Error> for IngestError {
     }
 }
 
+/// `google.rpc.RetryInfo`: how long a client should wait before retrying.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<prost_types::Duration>,
+}
+
+/// `google.rpc.Status` with its details, as `grpc-status-details-bin` carries it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<prost_types::Any>,
+}
+
 impl From<IngestError> for tonic::Status {
+    /// OTLP clients retry RESOURCE_EXHAUSTED only when the status carries a
+    /// `RetryInfo`, so an overload says how long to wait.
     fn from(e: IngestError) -> Self {
-        tonic::Status::new(e.grpc_code(), e.to_string())
+        let (code, message) = (e.grpc_code(), e.to_string());
+        match e.retry_after() {
+            Some(delay) if code == tonic::Code::ResourceExhausted => {
+                use prost::Message;
+                let info = RetryInfo {
+                    retry_delay: Some(prost_types::Duration {
+                        seconds: delay.as_secs() as i64,
+                        nanos: delay.subsec_nanos() as i32,
+                    }),
+                };
+                let details = RpcStatus {
+                    code: code as i32,
+                    message: message.clone(),
+                    details: vec![prost_types::Any {
+                        type_url: "type.googleapis.com/google.rpc.RetryInfo".to_owned(),
+                        value: info.encode_to_vec(),
+                    }],
+                };
+                tonic::Status::with_details(code, message, details.encode_to_vec().into())
+            }
+            _ => tonic::Status::new(code, message),
+        }
     }
 }
 

@@ -1,18 +1,25 @@
 //! OTLP/gRPC on :4317: the `Export` methods of the logs, metrics and trace
-//! services. Messages stay raw bytes through tonic (a pass-through codec), so
-//! the gRPC and HTTP receivers share one decoding path and store valid
-//! resources exactly as sent.
+//! services, answered here rather than by tonic's server codec: the message
+//! is read as it arrives, taken from the admission budget as soon as its
+//! length is known, inflated off the ingest runtime's threads, and kept as
+//! raw bytes, so the gRPC and HTTP receivers share one decoding path and
+//! store valid resources exactly as sent.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
 use axum::routing::post;
-use bytes::{Buf, BufMut, Bytes};
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::server::Grpc;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use framelake_lake::tenancy::Tenancy;
+use http::{HeaderMap, HeaderValue};
+use http_body_util::{BodyExt, StreamBody};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
+use crate::error::IngestError;
 use crate::otlp::{Encoding, Signal};
 use crate::{ContentEncoding, Ingest};
 
@@ -37,49 +44,129 @@ pub fn routes(ingest: Arc<Ingest>) -> tonic::service::Routes {
 
 async fn export(
     State(ingest): State<Arc<Ingest>>,
-    request: http::Request<axum::body::Body>,
+    request: http::Request<Body>,
     signal: Signal,
 ) -> http::Response<tonic::body::Body> {
-    let mut grpc = Grpc::new(RawCodec)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(ingest.limits.max_decoded_bytes);
-    let service = tower::service_fn(move |request: tonic::Request<Bytes>| {
-        let ingest = Arc::clone(&ingest);
-        async move {
-            let metadata = request.metadata();
-            let value = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
-            let org_id = framelake_lake::tenancy::Tenancy::header_text(
-                metadata.get("x-scope-orgid").map(|v| v.as_encoded_bytes()),
-            );
-            let tenant = ingest.authorize(value("authorization"), org_id.as_deref())?;
-            let body = request.into_inner();
-            let response = ingest
-                .export(
-                    tenant,
-                    signal,
-                    Encoding::Protobuf,
-                    ContentEncoding::Identity,
-                    body,
-                )
-                .await
-                .inspect_err(|e| {
-                    if matches!(e.grpc_code(), Code::Unavailable | Code::Internal) {
-                        tracing::warn!(error = %e, ?signal, "export failed");
-                    }
-                })?;
-            Ok::<_, Status>(tonic::Response::new(response))
+    match receive(&ingest, request, signal).await {
+        Ok(response) => answer(response),
+        Err(e) => {
+            if matches!(e.grpc_code(), Code::Unavailable | Code::Internal) {
+                tracing::warn!(error = %e, ?signal, "export failed");
+            }
+            Status::from(e).into_http()
         }
-    });
-    let mut response = grpc.unary(service, request).await;
-    // tonic refuses a message over the size limit with OUT_OF_RANGE before our
-    // code runs; OTLP clients expect RESOURCE_EXHAUSTED (not retryable) for it.
-    let status = response.headers().get("grpc-status");
-    if status.is_some_and(|s| s.as_bytes() == b"11") {
-        response
-            .headers_mut()
-            .insert("grpc-status", http::HeaderValue::from_static("8"));
     }
+}
+
+/// Reads, admits, decodes and stores one unary call's message; its response.
+async fn receive(
+    ingest: &Ingest,
+    request: http::Request<Body>,
+    signal: Signal,
+) -> Result<Bytes, IngestError> {
+    let (parts, mut body) = request.into_parts();
+    let headers = &parts.headers;
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let org_id = Tenancy::header_text(headers.get("x-scope-orgid").map(|v| v.as_bytes()));
+    let tenant = ingest.authorize(authorization, org_id.as_deref())?;
+    let encoding = message_encoding(headers)?;
+    let limits = &ingest.limits;
+    // The 5-byte prefix (compressed flag, length), then the message.
+    let mut buf = BytesMut::new();
+    let mut admitted = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| IngestError::BadRequest(format!("reading the call: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.extend_from_slice(&data);
+        if admitted.is_none() && buf.len() >= PREFIX {
+            let compressed = buf[0] == 1;
+            let length = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            let limit = if compressed {
+                limits.max_body_bytes
+            } else {
+                limits.max_decoded_bytes
+            };
+            if length > limit {
+                return Err(IngestError::PayloadTooLarge { limit, what: "" });
+            }
+            let compression = match (compressed, encoding) {
+                (false, _) => ContentEncoding::Identity,
+                (true, ContentEncoding::Identity) => {
+                    return Err(IngestError::BadRequest(
+                        "a compressed message without grpc-encoding".to_owned(),
+                    ));
+                }
+                (true, encoding) => encoding,
+            };
+            let ticket = ingest.admit(PREFIX + length)?;
+            buf.reserve(PREFIX + length - buf.len());
+            admitted = Some((PREFIX + length, compression, ticket));
+        }
+        if let Some((total, ..)) = &admitted
+            && buf.len() > *total
+        {
+            return Err(IngestError::BadRequest(
+                "a unary call with more than one message".to_owned(),
+            ));
+        }
+    }
+    let Some((total, compression, ticket)) = admitted.filter(|(total, ..)| buf.len() == *total)
+    else {
+        return Err(IngestError::BadRequest(
+            "the call's message is cut short".to_owned(),
+        ));
+    };
+    debug_assert_eq!(buf.len(), total);
+    let message = buf.freeze().slice(PREFIX..);
+    ingest
+        .export(
+            tenant,
+            signal,
+            Encoding::Protobuf,
+            compression,
+            message,
+            ticket,
+        )
+        .await
+}
+
+/// Bytes before each gRPC message: a compressed flag and a big-endian length.
+const PREFIX: usize = 5;
+
+/// The `grpc-encoding` of the call's messages.
+fn message_encoding(headers: &HeaderMap) -> Result<ContentEncoding, IngestError> {
+    match headers.get("grpc-encoding").map(HeaderValue::as_bytes) {
+        None | Some(b"identity") => Ok(ContentEncoding::Identity),
+        Some(b"gzip") => Ok(ContentEncoding::Gzip),
+        Some(b"zstd") => Ok(ContentEncoding::Zstd),
+        Some(other) => Err(IngestError::UnsupportedMediaType(format!(
+            "unsupported grpc-encoding {:?}: use gzip, zstd or identity",
+            String::from_utf8_lossy(other)
+        ))),
+    }
+}
+
+/// A unary call's successful answer: the message, then `grpc-status: 0`.
+fn answer(message: Bytes) -> http::Response<tonic::body::Body> {
+    let mut framed = BytesMut::with_capacity(PREFIX + message.len());
+    framed.put_u8(0);
+    framed.put_u32(message.len() as u32);
+    framed.put(message);
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let frames = [
+        Ok::<_, Infallible>(http_body::Frame::data(framed.freeze())),
+        Ok(http_body::Frame::trailers(trailers)),
+    ];
+    let mut response = http::Response::new(tonic::body::Body::new(StreamBody::new(
+        futures::stream::iter(frames),
+    )));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
     response
 }
 

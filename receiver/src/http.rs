@@ -13,6 +13,7 @@ use http::{HeaderMap, StatusCode, header};
 
 use framelake_lake::tenancy::Tenancy;
 
+use crate::admission::Ticket;
 use crate::error::IngestError;
 use crate::native::NativeMessage;
 use crate::otlp::{Encoding, Signal};
@@ -61,9 +62,9 @@ async fn export(
         let org_id = Tenancy::header_text(headers.get("x-scope-orgid").map(|v| v.as_bytes()));
         let tenant = ingest.authorize(header(header::AUTHORIZATION.as_str()), org_id.as_deref())?;
         let compression = ContentEncoding::from_header(header(header::CONTENT_ENCODING.as_str()))?;
-        let body = read_body(body, ingest.limits.max_body_bytes).await?;
+        let (body, ticket) = read_body(&ingest, &headers, body).await?;
         ingest
-            .export(tenant, signal, encoding, compression, body)
+            .export(tenant, signal, encoding, compression, body, ticket)
             .await
     }
     .await;
@@ -103,8 +104,10 @@ async fn native(
             )));
         }
         let compression = ContentEncoding::from_header(header(header::CONTENT_ENCODING.as_str()))?;
-        let body = read_body(body, ingest.limits.max_body_bytes).await?;
-        ingest.native(tenant, message, compression, body).await
+        let (body, ticket) = read_body(&ingest, &headers, body).await?;
+        ingest
+            .native(tenant, message, compression, body, ticket)
+            .await
     }
     .await;
     match result {
@@ -118,16 +121,27 @@ async fn native(
     }
 }
 
-/// The whole body, within the limit.
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, IngestError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+/// The whole body, within the limit, once the admission budget took it
+/// (its `Content-Length`, else the most a body may be).
+async fn read_body(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(bytes::Bytes, Ticket), IngestError> {
+    let limit = ingest.limits.max_body_bytes;
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let ticket = ingest.admit(length.unwrap_or(limit).min(limit))?;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
         {
             IngestError::PayloadTooLarge { limit, what: "" }
         } else {
             IngestError::BadRequest(format!("reading the body: {e}"))
         }
-    })
+    })?;
+    Ok((body, ticket))
 }
 
 async fn ready(State(ingest): State<Arc<Ingest>>) -> Response {

@@ -4,6 +4,7 @@
 //! validated ([`otlp`]), and handed to the lake's group-commit [`Writer`]; it is
 //! acknowledged only once its blocks are stored and committed.
 
+pub mod admission;
 mod decompress;
 pub mod error;
 pub mod grpc;
@@ -21,6 +22,7 @@ use framelake_lake::segment::Compression;
 use framelake_lake::tenancy::{AuthError, Role, Tenancy};
 use framelake_lake::writer::Writer;
 
+use crate::admission::{Admission, Ticket};
 pub use crate::decompress::ContentEncoding;
 use crate::error::IngestError;
 use crate::otlp::{Encoding, RecordLimits, Signal};
@@ -37,6 +39,8 @@ pub struct Limits {
     pub max_decoded_bytes: usize,
     /// What one record may carry.
     pub record: RecordLimits,
+    /// Bytes of request bodies held at once, as received and decompressed.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for Limits {
@@ -45,6 +49,7 @@ impl Default for Limits {
             max_body_bytes: 16 << 20,
             max_decoded_bytes: 64 << 20,
             record: RecordLimits::default(),
+            max_inflight_bytes: 512 << 20,
         }
     }
 }
@@ -58,9 +63,36 @@ pub struct Ingest {
     pub limits: Limits,
     /// How stored blocks are compressed.
     pub compression: Compression,
+    admission: Admission,
 }
 
+/// What JSON decoding may build per `{` of the body, at most: an OTLP object
+/// decodes to a struct of a few dozen bytes (a `KeyValue` ~70, a log record ~200).
+const JSON_BYTES_PER_OBJECT: usize = 128;
+
 impl Ingest {
+    pub fn new(
+        lake: Arc<Lake>,
+        writer: Arc<Writer>,
+        tenancy: Tenancy,
+        limits: Limits,
+        compression: Compression,
+    ) -> Self {
+        Ingest {
+            lake,
+            writer,
+            tenancy,
+            admission: Admission::new(limits.max_inflight_bytes),
+            limits,
+            compression,
+        }
+    }
+
+    /// Admits a request whose body takes `bytes` as received (see [`admission`]).
+    pub fn admit(&self, bytes: usize) -> Result<Ticket, IngestError> {
+        self.admission.admit(bytes)
+    }
+
     /// The tenant a request writes to.
     pub fn authorize(
         &self,
@@ -85,6 +117,7 @@ impl Ingest {
         encoding: Encoding,
         compression: ContentEncoding,
         body: Bytes,
+        mut ticket: Ticket,
     ) -> Result<Bytes, IngestError> {
         let (limit, block_compression) = (self.limits.max_decoded_bytes, self.compression);
         let record_limits = self.limits.record;
@@ -95,7 +128,13 @@ impl Ingest {
             && compression == ContentEncoding::Identity
             && body.len() <= INLINE_BODY_BYTES;
         let prepare = move || {
-            let body = compression.decode(body, limit)?;
+            let body = compression.decode(body, limit, &mut ticket)?;
+            if encoding == Encoding::Json {
+                let objects = body.iter().filter(|&&b| b == b'{').count();
+                ticket.grow(objects.saturating_mul(JSON_BYTES_PER_OBJECT))?;
+            }
+            // The ticket is given back once the body is prepared: its blocks are
+            // then the writer's to count (`--max-pending-bytes`).
             otlp::prepare(
                 &tenant,
                 signal,

@@ -10,6 +10,7 @@ use framelake_lake::segment::{Compression, EncodedBlock};
 use framelake_lake::writer::{PendingBlock, WriteBatch};
 use framelake_sdk::format::{self, Clock, Process, Stream, StreamKind};
 
+use crate::admission::Ticket;
 use crate::error::IngestError;
 use crate::{ContentEncoding, Ingest};
 
@@ -49,21 +50,28 @@ impl Ingest {
         message: NativeMessage,
         compression: ContentEncoding,
         body: Bytes,
+        mut ticket: Ticket,
     ) -> Result<(), IngestError> {
         let limit = self.limits.max_decoded_bytes;
-        let body = match compression {
-            ContentEncoding::Identity => compression.decode(body, limit)?,
+        let (body, ticket) = match compression {
+            ContentEncoding::Identity => (compression.decode(body, limit, &mut ticket)?, ticket),
             // Inflating takes milliseconds per megabyte: off the ingest runtime's
             // threads, which answer every other client.
-            _ => tokio::task::spawn_blocking(move || compression.decode(body, limit))
-                .await
-                .map_err(|e| IngestError::Internal(format!("decompressing a body: {e}")))??,
+            _ => tokio::task::spawn_blocking(move || {
+                compression
+                    .decode(body, limit, &mut ticket)
+                    .map(|body| (body, ticket))
+            })
+            .await
+            .map_err(|e| IngestError::Internal(format!("decompressing a body: {e}")))??,
         };
         let batch = match message {
             NativeMessage::Process => self.process_batch(tenant, body)?,
             NativeMessage::Stream => self.stream_batch(tenant, body).await?,
             NativeMessage::Block => self.block_batch(tenant, body).await?,
         };
+        // The block is the writer's to count from here.
+        drop(ticket);
         self.writer.write(batch).await?;
         Ok(())
     }

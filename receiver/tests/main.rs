@@ -68,13 +68,13 @@ impl TestServer {
             ..WriterConfig::default()
         };
         let writer = Arc::new(Writer::start(Arc::clone(&lake), writer_config));
-        let ingest = Arc::new(Ingest {
-            lake: Arc::clone(&lake),
+        let ingest = Arc::new(Ingest::new(
+            Arc::clone(&lake),
             writer,
-            tenancy: options.tenancy,
-            limits: options.limits,
-            compression: Compression::Zstd { level: 3 },
-        });
+            options.tenancy,
+            options.limits,
+            Compression::Zstd { level: 3 },
+        ));
         let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -252,15 +252,12 @@ fn prepare_as<R: OtlpRequest>(
     }
     if events == 0 && rejected > 0 {
         return Err(IngestError::BadRequest(format!(
-            "all {rejected} {} were invalid (trace ids must be 16 bytes, span ids 8 bytes, not all zero; metric names non-empty)",
+            "all {rejected} {} were invalid ({RULES})",
             R::ITEMS
         )));
     }
     let message = if rejected > 0 {
-        format!(
-            "{rejected} {} rejected: trace ids must be 16 bytes and span ids 8 bytes, not all zero; metric names non-empty",
-            R::ITEMS
-        )
+        format!("{rejected} {} rejected: {RULES}", R::ITEMS)
     } else {
         String::new()
     };
@@ -272,6 +269,11 @@ fn prepare_as<R: OtlpRequest>(
         response,
     })
 }
+
+/// What makes an item invalid, for partial-success messages.
+const RULES: &str = "trace ids must be 16 bytes and span ids 8 bytes, not all zero; \
+     times at most 2262-04-11 (signed 64-bit nanoseconds), a span's end not before its start; \
+     metric names non-empty";
 
 /// One resource of a request: what indexing learnt, the payload to store (an
 /// export request of just this resource) and the resource itself.

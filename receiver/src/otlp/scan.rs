@@ -14,7 +14,7 @@ use super::schema::{
     RESOURCE_METRICS, RESOURCE_SPANS, SCOPE, SCOPE_LOGS, SCOPE_METRICS, SCOPE_SPANS, SPAN, SUM,
     SUMMARY, SUMMARY_POINT, TRACES_REQUEST,
 };
-use super::signals::{Summary, valid_id};
+use super::signals::{Summary, valid_id, valid_span_times, valid_time};
 use super::wire::{MAX_DEPTH, Schema, nested_messages, validate, walk};
 use crate::error::IngestError;
 
@@ -240,10 +240,11 @@ fn span(buf: &[u8], summary: &mut Summary, ctx: &Context) -> Option<()> {
     })?;
     let valid = valid_id(trace_id, 16, false)
         && valid_id(span_id, 8, false)
-        && valid_id(parent_id, 8, true);
+        && valid_id(parent_id, 8, true)
+        && valid_span_times(start, end);
     valid.then_some(())?;
     summary.time(start);
-    summary.time(end.max(start));
+    summary.time(end);
     summary.events += 1;
     Some(())
 }
@@ -265,7 +266,11 @@ fn log_record(buf: &[u8], summary: &mut Summary, ctx: &Context) -> Option<()> {
         }
         Some(())
     })?;
-    (valid_id(trace_id, 16, true) && valid_id(span_id, 8, true)).then_some(())?;
+    let valid = valid_id(trace_id, 16, true)
+        && valid_id(span_id, 8, true)
+        && valid_time(time)
+        && valid_time(observed);
+    valid.then_some(())?;
     summary.log_record(time, observed, ctx.now);
     Some(())
 }
@@ -321,6 +326,7 @@ fn points(number: u32, data: &[u8], summary: &mut Summary, ctx: &Context) -> Opt
                 }
                 Some(())
             })?;
+            valid_time(time).then_some(())?;
             summary.time(time);
             summary.events += 1;
         }

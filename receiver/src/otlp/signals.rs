@@ -101,6 +101,17 @@ pub(crate) fn valid_id(id: &[u8], len: usize, optional: bool) -> bool {
     (optional && id.is_empty()) || (id.len() == len && id.iter().any(|&b| b != 0))
 }
 
+/// Whether a time (Unix nanoseconds) is one the lake stores: up to 2262-04-11,
+/// the last signed 64-bit nanosecond.
+pub(crate) fn valid_time(t: u64) -> bool {
+    i64::try_from(t).is_ok()
+}
+
+/// Whether a span's times are ones the lake stores, its end not before its start.
+pub(crate) fn valid_span_times(start: u64, end: u64) -> bool {
+    valid_time(end) && start <= end
+}
+
 impl OtlpRequest for ExportTraceServiceRequest {
     type ResourceItems = ResourceSpans;
     type Response = ExportTraceServiceResponse;
@@ -127,11 +138,12 @@ impl OtlpRequest for ExportTraceServiceRequest {
                 valid_id(&span.trace_id, 16, false)
                     && valid_id(&span.span_id, 8, false)
                     && valid_id(&span.parent_span_id, 8, true)
+                    && valid_span_times(span.start_time_unix_nano, span.end_time_unix_nano)
             });
             s.rejected += (before - scope.spans.len()) as u64;
             for span in &scope.spans {
                 s.time(span.start_time_unix_nano);
-                s.time(span.end_time_unix_nano.max(span.start_time_unix_nano));
+                s.time(span.end_time_unix_nano);
                 s.events += 1;
             }
         }
@@ -169,9 +181,12 @@ impl OtlpRequest for ExportLogsServiceRequest {
         let mut s = Summary::default();
         for scope in &mut r.scope_logs {
             let before = scope.log_records.len();
-            scope
-                .log_records
-                .retain(|log| valid_id(&log.trace_id, 16, true) && valid_id(&log.span_id, 8, true));
+            scope.log_records.retain(|log| {
+                valid_id(&log.trace_id, 16, true)
+                    && valid_id(&log.span_id, 8, true)
+                    && valid_time(log.time_unix_nano)
+                    && valid_time(log.observed_time_unix_nano)
+            });
             s.rejected += (before - scope.log_records.len()) as u64;
             for log in &scope.log_records {
                 s.log_record(log.time_unix_nano, log.observed_time_unix_nano, now);
@@ -212,7 +227,7 @@ impl OtlpRequest for ExportMetricsServiceRequest {
         for scope in &mut r.scope_metrics {
             scope.metrics.retain(|m| {
                 let times = point_times(m.data.as_ref());
-                if m.name.is_empty() {
+                if m.name.is_empty() || !times.iter().all(|&t| valid_time(t)) {
                     s.rejected += times.len() as u64;
                     return false;
                 }

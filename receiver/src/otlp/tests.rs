@@ -328,3 +328,41 @@ fn empty_requests_store_nothing_and_succeed() {
     assert!(prepared.batch.is_none());
     assert_eq!(prepared.events, 0);
 }
+
+#[test]
+fn times_past_2262_and_spans_ending_before_they_start_are_rejected() {
+    let mut backwards = span(2, 2, 100);
+    backwards.end_time_unix_nano = 99;
+    let mut far = span(3, 3, 100);
+    far.end_time_unix_nano = u64::MAX;
+    let request = traces(vec![("a", vec![span(1, 1, 5), backwards, far])]);
+    let prepared = protobuf(Signal::Traces, request.encode_to_vec()).expect("partly valid");
+    assert_eq!((prepared.events, prepared.rejected), (1, 2));
+    let response =
+        ExportTraceServiceResponse::decode(prepared.response.as_ref()).expect("response");
+    let message = response.partial_success.expect("partial").error_message;
+    assert!(
+        message.contains("2262") && message.contains("end not before its start"),
+        "{message}"
+    );
+
+    let record = |time: u64| LogRecord {
+        time_unix_nano: time,
+        ..Default::default()
+    };
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    record(1),
+                    record(i64::MAX as u64 + 1),
+                    record(i64::MAX as u64),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let prepared = protobuf(Signal::Logs, logs.encode_to_vec()).expect("partly valid");
+    assert_eq!((prepared.events, prepared.rejected), (2, 1));
+}
