@@ -268,3 +268,171 @@ async fn a_receiver_starts_with_its_object_store_down_and_takes_writes_once_it_i
         server.log_text()
     );
 }
+
+/// A request of 64 spans carrying 4 KiB each that does not compress.
+fn incompressible_request(seed: u64) -> Bytes {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut noise = move || {
+        (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect::<Vec<u8>>()
+    };
+    let trace_id = [seed.to_le_bytes(), 0x5eed_u64.to_le_bytes()].concat();
+    let spans = (1..=64u64)
+        .map(|i| Span {
+            trace_id: trace_id.clone(),
+            span_id: i.to_le_bytes().to_vec(),
+            name: format!("work-{i}"),
+            start_time_unix_nano: 1_700_000_000_000_000_000 + seed * 1000 + i,
+            end_time_unix_nano: 1_700_000_000_000_000_500 + seed * 1000 + i,
+            attributes: vec![opentelemetry_proto::tonic::common::v1::KeyValue {
+                key: "noise".to_owned(),
+                value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                    value: Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::BytesValue(
+                            noise(),
+                        ),
+                    ),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+    .into()
+}
+
+/// A tmpfs mounted on a folder for as long as it lives.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts one of `size` (as mount(8) writes it) on `dir`; `None` when
+    /// this process may not (not root).
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .ok()?;
+        status.success().then(|| Tmpfs(dir.to_owned()))
+    }
+
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "remounting {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => files_under(&e.path()),
+                _ => 1,
+            })
+            .sum()
+    })
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_retryably_and_recovers_losing_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let Some(disk) = Tmpfs::mount(&data, "24m") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: mounting a tmpfs must work there"
+        );
+        eprintln!("NOT RUN: mounting a tmpfs needs root; run the tests as root to fill a disk");
+        return;
+    };
+    let mut args = data_dir_args(&data);
+    args.extend(["--flush-interval-ms".to_owned(), "20".to_owned()]);
+    let server = Server::start("serve", &args, &dir.path().join("log")).await;
+    let client = reqwest::Client::new();
+    let send = |seed: u64| {
+        client
+            .post(format!("{}/v1/traces", server.http_url()))
+            .header("content-type", "application/x-protobuf")
+            .body(incompressible_request(seed))
+            .send()
+    };
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for seed in 1..200u64 {
+        let response = send(seed).await.expect("answers");
+        match response.status().as_u16() {
+            200 => acked.push(seed),
+            503 => {
+                assert!(response.headers().contains_key("retry-after"));
+                refused = Some(seed);
+                break;
+            }
+            other => panic!("{other}: {}", response.text().await.unwrap_or_default()),
+        }
+    }
+    let refused = refused.expect("the disk fills up");
+    assert!(
+        acked.len() >= 5,
+        "{} acknowledged before it was full",
+        acked.len()
+    );
+    // Refused flushes leave nothing behind.
+    let files = files_under(&data);
+    for _ in 0..10 {
+        assert_eq!(send(refused).await.expect("answers").status(), 503);
+    }
+    assert!(
+        files_under(&data) <= files + 1,
+        "{} files, then {}",
+        files,
+        files_under(&data)
+    );
+
+    disk.resize("512m");
+    let mut retried = false;
+    for _ in 0..50 {
+        if send(refused).await.expect("answers").status() == 200 {
+            retried = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(retried, "writes go through once there is room");
+    acked.push(refused);
+    assert!(server.terminate().success());
+    let seen = stored_seeds(&data).await;
+    assert_none_lost(&acked, &seen);
+    assert!(seen.values().all(|&n| n == 1), "no request stored twice");
+    assert_eq!(seen.len(), acked.len(), "nothing refused was stored");
+}
