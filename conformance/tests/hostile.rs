@@ -502,3 +502,63 @@ async fn bodies_that_inflate_are_refused_retryably_before_memory_runs_out() {
     assert_eq!(response.status(), 200);
     assert_alive_within(&server, 1 << 30).await;
 }
+
+/// A query that computes for minutes before its only row.
+const LONG_QUERY: &str = "SELECT count(*) AS n FROM generate_series(1, 100000000000)";
+
+/// Asserts the server spends (next to) no CPU once a client has gone.
+async fn assert_idle_after_client_left(server: &Server) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_ticks(server.pid());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_ticks(server.pid()) - before;
+    // A query still running keeps a core or two busy (300 to 600 ticks in 3 s).
+    assert!(
+        used < 100,
+        "{used} ticks of CPU in 3 s after the client left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_stops_when_its_http_client_goes_away() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start("serve", &data_dir_args(dir.path()), &dir.path().join("log")).await;
+    let gone = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/api/v1/sql", server.query_port))
+        .header("content-type", "application/sql")
+        .body(LONG_QUERY)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the query cannot finish in 2 s");
+    assert_idle_after_client_left(&server).await;
+    assert_alive_within(&server, 512 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_stops_when_its_flightsql_client_goes_away() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use futures::StreamExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start("serve", &data_dir_args(dir.path()), &dir.path().join("log")).await;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", server.flight_port))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("FlightSQL connects");
+    let mut client = FlightSqlServiceClient::new(channel);
+    let info = client
+        .execute(LONG_QUERY.to_owned(), None)
+        .await
+        .expect("planned");
+    let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+    let mut rows = client.do_get(ticket).await.expect("streams");
+    let first = tokio::time::timeout(Duration::from_secs(2), rows.next()).await;
+    assert!(first.is_err(), "the query cannot finish in 2 s");
+    drop(rows);
+    drop(client);
+    assert_idle_after_client_left(&server).await;
+    assert_alive_within(&server, 512 << 20).await;
+}
