@@ -155,6 +155,10 @@ async fn functions_cannot_build_more_than_a_call_may() {
             "WITH a AS (SELECT repeat('x', 100000000) AS s) SELECT length(concat(s, s, s)) FROM a",
             "concat",
         ),
+        (
+            "WITH a AS (SELECT repeat('x', 100000000) AS s) SELECT length(s || s || s) FROM a",
+            "concat_op",
+        ),
     ] {
         let (status, body) = post_sql(&server, sql).await;
         assert_eq!(status, 422, "{sql}: {body}");
@@ -168,12 +172,18 @@ async fn functions_cannot_build_more_than_a_call_may() {
     let (status, body) = post_sql(
         &server,
         "SELECT length(repeat('x', 1000000)) AS a, cardinality(range(1, 1001)) AS b, \
-         length(replace('abab', 'b', 'yy')) AS c",
+         length(replace('abab', 'b', 'yy')) AS c, 'x' || 1 || 'y' AS d, 'x' || NULL AS e",
     )
     .await;
     assert_eq!(
         (status, body.as_str()),
-        (200, r#"[{"a":1000000,"b":1000,"c":6}]"#)
+        (200, r#"[{"a":1000000,"b":1000,"c":6,"d":"x1y","e":null}]"#)
+    );
+    // The operator keeps its name in result columns.
+    let (status, body) = post_sql(&server, "SELECT 'a' || 'b'").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"[{"Utf8(\"a\") || Utf8(\"b\")":"ab"}]"#)
     );
     assert_alive_within(&server, 1536 << 20).await;
 }

@@ -13,7 +13,8 @@
 //! - any function's output over the bound fails the query, so no chain of
 //!   calls can build on it.
 //!
-//! The bound is per call (one batch of rows), [`QueryLimits::function_bytes`](crate::QueryLimits).
+//! The bound is per call (one batch of rows), [`QueryLimits::function_bytes`](crate::QueryLimits);
+//! the `||` operator on strings is planned as a bounded call too ([`crate::concat`]).
 
 use std::sync::Arc;
 
@@ -41,13 +42,17 @@ pub(crate) fn bound_functions(ctx: &SessionContext, max_bytes: usize) {
     let mut seen = std::collections::HashSet::new();
     for function in state.scalar_functions().values() {
         if seen.insert(function.name().to_owned()) {
-            let inner = Arc::clone(function.inner());
-            ctx.register_udf(ScalarUDF::new_from_shared_impl(Arc::new(Bounded {
-                inner: inner.into(),
-                max_bytes,
-            })));
+            ctx.register_udf(bounded(Arc::clone(function.inner()), max_bytes));
         }
     }
+}
+
+/// A scalar function within the bound.
+pub(crate) fn bounded(inner: Arc<dyn ScalarUDFImpl>, max_bytes: usize) -> ScalarUDF {
+    ScalarUDF::new_from_shared_impl(Arc::new(Bounded {
+        inner: inner.into(),
+        max_bytes,
+    }))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -402,10 +407,7 @@ impl ScalarUDFImpl for Bounded {
 
     fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
         let updated = self.inner.with_updated_config(config)?;
-        Some(ScalarUDF::new_from_shared_impl(Arc::new(Bounded {
-            inner: Arc::clone(updated.inner()).into(),
-            max_bytes: self.max_bytes,
-        })))
+        Some(bounded(Arc::clone(updated.inner()), self.max_bytes))
     }
 
     fn aliases(&self) -> &[String] {

@@ -186,9 +186,10 @@ impl Engine {
             crate::table::lake_store_url().as_ref(),
             Arc::clone(self.lake.store.object_store()),
         );
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
         register_functions(&ctx);
         crate::bounded::bound_functions(&ctx, self.limits.function_bytes);
+        crate::concat::register(&mut ctx, self.limits.function_bytes)?;
         Ok(ctx)
     }
 

@@ -11,6 +11,7 @@
 
 pub mod aggregate;
 mod bounded;
+mod concat;
 pub mod engine;
 mod error;
 pub mod flight;
