@@ -16,7 +16,7 @@ use arrow::array::{
 };
 use arrow::datatypes::DataType;
 use bytes::{BufMut, Bytes, BytesMut};
-use framelake_lake::catalog::Source;
+use framelake_lake::catalog::{BlockFilter, Source};
 use framelake_lake::ids::{ProcessId, TenantId};
 use futures::StreamExt;
 
@@ -216,6 +216,31 @@ impl Thread {
     }
 }
 
+/// The times the process's stored blocks cover within the request's range
+/// (`None`: none): the export walks these, not the whole range, which a
+/// process that says it started in 1970 makes 56 years long.
+async fn data_range(
+    engine: &Engine,
+    tenant: &TenantId,
+    request: &TraceRequest,
+) -> Result<Option<(i64, i64)>, QueryError> {
+    let filter = BlockFilter {
+        processes: vec![request.process_id],
+        time_range: Some((request.begin, request.end)),
+        ..BlockFilter::default()
+    };
+    let blocks = engine
+        .lake()
+        .catalog
+        .blocks(tenant, &filter)
+        .await
+        .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+    Ok(blocks.iter().fold(None, |range, b| {
+        let (min, max) = range.unwrap_or((b.min_time, b.max_time));
+        Some((min.min(b.min_time), max.max(b.max_time)))
+    }))
+}
+
 /// Streams a native process's trace: the chunks of the `Trace` message, or
 /// the error that stopped it. Fails before the first chunk when the process
 /// is unknown (or not native) or the range is empty.
@@ -238,6 +263,7 @@ pub async fn export(
         .map_err(|e| QueryError::Unavailable(e.to_string()))?
         .filter(|p| p.source == Source::Native)
         .ok_or_else(|| QueryError::NotFound(format!("no native process {}", request.process_id)))?;
+    let data = data_range(engine, tenant, &request).await?;
     let (chunks, received) = tokio::sync::mpsc::channel(4);
     let (engine, tenant) = (engine.clone(), tenant.clone());
     tokio::spawn(async move {
@@ -245,6 +271,7 @@ pub async fn export(
             engine,
             tenant,
             request,
+            data,
             process_track: uuid(&[request.process_id.as_bytes()]),
             writer: Writer {
                 out: BytesMut::new(),
@@ -277,6 +304,8 @@ struct Export {
     engine: Engine,
     tenant: TenantId,
     request: TraceRequest,
+    /// What [`data_range`] found.
+    data: Option<(i64, i64)>,
     process_track: u64,
     writer: Writer,
     threads: HashMap<[u8; 16], (u64, Thread)>,
@@ -322,7 +351,16 @@ impl Export {
             at(begin)
         )))
         .await?;
-        let mut window = begin;
+        // Windows over the stored data only.
+        let (mut window, end) = match self.data {
+            // A window of margin: the blocks' times and their events' come from
+            // clock estimates that may differ a little.
+            Some((first, last)) => (
+                begin.max(first.saturating_sub(WINDOW_NANOS)),
+                end.min(last.saturating_add(WINDOW_NANOS)),
+            ),
+            None => (1, 0),
+        };
         while window <= end {
             // Empty windows send nothing: without this, a client that left
             // would be noticed only at the next chunk.
