@@ -54,13 +54,6 @@ enum Command {
     Querybench(querybench::Args),
 }
 
-/// Stack of the threads that plan and run queries. DataFusion walks an
-/// expression by recursion, at up to ~8 KiB a level in a debug build: a
-/// query at the deepest nesting SQL allows (`framelake_query::parse`) needs
-/// more than the 2 MiB tokio gives a thread. Address space only: the pages a
-/// thread never touches cost no memory.
-const QUERY_STACK_BYTES: usize = 32 << 20;
-
 fn main() -> anyhow::Result<()> {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
@@ -68,7 +61,6 @@ fn main() -> anyhow::Result<()> {
     init_logs(settings.log_format.as_deref());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_stack_size(QUERY_STACK_BYTES)
         .build()?;
     runtime.block_on(async move {
         match cli.command {

@@ -562,3 +562,27 @@ async fn a_query_stops_when_its_flightsql_client_goes_away() {
     assert_idle_after_client_left(&server).await;
     assert_alive_within(&server, 512 << 20).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_ends_at_its_time_limit_even_in_a_join_that_makes_rows_for_minutes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = data_dir_args(dir.path());
+    args.extend(["--query-timeout-s".to_owned(), "1".to_owned()]);
+    let server = Server::start("serve", &args, &dir.path().join("log")).await;
+    for sql in [
+        "SELECT count(*) FROM generate_series(1, 200000) a CROSS JOIN generate_series(1, 200000) b",
+        "SELECT a.value FROM generate_series(1, 30000) a CROSS JOIN generate_series(1, 30000) b \
+         ORDER BY a.value + b.value DESC LIMIT 3",
+    ] {
+        let started = std::time::Instant::now();
+        let (status, body) = post_sql(&server, sql).await;
+        let took = started.elapsed();
+        assert_eq!(status, 504, "{body}");
+        assert!(body.contains("time limit of 1 s"), "{body}");
+        // The answer comes at the limit (a poll of the join used to hold it
+        // for tens of seconds), and the aborted query frees its threads.
+        assert!(took < Duration::from_secs(4), "answered after {took:?}");
+        let (status, body) = post_sql(&server, "SELECT 1 AS one").await;
+        assert_eq!((status, body.as_str()), (200, r#"[{"one":1}]"#));
+    }
+}

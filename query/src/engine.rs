@@ -18,13 +18,14 @@ use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetada
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::RecordBatchStream;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use framelake_lake::Lake;
 use framelake_lake::ids::TenantId;
 use framelake_lake::view::View;
 use framelake_lake::view::catalog::CatalogView;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 
 use crate::QueryError;
 use crate::aggregate::{Aggregate, AggregateDefinition, AggregateTable};
@@ -73,6 +74,81 @@ pub struct Engine {
     metadata: Arc<FileMetadataCache>,
     /// Caches what scans of on-demand views decode.
     cache: Cache,
+    threads: Arc<QueryThreads>,
+}
+
+/// Stack of the threads that plan and run queries. DataFusion walks an
+/// expression by recursion, at up to ~8 KiB a level in a debug build: a
+/// query at the deepest nesting SQL allows ([`crate::parse`]) needs more
+/// than the 2 MiB tokio gives a thread. Address space only: the pages a
+/// thread never touches cost no memory.
+const QUERY_STACK_BYTES: usize = 32 << 20;
+
+/// The threads queries plan and run on, apart from the listeners'. A
+/// DataFusion operator may compute for seconds in one poll (a join's batch,
+/// a sort taking its input): on the listeners' threads that held up every
+/// other request, and the timer that ends a query at its time limit, whose
+/// answer came many seconds late. Here the listener answers at the limit and
+/// the query's tasks are aborted, to end at their next yield.
+#[derive(Debug)]
+struct QueryThreads(Option<tokio::runtime::Runtime>);
+
+impl QueryThreads {
+    fn start(threads: usize) -> Result<Self, QueryError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("framelake-query")
+            .thread_stack_size(QUERY_STACK_BYTES)
+            .enable_all()
+            .build()
+            .map_err(|e| QueryError::Internal(format!("starting the query threads: {e}")))?;
+        Ok(QueryThreads(Some(runtime)))
+    }
+
+    /// Runs `task` on the query threads; aborted when the handle is dropped.
+    fn spawn<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> AbortOnDrop<T> {
+        let runtime = self
+            .0
+            .as_ref()
+            .expect("the query threads live until dropped");
+        AbortOnDrop(runtime.spawn(task))
+    }
+}
+
+impl Drop for QueryThreads {
+    /// Dropped from async code too, where waiting for threads is not allowed.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> AbortOnDrop<T> {
+    /// The task's result, or a timeout at `deadline` (the task is then aborted).
+    async fn until(
+        mut self,
+        deadline: tokio::time::Instant,
+        limit: Duration,
+    ) -> Result<T, QueryError> {
+        match tokio::time::timeout_at(deadline, &mut self.0).await {
+            Err(_) => Err(QueryError::Timeout(limit)),
+            Ok(Err(e)) => Err(QueryError::Internal(format!("a query task failed: {e}"))),
+            Ok(Ok(result)) => Ok(result),
+        }
+    }
 }
 
 /// The frames view's name.
@@ -131,11 +207,12 @@ impl Engine {
         let mut engine = Engine {
             cache: Cache::new(Arc::clone(&lake)),
             lake,
-            limits,
+            limits: limits.clone(),
             aggregates: Arc::new(Vec::new()),
             metadata: Arc::new(
                 DefaultCache::new(METADATA_CACHE_BYTES).with_name("framelake partition metadata"),
             ),
+            threads: Arc::new(QueryThreads::start(limits.target_partitions)?),
         };
         let mut planned: Vec<Aggregate> = Vec::new();
         for definition in aggregates {
@@ -166,10 +243,14 @@ impl Engine {
 
     /// A session with the functions and the limits, but no tables.
     pub(crate) fn bare_session(&self) -> Result<SessionContext, QueryError> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("framelake", "public")
             .with_target_partitions(self.limits.target_partitions);
+        // Joins answer in batches of the usual size: a cross join otherwise
+        // builds left rows x a right batch at once, one poll of many seconds
+        // that no time limit can cut short.
+        config.options_mut().execution.enforce_batch_size_in_joins = true;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
             .with_cache_manager(
@@ -186,7 +267,13 @@ impl Engine {
             crate::table::lake_store_url().as_ref(),
             Arc::clone(self.lake.store.object_store()),
         );
-        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::yielding::YieldingJoins))
+            .build();
+        let mut ctx = SessionContext::new_with_state(state);
         register_functions(&ctx);
         crate::bounded::bound_functions(&ctx, self.limits.function_bytes);
         crate::concat::register(&mut ctx, self.limits.function_bytes)?;
@@ -227,16 +314,14 @@ impl Engine {
     /// Plans a query without running it: its result schema and the types of
     /// its parameters (`$1`, `$2`, … or `?`, in order; NULL type when unknown).
     pub async fn prepare(&self, tenant: &TenantId, sql: &str) -> Result<Prepared, QueryError> {
-        let ctx = self.session(tenant)?;
-        let plan = async {
-            let frame = plan(&ctx, sql).await?;
+        let deadline = tokio::time::Instant::now() + self.limits.timeout;
+        let (ctx, sql) = (self.session(tenant)?, sql.to_owned());
+        let planning = self.threads.spawn(async move {
+            let frame = plan(&ctx, &sql).await?;
             let types = frame.logical_plan().get_parameter_types()?;
             Ok::<_, QueryError>((frame.schema().as_arrow().clone(), types))
-        };
-        let (schema, types) = match tokio::time::timeout(self.limits.timeout, plan).await {
-            Err(_) => return Err(QueryError::Timeout(self.limits.timeout)),
-            Ok(result) => result?,
-        };
+        });
+        let (schema, types) = planning.until(deadline, self.limits.timeout).await??;
         let mut parameters: Vec<(usize, Field)> = types
             .into_iter()
             .map(|(name, t)| {
@@ -261,21 +346,29 @@ impl Engine {
         parameters: Vec<ScalarValue>,
     ) -> Result<Rows, QueryError> {
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
-        let ctx = self.session(tenant)?;
-        let plan = async {
-            let mut frame = plan(&ctx, sql).await?;
+        let (ctx, sql) = (self.session(tenant)?, sql.to_owned());
+        let planning = self.threads.spawn(async move {
+            let mut frame = plan(&ctx, &sql).await?;
             if !parameters.is_empty() {
                 frame = frame.with_param_values(parameters)?;
             }
             Ok::<_, QueryError>(frame.execute_stream().await?)
-        };
-        let stream = match tokio::time::timeout_at(deadline, plan).await {
-            Err(_) => return Err(QueryError::Timeout(self.limits.timeout)),
-            Ok(result) => result?,
-        };
+        });
+        let mut stream = planning.until(deadline, self.limits.timeout).await??;
         let schema = stream.schema();
+        // The rows are computed on the query threads and handed over one batch at a time.
+        let (batches, received) = tokio::sync::mpsc::channel(1);
+        let driver = self.threads.spawn(async move {
+            while let Some(batch) = stream.next().await {
+                if batches.send(batch).await.is_err() {
+                    break;
+                }
+            }
+        });
         let stream = Box::pin(Deadline {
-            inner: stream,
+            received,
+            _driver: driver,
+            schema: Arc::clone(&schema),
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             limit: self.limits.timeout,
             done: false,
@@ -327,9 +420,12 @@ fn read_only(e: DataFusionError) -> QueryError {
     }
 }
 
-/// Ends a stream with a timeout error at its deadline.
+/// The rows of a query running on the query threads, ended with a timeout
+/// error at its deadline (when the query is aborted).
 struct Deadline {
-    inner: SendableRecordBatchStream,
+    received: tokio::sync::mpsc::Receiver<datafusion::error::Result<RecordBatch>>,
+    _driver: AbortOnDrop<()>,
+    schema: SchemaRef,
     sleep: Pin<Box<tokio::time::Sleep>>,
     limit: Duration,
     done: bool,
@@ -347,12 +443,12 @@ impl Stream for Deadline {
             let error = QueryError::Timeout(self.limit);
             return Poll::Ready(Some(Err(DataFusionError::External(Box::new(error)))));
         }
-        self.inner.as_mut().poll_next(cx)
+        self.received.poll_recv(cx)
     }
 }
 
 impl RecordBatchStream for Deadline {
     fn schema(&self) -> SchemaRef {
-        self.inner.schema()
+        Arc::clone(&self.schema)
     }
 }

@@ -21,6 +21,7 @@ pub mod parse;
 pub mod perfetto;
 pub mod quantiles;
 mod table;
+mod yielding;
 
 pub use crate::engine::{Engine, Prepared, QueryLimits, Rows};
 pub use crate::error::QueryError;
