@@ -586,3 +586,59 @@ async fn a_query_ends_at_its_time_limit_even_in_a_join_that_makes_rows_for_minut
         assert_eq!((status, body.as_str()), (200, r#"[{"one":1}]"#));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_that_decodes_to_gigabytes_fails_its_queries_not_the_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = data_dir_args(dir.path());
+    // Left pending: queries decode it themselves.
+    args.extend(["--materialize-interval-ms".to_owned(), "0".to_owned()]);
+    let server = Server::start("serve", &args, &dir.path().join("log")).await;
+    // 3,300 records of 9,000 empty attributes each, every one within the
+    // limits: 60 MB that prost would decode to gigabytes.
+    let mut record = vec![0x09, 1, 0, 0, 0, 0, 0, 0, 0];
+    for _ in 0..9_000 {
+        record.extend_from_slice(&[0x32, 0x00]);
+    }
+    // Request { resource_logs: [{ scope_logs: [{ log_records: [3,300 of them] }] }] }
+    let scope_logs = wrap(2, &record).repeat(3_300);
+    let body = gzip(&wrap(1, &wrap(2, &scope_logs)));
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/v1/logs", server.http_url()))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(body)
+        .send()
+        .await
+        .expect("ingest answers");
+    let status = response.status();
+    assert_eq!(
+        status,
+        200,
+        "within every limit: {}",
+        response.text().await.unwrap_or_default()
+    );
+    let counts = (0..4).map(|_| {
+        let (client, port) = (client.clone(), server.query_port);
+        tokio::spawn(async move {
+            let response = client
+                .post(format!("http://127.0.0.1:{port}/api/v1/sql"))
+                .header("content-type", "application/sql")
+                .body("SELECT count(*) FROM log_entries")
+                .send()
+                .await
+                .expect("query answers");
+            (
+                response.status().as_u16(),
+                response.text().await.expect("body"),
+            )
+        })
+    });
+    for count in futures::future::join_all(counts).await {
+        let (status, body) = count.expect("client");
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("memory"), "{body}");
+    }
+    assert_alive_within(&server, 1536 << 20).await;
+}

@@ -21,6 +21,7 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::utils::conjunction;
@@ -515,6 +516,18 @@ pub(crate) fn lake_store_url() -> ObjectStoreUrl {
     ObjectStoreUrl::parse("framelake://lake/").expect("a valid URL")
 }
 
+/// What decoding a block may build, taken from the query's memory while it
+/// decodes: an OTLP payload decodes to prost's structs, at worst one of ~64
+/// bytes for every two bytes sent (an empty attribute), so 32 times its
+/// size; a native one's events are LZ4 blocks, some times larger decoded.
+/// Past the query's memory, the query fails (422) rather than the process.
+fn decoding_bytes(block: &BlockRecord) -> usize {
+    (block.uncompressed_length as usize).saturating_mul(DECODE_FACTOR)
+}
+
+/// See [`decoding_bytes`].
+const DECODE_FACTOR: usize = 32;
+
 /// One scan partition: some blocks, read and decoded in turn.
 #[derive(Debug)]
 struct BlockStream {
@@ -529,14 +542,17 @@ impl PartitionStream for BlockStream {
         &self.schema
     }
 
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (lake, tenant) = (Arc::clone(&self.lake), self.tenant.clone());
         let schema = Arc::clone(&self.schema);
+        let pool = Arc::clone(ctx.memory_pool());
         let batches = futures::stream::iter(self.blocks.clone())
             .map(move |block| {
                 let (lake, tenant, schema) =
                     (Arc::clone(&lake), tenant.clone(), Arc::clone(&schema));
+                let mut decoding = MemoryConsumer::new("framelake block decoding").register(&pool);
                 async move {
+                    decoding.try_grow(decoding_bytes(&block))?;
                     let decoded = lake.decode_block(&tenant, &block).await.map_err(external)?;
                     cast_to(&schema, decoded)
                 }
