@@ -550,7 +550,7 @@ impl PartitionStream for BlockStream {
             .map(move |block| {
                 let (lake, tenant, schema) =
                     (Arc::clone(&lake), tenant.clone(), Arc::clone(&schema));
-                let mut decoding = MemoryConsumer::new("framelake block decoding").register(&pool);
+                let decoding = MemoryConsumer::new("framelake block decoding").register(&pool);
                 async move {
                     decoding.try_grow(decoding_bytes(&block))?;
                     let decoded = lake.decode_block(&tenant, &block).await.map_err(external)?;
