@@ -43,8 +43,12 @@ fn request(seed: u64) -> Bytes {
 
 /// Senders over HTTP and gRPC until `stop` or the server goes away; returns
 /// the seeds of acknowledged requests.
-fn load(server: &Server, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<u64>>> {
-    let next = Arc::new(AtomicU64::new(1));
+fn load(
+    server: &Server,
+    stop: Arc<AtomicBool>,
+    first_seed: u64,
+) -> Vec<tokio::task::JoinHandle<Vec<u64>>> {
+    let next = Arc::new(AtomicU64::new(first_seed));
     let mut tasks = Vec::new();
     for worker in 0..6 {
         let (stop, next) = (Arc::clone(&stop), Arc::clone(&next));
@@ -154,7 +158,7 @@ async fn serve_under_load(
     ]);
     let server = Server::start("serve", &args, &dir.join("log")).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = load(&server, Arc::clone(&stop));
+    let tasks = load(&server, Arc::clone(&stop), 1);
     (server, args, stop, tasks)
 }
 
@@ -175,22 +179,33 @@ fn assert_none_lost(acked: &[u64], seen: &HashMap<u64, usize>) {
 async fn sigkill_under_load_loses_no_acknowledged_request() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let (server, args, _stop, tasks) = serve_under_load(dir.path(), 50).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    server.kill();
-    let acked = acked(tasks).await;
-    assert!(
-        acked.len() >= 20,
-        "the load got going: {} acknowledged",
-        acked.len()
-    );
+    let (mut server, args, _stop, mut tasks) = serve_under_load(dir.path(), 50).await;
+    let mut acked_all = Vec::new();
+    // Three kills under load, each restart on the same data taking load again.
+    for cycle in 1..=3u64 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        server.kill();
+        let acked = acked(tasks).await;
+        assert!(
+            acked.len() >= 10,
+            "cycle {cycle}: the load got going: {} acknowledged",
+            acked.len()
+        );
+        acked_all.extend(acked);
+        let log = dir.path().join(format!("log{cycle}"));
+        server = Server::start("serve", &args, &log).await;
+        tasks = load(&server, Arc::new(AtomicBool::new(false)), cycle << 32);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(server.terminate().success());
+    acked_all.extend(acked(tasks).await);
 
-    // The server restarts on the same data, and every acknowledged request is there once.
-    let restarted = Server::start("serve", &args, &dir.path().join("log2")).await;
+    // Every acknowledged request is there, once.
     let seen = stored_seeds(&data).await;
-    assert_none_lost(&acked, &seen);
+    assert_none_lost(&acked_all, &seen);
     assert!(seen.values().all(|&n| n == 1), "no request stored twice");
 
+    let restarted = Server::start("serve", &args, &dir.path().join("log-last")).await;
     let response = reqwest::Client::new()
         .post(format!("{}/v1/traces", restarted.http_url()))
         .header("content-type", "application/x-protobuf")
