@@ -642,3 +642,90 @@ async fn a_block_that_decodes_to_gigabytes_fails_its_queries_not_the_server() {
     }
     assert_alive_within(&server, 1536 << 20).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decompression_bombs_are_refused_on_every_endpoint() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start("serve", &data_dir_args(dir.path()), &dir.path().join("log")).await;
+    // 80 MiB of zeros: past the 64 MiB a body may decompress to.
+    let zeros = vec![0u8; 80 << 20];
+    let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    deflate.write_all(&zeros).expect("deflate");
+    let bombs = [
+        ("gzip", bytes::Bytes::from(gzip(&zeros))),
+        ("deflate", deflate.finish().expect("deflate").into()),
+        (
+            "zstd",
+            zstd::bulk::compress(&zeros, 1).expect("zstd").into(),
+        ),
+    ];
+    let client = reqwest::Client::new();
+    let otlp = ["application/x-protobuf", "application/json"];
+    let native = [framelake_receiver::native::CONTENT_TYPE];
+    let endpoints = ["logs", "traces", "metrics"]
+        .iter()
+        .flat_map(|signal| otlp.map(|t| (format!("/v1/{signal}"), t)))
+        .chain(
+            ["process", "stream", "block"]
+                .iter()
+                .flat_map(|m| native.map(|t| (format!("/v1/native/{m}"), t))),
+        );
+    for (path, content_type) in endpoints {
+        for (encoding, bomb) in &bombs {
+            assert!(bomb.len() < 1 << 20, "{encoding}: {} bytes", bomb.len());
+            let response = client
+                .post(format!("{}{path}", server.http_url()))
+                .header("content-type", content_type)
+                .header("content-encoding", *encoding)
+                .body(bomb.clone())
+                .send()
+                .await
+                .expect("ingest answers");
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            assert_eq!(status, 413, "{path} {content_type} {encoding}: {body}");
+            assert!(body.contains("after decompression"), "{path}: {body}");
+        }
+    }
+    // gRPC: each service, each message encoding it takes.
+    let grpc = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("HTTP/2 client");
+    for service in [
+        "logs.v1.LogsService",
+        "trace.v1.TraceService",
+        "metrics.v1.MetricsService",
+    ] {
+        for (encoding, bomb) in bombs.iter().filter(|(e, _)| *e != "deflate") {
+            let mut framed = vec![1u8];
+            framed.extend_from_slice(&(bomb.len() as u32).to_be_bytes());
+            framed.extend_from_slice(bomb);
+            let response = grpc
+                .post(format!(
+                    "{}/opentelemetry.proto.collector.{service}/Export",
+                    server.grpc_url()
+                ))
+                .header("content-type", "application/grpc")
+                .header("grpc-encoding", *encoding)
+                .header("te", "trailers")
+                .body(framed)
+                .send()
+                .await
+                .expect("gRPC answers");
+            let status = response.headers().get("grpc-status").cloned();
+            assert_eq!(
+                status.as_ref().and_then(|s| s.to_str().ok()),
+                Some("8"),
+                "{service} {encoding}: RESOURCE_EXHAUSTED"
+            );
+        }
+    }
+    let rows = server
+        .sql("default", "SELECT count(*) AS n FROM log_entries")
+        .await;
+    assert_eq!(rows, [serde_json::json!({ "n": 0 })]);
+    assert_alive_within(&server, 768 << 20).await;
+}
