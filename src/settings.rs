@@ -17,6 +17,7 @@ use framelake_lake::store::S3Options;
 use framelake_lake::writer::WriterConfig;
 use framelake_query::QueryLimits;
 use framelake_query::aggregate::{self, AggregateDefinition};
+use framelake_query::parse::SqlBounds;
 use framelake_receiver::Limits;
 use framelake_receiver::otlp::RecordLimits;
 use serde::Deserialize;
@@ -118,6 +119,11 @@ settings! {
     /// What one call of a SQL function may build, one batch of its output: past it
     /// the query fails with 422 [default: 256 MiB].
     query_function_bytes: usize = "FRAMELAKE_QUERY_FUNCTION_BYTES";
+    /// Longest SQL text a query may be; longer ones get 400 [default: 1 MiB].
+    query_max_sql_bytes: usize = "FRAMELAKE_QUERY_MAX_SQL_BYTES";
+    /// How deep a query's expressions may nest (operators, function calls, subqueries);
+    /// deeper ones get 400 [default: 1000].
+    query_max_nesting: usize = "FRAMELAKE_QUERY_MAX_NESTING";
     /// Longest a query may run, in seconds [default: 60].
     query_timeout_s: f64 = "FRAMELAKE_QUERY_TIMEOUT_S";
     /// Log format: text or json [default: text].
@@ -252,6 +258,10 @@ impl Settings {
         let d = QueryLimits::default();
         QueryLimits {
             memory_bytes: self.query_memory_bytes.unwrap_or(d.memory_bytes),
+            sql: SqlBounds {
+                max_bytes: self.query_max_sql_bytes.unwrap_or(d.sql.max_bytes),
+                max_nesting: self.query_max_nesting.unwrap_or(d.sql.max_nesting),
+            },
             function_bytes: self.query_function_bytes.unwrap_or(d.function_bytes),
             timeout: self
                 .query_timeout_s

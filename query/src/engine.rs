@@ -29,7 +29,7 @@ use futures::{Stream, StreamExt};
 
 use crate::QueryError;
 use crate::aggregate::{Aggregate, AggregateDefinition, AggregateTable};
-use crate::parse;
+use crate::parse::{self, SqlBounds};
 use crate::table::{Cache, CatalogTable, EventTable};
 
 /// What one query may use.
@@ -46,6 +46,8 @@ pub struct QueryLimits {
     pub function_bytes: usize,
     /// How many partitions a scan is split into.
     pub target_partitions: usize,
+    /// How large and deep a query's SQL may be.
+    pub sql: SqlBounds,
 }
 
 impl Default for QueryLimits {
@@ -55,6 +57,7 @@ impl Default for QueryLimits {
             timeout: Duration::from_secs(60),
             function_bytes: 256 << 20,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            sql: SqlBounds::default(),
         }
     }
 }
@@ -77,13 +80,6 @@ pub struct Engine {
     threads: Arc<QueryThreads>,
 }
 
-/// Stack of the threads that plan and run queries. DataFusion walks an
-/// expression by recursion, at up to ~8 KiB a level in a debug build: a
-/// query at the deepest nesting SQL allows ([`crate::parse`]) needs more
-/// than the 2 MiB tokio gives a thread. Address space only: the pages a
-/// thread never touches cost no memory.
-const QUERY_STACK_BYTES: usize = 32 << 20;
-
 /// The threads queries plan and run on, apart from the listeners'. A
 /// DataFusion operator may compute for seconds in one poll (a join's batch,
 /// a sort taking its input): on the listeners' threads that held up every
@@ -94,11 +90,11 @@ const QUERY_STACK_BYTES: usize = 32 << 20;
 struct QueryThreads(Option<tokio::runtime::Runtime>);
 
 impl QueryThreads {
-    fn start(threads: usize) -> Result<Self, QueryError> {
+    fn start(threads: usize, stack_bytes: usize) -> Result<Self, QueryError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("framelake-query")
-            .thread_stack_size(QUERY_STACK_BYTES)
+            .thread_stack_size(stack_bytes)
             .enable_all()
             .build()
             .map_err(|e| QueryError::Internal(format!("starting the query threads: {e}")))?;
@@ -212,7 +208,10 @@ impl Engine {
             metadata: Arc::new(
                 DefaultCache::new(METADATA_CACHE_BYTES).with_name("framelake partition metadata"),
             ),
-            threads: Arc::new(QueryThreads::start(limits.target_partitions)?),
+            threads: Arc::new(QueryThreads::start(
+                limits.target_partitions,
+                limits.sql.thread_stack_bytes(),
+            )?),
         };
         let mut planned: Vec<Aggregate> = Vec::new();
         for definition in aggregates {
@@ -315,9 +314,9 @@ impl Engine {
     /// its parameters (`$1`, `$2`, … or `?`, in order; NULL type when unknown).
     pub async fn prepare(&self, tenant: &TenantId, sql: &str) -> Result<Prepared, QueryError> {
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
-        let (ctx, sql) = (self.session(tenant)?, sql.to_owned());
+        let (ctx, sql, bounds) = (self.session(tenant)?, sql.to_owned(), self.limits.sql);
         let planning = self.threads.spawn(async move {
-            let frame = plan(&ctx, &sql).await?;
+            let frame = plan(&ctx, &sql, bounds).await?;
             let types = frame.logical_plan().get_parameter_types()?;
             Ok::<_, QueryError>((frame.schema().as_arrow().clone(), types))
         });
@@ -346,9 +345,9 @@ impl Engine {
         parameters: Vec<ScalarValue>,
     ) -> Result<Rows, QueryError> {
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
-        let (ctx, sql) = (self.session(tenant)?, sql.to_owned());
+        let (ctx, sql, bounds) = (self.session(tenant)?, sql.to_owned(), self.limits.sql);
         let planning = self.threads.spawn(async move {
-            let mut frame = plan(&ctx, &sql).await?;
+            let mut frame = plan(&ctx, &sql, bounds).await?;
             if !parameters.is_empty() {
                 frame = frame.with_param_values(parameters)?;
             }
@@ -385,9 +384,9 @@ pub(crate) fn register_functions(ctx: &SessionContext) {
 
 /// Plans a query's SQL: parsed within the bounds of [`crate::parse`], then
 /// refused if it would write.
-async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryError> {
+async fn plan(ctx: &SessionContext, sql: &str, bounds: SqlBounds) -> Result<DataFrame, QueryError> {
     let state = ctx.state();
-    let statement = parse::statement(&state, &parse::number_placeholders(sql)?)?;
+    let statement = parse::statement(&state, &parse::number_placeholders(sql)?, bounds)?;
     let plan = state
         .statement_to_plan(statement)
         .await

@@ -25,10 +25,6 @@ use http::{HeaderMap, HeaderValue, header};
 
 use crate::{Engine, QueryError};
 
-/// Largest body taken: the longest SQL a query may be, with room for JSON's
-/// escapes (a longer text in it is refused by the parser, with a clear message).
-const MAX_BODY_BYTES: usize = 2 * crate::parse::MAX_SQL_BYTES;
-
 /// What the query listener serves with.
 #[derive(Debug)]
 pub struct QueryService {
@@ -38,11 +34,14 @@ pub struct QueryService {
 
 /// The routes of the query listener.
 pub fn router(service: Arc<QueryService>) -> Router {
+    // The longest SQL a query may be, with room for JSON's escapes (a longer
+    // text in it is refused by the parser, with a clear message).
+    let max_body = service.engine.limits().sql.max_bytes.saturating_mul(2);
     Router::new()
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/perfetto", get(perfetto))
         .route("/ready", get(|| async { "ready\n" }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(max_body))
         .with_state(service)
 }
 

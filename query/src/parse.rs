@@ -20,33 +20,63 @@ use datafusion::sql::sqlparser::ast::{Expr, Visit, Visitor};
 
 use crate::QueryError;
 
-/// The longest SQL text a query may have.
-pub const MAX_SQL_BYTES: usize = 1 << 20;
+/// How large and how deep a query's SQL may be.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlBounds {
+    /// The longest SQL text.
+    pub max_bytes: usize,
+    /// How deep expressions may nest (each operator, function call and
+    /// subquery is a level), as ClickHouse's `max_ast_depth`; generated
+    /// filters that OR together hundreds of terms stay well within 1,000.
+    pub max_nesting: usize,
+}
 
-/// How deep expressions may nest (each operator, function call and subquery
-/// is a level), as ClickHouse's `max_ast_depth`; generated filters that OR
-/// together hundreds of terms stay well within it.
-pub const MAX_EXPRESSION_DEPTH: usize = 1000;
+impl Default for SqlBounds {
+    fn default() -> Self {
+        SqlBounds {
+            max_bytes: 1 << 20,
+            max_nesting: 1000,
+        }
+    }
+}
 
-/// The stack the parser and the depth check run on: enough to build, walk
-/// and drop the deepest tree `MAX_SQL_BYTES` of text can describe (two
-/// bytes a level, `1+1+…`). It is reserved address space; only the pages a
-/// query touches are ever backed by memory.
-const PARSE_STACK_BYTES: usize = 1 << 30;
+impl SqlBounds {
+    /// The stack of a thread that plans and runs queries: DataFusion walks
+    /// an expression by recursion, at up to ~8 KiB a level in a debug build
+    /// (32 KiB a level leaves room). Address space only: the pages a thread
+    /// never touches cost no memory.
+    pub fn thread_stack_bytes(&self) -> usize {
+        self.max_nesting.saturating_mul(32 << 10).max(8 << 20)
+    }
 
-/// Parses one statement of `sql` as `state` would, refusing text over
-/// [`MAX_SQL_BYTES`] and expressions nested deeper than [`MAX_EXPRESSION_DEPTH`].
-pub(crate) fn statement(state: &SessionState, sql: &str) -> Result<Statement, QueryError> {
-    if sql.len() > MAX_SQL_BYTES {
+    /// The stack the parser and the depth check run on: enough to build,
+    /// walk and drop the deepest tree `max_bytes` of text can describe (two
+    /// bytes a level, `1+1+…`, under 1 KiB of stack a level). Reserved
+    /// address space too.
+    fn parse_stack_bytes(&self) -> usize {
+        self.max_bytes.saturating_mul(1 << 10).max(64 << 20)
+    }
+}
+
+/// Parses one statement of `sql` as `state` would, refusing text longer and
+/// expressions nested deeper than `bounds` allow.
+pub(crate) fn statement(
+    state: &SessionState,
+    sql: &str,
+    bounds: SqlBounds,
+) -> Result<Statement, QueryError> {
+    if sql.len() > bounds.max_bytes {
         return Err(QueryError::BadQuery(format!(
-            "the query is {} bytes long, more than the {MAX_SQL_BYTES} bytes a query may be",
-            sql.len()
+            "the query is {} bytes long, more than the {} bytes a query may be \
+             (--query-max-sql-bytes)",
+            sql.len(),
+            bounds.max_bytes
         )));
     }
     let dialect = state.config().options().sql_parser.dialect;
-    stacker::grow(PARSE_STACK_BYTES, || {
+    stacker::grow(bounds.parse_stack_bytes(), || {
         let statement = parse(state, sql, &dialect)?;
-        match depth(&statement) {
+        match depth(&statement, bounds.max_nesting) {
             Ok(()) => Ok(statement),
             Err(e) => {
                 // Dropped here, on the large stack: its drop recurses as deep as it nests.
@@ -63,32 +93,30 @@ fn parse(state: &SessionState, sql: &str, dialect: &Dialect) -> Result<Statement
         .map_err(|e: DataFusionError| QueryError::BadQuery(e.strip_backtrace()))
 }
 
-/// Refuses a statement whose expressions nest deeper than the limit; stops
+/// Refuses a statement whose expressions nest deeper than `max`; stops
 /// walking as soon as they do.
-fn depth(statement: &Statement) -> Result<(), QueryError> {
-    let too_deep = || {
-        QueryError::BadQuery(format!(
-            "expression nested too deeply: more than {MAX_EXPRESSION_DEPTH} levels \
-             (operators, function calls, subqueries); write long chains of OR as IN (…)"
-        ))
-    };
-    let mut visitor = DepthVisitor { depth: 0 };
+fn depth(statement: &Statement, max: usize) -> Result<(), QueryError> {
+    let mut visitor = DepthVisitor { depth: 0, max };
     let flow = match statement {
         Statement::Statement(s) => s.visit(&mut visitor),
-        Statement::Explain(explain) => return depth(&explain.statement),
+        Statement::Explain(explain) => return depth(&explain.statement, max),
         // Refused later as writes; nothing in them is evaluated.
         Statement::CreateExternalTable(_) | Statement::CopyTo(_) | Statement::Reset(_) => {
             ControlFlow::Continue(())
         }
     };
     match flow {
-        ControlFlow::Break(()) => Err(too_deep()),
+        ControlFlow::Break(()) => Err(QueryError::BadQuery(format!(
+            "expression nested too deeply: more than {max} levels (operators, function \
+             calls, subqueries; --query-max-nesting); write long chains of OR as IN (…)"
+        ))),
         ControlFlow::Continue(()) => Ok(()),
     }
 }
 
 struct DepthVisitor {
     depth: usize,
+    max: usize,
 }
 
 impl Visitor for DepthVisitor {
@@ -96,7 +124,7 @@ impl Visitor for DepthVisitor {
 
     fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
         self.depth += 1;
-        if self.depth > MAX_EXPRESSION_DEPTH {
+        if self.depth > self.max {
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
@@ -169,21 +197,27 @@ mod tests {
         format!("SELECT {}", vec!["1"; terms].join(op))
     }
 
+    const BOUNDS: SqlBounds = SqlBounds {
+        max_bytes: 1 << 20,
+        max_nesting: 1000,
+    };
+
     #[test]
     fn expressions_nest_up_to_the_limit_and_no_deeper() {
         let state = SessionContext::new().state();
+        let statement = |sql: &str| statement(&state, sql, BOUNDS);
         // n terms nest n deep: the leftmost `1` lies under n - 1 operators.
-        assert!(statement(&state, &chain(MAX_EXPRESSION_DEPTH, "+")).is_ok());
+        assert!(statement(&chain(BOUNDS.max_nesting, "+")).is_ok());
         for (sql, what) in [
-            (chain(MAX_EXPRESSION_DEPTH + 1, "+"), "sum"),
+            (chain(BOUNDS.max_nesting + 1, "+"), "sum"),
             (chain(200_000, " OR "), "OR chain"),
-            (chain(MAX_SQL_BYTES / 2 - 8, "+"), "the longest sum"),
+            (chain(BOUNDS.max_bytes / 2 - 8, "+"), "the longest sum"),
             (
                 format!("SELECT 1 WHERE {}", vec!["true"; 5000].join(" AND ")),
                 "AND chain",
             ),
         ] {
-            let error = statement(&state, &sql).expect_err(what).to_string();
+            let error = statement(&sql).expect_err(what).to_string();
             assert!(error.contains("nested too deeply"), "{what}: {error}");
         }
     }
@@ -191,11 +225,13 @@ mod tests {
     #[test]
     fn long_text_is_refused_before_parsing() {
         let state = SessionContext::new().state();
-        let sql = format!("SELECT '{}'", "x".repeat(MAX_SQL_BYTES));
-        let error = statement(&state, &sql).expect_err("too long").to_string();
+        let sql = format!("SELECT '{}'", "x".repeat(BOUNDS.max_bytes));
+        let error = statement(&state, &sql, BOUNDS)
+            .expect_err("too long")
+            .to_string();
         assert!(error.contains("bytes a query may be"), "{error}");
         // A wide query is not a deep one.
         let wide = format!("SELECT {}", vec!["1 + 1"; 20_000].join(", "));
-        assert!(statement(&state, &wide).is_ok());
+        assert!(statement(&state, &wide, BOUNDS).is_ok());
     }
 }
