@@ -10,6 +10,7 @@ use bytes::Bytes;
 use framelake_lake::ids::BlockKind;
 use framelake_receiver::grpc::RawCodec;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
@@ -17,6 +18,11 @@ use crate::{Server, data_dir_args, embedded_lake, stored};
 
 /// A request whose spans all carry a trace id made from `seed`.
 fn request(seed: u64) -> Bytes {
+    request_with(seed, Vec::new)
+}
+
+/// A request of 64 spans whose trace id is made from `seed`, each with `attributes()`.
+fn request_with(seed: u64, mut attributes: impl FnMut() -> Vec<KeyValue>) -> Bytes {
     let trace_id = [seed.to_le_bytes(), 0x5eed_u64.to_le_bytes()].concat();
     let spans = (1..=64u64)
         .map(|i| Span {
@@ -25,6 +31,7 @@ fn request(seed: u64) -> Bytes {
             name: format!("work-{i}"),
             start_time_unix_nano: 1_700_000_000_000_000_000 + seed * 1000 + i,
             end_time_unix_nano: 1_700_000_000_000_000_500 + seed * 1000 + i,
+            attributes: attributes(),
             ..Default::default()
         })
         .collect();
@@ -287,49 +294,23 @@ async fn a_receiver_starts_with_its_object_store_down_and_takes_writes_once_it_i
 /// A request of 64 spans carrying 4 KiB each that does not compress.
 fn incompressible_request(seed: u64) -> Bytes {
     let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut noise = move || {
-        (0..4096)
+    request_with(seed, move || {
+        let noise = (0..4096)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
                 state as u8
             })
-            .collect::<Vec<u8>>()
-    };
-    let trace_id = [seed.to_le_bytes(), 0x5eed_u64.to_le_bytes()].concat();
-    let spans = (1..=64u64)
-        .map(|i| Span {
-            trace_id: trace_id.clone(),
-            span_id: i.to_le_bytes().to_vec(),
-            name: format!("work-{i}"),
-            start_time_unix_nano: 1_700_000_000_000_000_000 + seed * 1000 + i,
-            end_time_unix_nano: 1_700_000_000_000_000_500 + seed * 1000 + i,
-            attributes: vec![opentelemetry_proto::tonic::common::v1::KeyValue {
-                key: "noise".to_owned(),
-                value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
-                    value: Some(
-                        opentelemetry_proto::tonic::common::v1::any_value::Value::BytesValue(
-                            noise(),
-                        ),
-                    ),
-                }),
-                ..Default::default()
-            }],
+            .collect();
+        vec![KeyValue {
+            key: "noise".to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::BytesValue(noise)),
+            }),
             ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
-    .into()
+        }]
+    })
 }
 
 /// A tmpfs mounted on a folder for as long as it lives.

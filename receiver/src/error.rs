@@ -151,15 +151,16 @@ struct RetryInfo {
     retry_delay: Option<prost_types::Duration>,
 }
 
-/// `google.rpc.Status` with its details, as `grpc-status-details-bin` carries it.
+/// `google.rpc.Status`: the body of OTLP/HTTP error responses, and what
+/// `grpc-status-details-bin` carries.
 #[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
+pub(crate) struct RpcStatus {
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub(crate) code: i32,
     #[prost(string, tag = "2")]
-    message: String,
+    pub(crate) message: String,
     #[prost(message, repeated, tag = "3")]
-    details: Vec<prost_types::Any>,
+    pub(crate) details: Vec<prost_types::Any>,
 }
 
 impl From<IngestError> for tonic::Status {

@@ -24,7 +24,7 @@ use prost::Message;
 
 pub use self::scan::RecordLimits;
 use self::signals::{OtlpRequest, Summary};
-use crate::error::IngestError;
+use crate::error::{IngestError, RpcStatus};
 
 /// Version of the OTLP block payload format: an export request of one resource, protobuf.
 pub const OTLP_PAYLOAD_FORMAT: i16 = 1;
@@ -53,15 +53,6 @@ impl Signal {
 pub enum Encoding {
     Protobuf,
     Json,
-}
-
-/// `google.rpc.Status`, the body of OTLP/HTTP error responses.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 impl Encoding {
@@ -94,6 +85,7 @@ impl Encoding {
             Encoding::Protobuf => RpcStatus {
                 code,
                 message: message.to_owned(),
+                details: Vec::new(),
             }
             .encode_to_vec(),
             Encoding::Json => serde_json::json!({ "code": code, "message": message })
