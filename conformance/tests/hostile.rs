@@ -729,3 +729,98 @@ async fn decompression_bombs_are_refused_on_every_endpoint() {
     assert_eq!(rows, [serde_json::json!({ "n": 0 })]);
     assert_alive_within(&server, 768 << 20).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_inflate_are_refused_retryably_before_memory_runs_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = data_dir_args(dir.path());
+    args.extend(["--max-inflight-bytes".to_owned(), (256 << 20).to_string()]);
+    let server = Server::start("serve", &args, &dir.path().join("log")).await;
+    // 60 KiB on the wire, 60 MiB once inflated (not even OTLP: it is refused
+    // once decoded, if it gets that far).
+    let body = bytes::Bytes::from(gzip(&vec![0u8; 60 << 20]));
+    let client = reqwest::Client::new();
+    let sends = (0..64).map(|_| {
+        let (client, body, url) = (client.clone(), body.clone(), server.http_url());
+        tokio::spawn(async move {
+            let response = client
+                .post(format!("{url}/v1/logs"))
+                .header("content-type", "application/x-protobuf")
+                .header("content-encoding", "gzip")
+                .body(body)
+                .send()
+                .await
+                .expect("ingest answers");
+            let retry_after = response.headers().get("retry-after").cloned();
+            (response.status().as_u16(), retry_after)
+        })
+    });
+    let mut statuses = std::collections::BTreeMap::new();
+    for send in futures::future::join_all(sends).await {
+        let (status, retry_after) = send.expect("sender");
+        if status == 429 {
+            assert_eq!(retry_after.expect("Retry-After on 429"), "1");
+        }
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert!(statuses.get(&429).is_some_and(|&n| n > 0), "{statuses:?}");
+    assert!(
+        statuses.keys().all(|s| [400, 429].contains(s)),
+        "{statuses:?}"
+    );
+
+    // gRPC, the same message compressed: RESOURCE_EXHAUSTED with a retry
+    // delay, which OTLP clients retry on (errors come as headers alone).
+    let grpc = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("HTTP/2 client");
+    let mut framed = vec![1u8];
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&body);
+    let framed = bytes::Bytes::from(framed);
+    let calls = (0..64).map(|_| {
+        let (grpc, framed, url) = (grpc.clone(), framed.clone(), server.grpc_url());
+        tokio::spawn(async move {
+            let response = grpc
+                .post(format!("{url}{LOGS_EXPORT}"))
+                .header("content-type", "application/grpc")
+                .header("grpc-encoding", "gzip")
+                .header("te", "trailers")
+                .body(framed)
+                .send()
+                .await
+                .expect("gRPC answers");
+            let header = |name: &str| {
+                let value = response.headers().get(name)?;
+                Some(value.to_str().expect("ascii").to_owned())
+            };
+            (header("grpc-status"), header("grpc-status-details-bin"))
+        })
+    });
+    let mut codes = std::collections::BTreeMap::new();
+    for call in futures::future::join_all(calls).await {
+        let (status, details) = call.expect("caller");
+        let status = status.expect("an error status");
+        if status == "8" {
+            assert!(
+                details.is_some(),
+                "RESOURCE_EXHAUSTED carries a retry delay"
+            );
+        }
+        *codes.entry(status).or_insert(0) += 1;
+    }
+    // 8: RESOURCE_EXHAUSTED; 3: INVALID_ARGUMENT (zeros are no OTLP).
+    assert!(codes.get("8").is_some_and(|&n| n > 0), "{codes:?}");
+    assert!(codes.keys().all(|c| c == "8" || c == "3"), "{codes:?}");
+    // A well-formed request still goes through.
+    let response = client
+        .post(format!("{}/v1/logs", server.http_url()))
+        .header("content-type", "application/json")
+        .body(untimed_logs())
+        .send()
+        .await
+        .expect("ingest answers");
+    assert_eq!(response.status(), 200);
+    assert_alive_within(&server, 1 << 30).await;
+}
