@@ -118,8 +118,8 @@ async fn deep_and_wide_sql_is_answered_or_refused_never_a_crash() {
     let (status, body) = post_sql(&server, &format!("SELECT '{}'", "x".repeat(3 << 19))).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("bytes a query may be"), "{body}");
-    // Wide is not deep: 20,000 columns.
-    let columns: Vec<String> = (0..20_000).map(|i| format!("{i} + 1 AS c{i}")).collect();
+    // Wide is not deep: 5,000 columns.
+    let columns: Vec<String> = (0..5_000).map(|i| format!("{i} + 1 AS c{i}")).collect();
     let wide = format!("SELECT count(*) AS n FROM (SELECT {})", columns.join(", "));
     let (status, body) = post_sql(&server, &wide).await;
     assert_eq!((status, body.as_str()), (200, r#"[{"n":1}]"#));
@@ -143,11 +143,11 @@ async fn functions_cannot_build_more_than_a_call_may() {
         ),
         ("SELECT length(lpad('x', 1500000000))", "lpad"),
         (
-            "SELECT length(replace(repeat('ab', 1000000), '', repeat('y', 1000)))",
+            "SELECT length(replace(repeat('ab', 200000), '', repeat('y', 2000)))",
             "replace",
         ),
         (
-            "SELECT length(regexp_replace(repeat('ab', 1000000), '', repeat('y', 1000), 'g'))",
+            "SELECT length(regexp_replace(repeat('ab', 200000), '', repeat('y', 2000), 'g'))",
             "regexp_replace",
         ),
         // Each step under the bound, the chain over it: the output check stops it.

@@ -61,17 +61,25 @@ impl Server {
             flight_port,
             log: log.to_owned(),
         };
-        server.wait_ready().await;
+        server.wait_ready(role).await;
         server
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self, role: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("http://127.0.0.1:{}/ready", self.http_port);
+        // Every HTTP listener the role serves: they bind one after the other.
+        let ports = match role {
+            "serve" => vec![self.http_port, self.query_port],
+            "query" => vec![self.query_port],
+            _ => vec![self.http_port],
+        };
         loop {
-            if let Ok(response) = reqwest::get(&url).await
-                && response.status().is_success()
-            {
+            let mut ready = true;
+            for port in &ports {
+                let url = format!("http://127.0.0.1:{port}/ready");
+                ready &= matches!(reqwest::get(&url).await, Ok(r) if r.status().is_success());
+            }
+            if ready {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
