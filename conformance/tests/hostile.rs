@@ -824,3 +824,45 @@ async fn bodies_that_inflate_are_refused_retryably_before_memory_runs_out() {
     assert_eq!(response.status(), 200);
     assert_alive_within(&server, 1 << 30).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_ending_before_they_start_and_times_past_2262_are_rejected_items() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start("serve", &data_dir_args(dir.path()), &dir.path().join("log")).await;
+    let span = |id: &str, start: &str, end: &str| {
+        serde_json::json!({ "traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": id,
+            "name": id, "startTimeUnixNano": start, "endTimeUnixNano": end })
+    };
+    let traces = serde_json::json!({ "resourceSpans": [{ "scopeSpans": [{ "spans": [
+        span("0000000000000001", "1700000000000000000", "1700000000000000500"),
+        span("0000000000000002", "1700000000000000500", "1700000000000000000"),
+        span("0000000000000003", "1700000000000000000", "18446744073709551615"),
+    ]}]}]});
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/traces", server.http_url()))
+        .header("content-type", "application/json")
+        .body(traces.to_string())
+        .send()
+        .await
+        .expect("ingest answers");
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.expect("JSON");
+    let partial = &answer["partialSuccess"];
+    assert_eq!(
+        partial["rejectedSpans"].to_string().trim_matches('"'),
+        "2",
+        "{answer}"
+    );
+    let message = partial["errorMessage"].as_str().expect("a message");
+    assert!(
+        message.contains("2262") && message.contains("end not before its start"),
+        "{message}"
+    );
+    let rows = server
+        .sql("default", "SELECT name, duration_ns FROM spans")
+        .await;
+    assert_eq!(
+        rows,
+        [serde_json::json!({ "name": "0000000000000001", "duration_ns": 500 })]
+    );
+}
