@@ -2,13 +2,12 @@
 
 mod client;
 mod demo;
-mod loadgen;
-mod nativebench;
 mod perfetto;
-mod querybench;
 mod serve;
 mod settings;
 mod sql;
+
+use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 
@@ -46,19 +45,13 @@ enum Command {
     Demo(demo::Args),
     /// Writes a native process's Perfetto trace from a running server to a file.
     Perfetto(perfetto::Args),
-    /// Drives a running server with OTLP load and prints a table.
-    Loadgen(loadgen::Args),
-    /// Measures the native CPU-trace path (decode, store, bytes at rest) and prints tables.
-    Nativebench(nativebench::Args),
-    /// Measures the read path (materialization, bytes at rest, queries, freshness) and prints tables.
-    Querybench(querybench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
-    disable_transparent_huge_pages();
     let cli = Cli::parse();
     let settings = cli.settings.resolve()?;
     init_logs(settings.log_format.as_deref());
+    framelake_lake::host::disable_transparent_huge_pages();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -100,34 +93,17 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Command::Querybench(args) => querybench::run(args).await,
-            Command::Nativebench(args) => nativebench::run(args).await,
-            Command::Loadgen(args) => {
-                loadgen::run(args, settings.compression()?, settings.write_path_args()).await
-            }
         }
     })
-}
-
-/// Request and segment buffers come and go many times a second; with
-/// transparent huge pages every fresh one faults in (and zeroes) 2 MiB, which
-/// measured as a fifth of the receiver's CPU. Databases advise the same.
-fn disable_transparent_huge_pages() {
-    // SAFETY: PR_SET_THP_DISABLE takes integer arguments and touches no memory of ours.
-    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-    if rc != 0 {
-        eprintln!(
-            "framelake: could not disable transparent huge pages: {}",
-            std::io::Error::last_os_error()
-        );
-    }
 }
 
 fn init_logs(format: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FRAMELAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal, not in files and pipes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if format == Some("json") {
         builder.json().flatten_event(true).init();

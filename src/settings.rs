@@ -275,37 +275,6 @@ impl Settings {
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4318)))
     }
 
-    /// The flags that shape a server's write path (ingest threads, flushes,
-    /// memory and size limits, block compression), for a server this process starts.
-    pub(crate) fn write_path_args(&self) -> Vec<String> {
-        let flags = [
-            ("ingest-threads", self.ingest_threads.map(|v| v.to_string())),
-            (
-                "flush-interval-ms",
-                self.flush_interval_ms.map(|v| v.to_string()),
-            ),
-            ("flush-bytes", self.flush_bytes.map(|v| v.to_string())),
-            (
-                "max-pending-bytes",
-                self.max_pending_bytes.map(|v| v.to_string()),
-            ),
-            ("max-body-bytes", self.max_body_bytes.map(|v| v.to_string())),
-            (
-                "max-decoded-bytes",
-                self.max_decoded_bytes.map(|v| v.to_string()),
-            ),
-            (
-                "max-inflight-bytes",
-                self.max_inflight_bytes.map(|v| v.to_string()),
-            ),
-            ("block-compression", self.block_compression.clone()),
-        ];
-        flags
-            .into_iter()
-            .filter_map(|(flag, value)| Some(format!("--{flag}={}", value?)))
-            .collect()
-    }
-
     pub(crate) fn compression(&self) -> anyhow::Result<Compression> {
         Ok(match &self.block_compression {
             Some(text) => text.parse()?,
@@ -342,21 +311,6 @@ mod tests {
                 .database_url
                 .starts_with("sqlite:///from/file/")
         );
-    }
-
-    #[test]
-    fn a_spawned_server_gets_the_write_path_flags_that_were_set() {
-        let settings = Settings {
-            flush_interval_ms: Some(1000),
-            block_compression: Some("zstd:-1".to_owned()),
-            data_dir: Some("/elsewhere".into()),
-            ..Settings::default()
-        };
-        assert_eq!(
-            settings.write_path_args(),
-            ["--flush-interval-ms=1000", "--block-compression=zstd:-1"]
-        );
-        assert!(Settings::default().write_path_args().is_empty());
     }
 
     #[test]

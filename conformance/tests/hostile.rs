@@ -374,9 +374,9 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// nanoseconds since then) with one thread, and a block of one span
 /// beginning at each of `spans`.
 async fn native_process_of_1970(server: &Server, spans: &[i64]) -> String {
-    use framelake_sdk::format::{
-        self, BlockHeader, Codec, Descriptor, DescriptorKind, Event, PayloadParts, Process, Stream,
-        StreamKind,
+    use framelake_native_format::{
+        self as format, BlockHeader, Codec, Descriptor, DescriptorKind, Event, PayloadParts,
+        Process, Stream, StreamKind,
     };
     let process = Process {
         process_id: [7; 16],

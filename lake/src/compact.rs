@@ -30,10 +30,10 @@ use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{PartitionChange, PartitionFilter, PartitionRecord, Replacement};
+use crate::host::now_nanos;
 use crate::ids::{PartitionId, TenantId};
 use crate::partition::{self, Encoding, ROW_GROUP_ROWS};
 use crate::view::View;
-use crate::writer::now_nanos;
 use crate::{Error, Lake, Result};
 
 const SECOND: i64 = 1_000_000_000;

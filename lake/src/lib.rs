@@ -14,6 +14,7 @@
 pub mod catalog;
 pub mod compact;
 mod error;
+pub mod host;
 pub mod ids;
 pub mod materialize;
 pub mod partition;

@@ -202,7 +202,7 @@ impl Materializer {
                 .unwrap_or_default(),
             row_count: rows,
             size: bytes.len() as u64,
-            insert_time: crate::writer::now_nanos(),
+            insert_time: crate::host::now_nanos(),
         };
         let path = partition.path(tenant);
         self.lake.store.put_durable(&path, bytes).await?;

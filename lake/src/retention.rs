@@ -86,7 +86,7 @@ pub async fn expire(lake: &Lake, retention: &Retention, now: i64) -> Result<Remo
 /// Applies retention every interval until `stop`.
 pub async fn run(lake: Arc<Lake>, retention: Retention, stop: CancellationToken) {
     loop {
-        match expire(&lake, &retention, crate::writer::now_nanos()).await {
+        match expire(&lake, &retention, crate::host::now_nanos()).await {
             Ok(removed) if removed.blocks > 0 || removed.partitions > 0 => {
                 tracing::info!(?removed, "expired data removed");
             }

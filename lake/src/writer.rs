@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::Lake;
 use crate::catalog::{BlockRecord, ProcessRecord, SegmentRecord, StreamRecord, TenantCommit};
+use crate::host::now_nanos;
 use crate::ids::{ProcessId, SegmentId, StreamId, TenantId};
 use crate::paths::SegmentPath;
 use crate::segment::{EncodedBlock, Segment, SegmentBuilder};
@@ -461,12 +462,4 @@ impl Known {
 
 fn into_commits(built: Vec<(SegmentPath, Segment, TenantCommit)>) -> Vec<TenantCommit> {
     built.into_iter().map(|(_, _, c)| c).collect()
-}
-
-/// Nanoseconds since the Unix epoch.
-pub fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }

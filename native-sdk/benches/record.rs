@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use framelake_native_format::Process;
 use framelake_sdk::collect::Collector;
-use framelake_sdk::format::Process;
 use framelake_sdk::{Descriptor, DescriptorKind};
 
 static SPAN: Descriptor = Descriptor {

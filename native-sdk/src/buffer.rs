@@ -9,14 +9,14 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::format::kind;
+use framelake_native_format::kind;
 
 /// The static part of events, written once in the program; its address is
 /// its id on the wire (8-aligned, so the low 3 bits carry the event kind).
 #[repr(C, align(8))]
 #[derive(Debug)]
 pub struct Descriptor {
-    pub kind: crate::format::DescriptorKind,
+    pub kind: framelake_native_format::DescriptorKind,
     /// Logs: 1 error, 2 warn, 3 info, 4 debug, 5 trace.
     pub level: u8,
     pub line: u32,
@@ -115,7 +115,7 @@ pub fn dropped_events() -> u64 {
 
 /// A thread that recorded events, as the collector sees it.
 pub(crate) struct ThreadEvents {
-    pub(crate) stream_id: crate::format::Id,
+    pub(crate) stream_id: framelake_native_format::Id,
     pub(crate) thread_id: u64,
     pub(crate) name: String,
     /// Its chunks, oldest first; the last is being written.
@@ -307,7 +307,7 @@ pub(crate) fn push_log(descriptor: &'static Descriptor, ticks: i64, args: std::f
             l.cap = cap;
             l.busy = false;
             debug_assert_eq!(l.len, len, "nothing was written while formatting");
-            let padded = 24 + n + crate::format::padding(n);
+            let padded = 24 + n + framelake_native_format::padding(n);
             if fits && n <= MAX_MESSAGE && padded <= room {
                 // SAFETY: the header's 24 bytes and the padding are within the chunk.
                 unsafe {
@@ -354,7 +354,7 @@ fn push_message(l: &mut Local, head: [u64; 2], message: &str) {
 /// Appends `words` then `bytes` padded to 8, renewing the chunk if needed.
 #[cold]
 fn push_slow(l: &mut Local, words: &[u64], bytes: &[u8]) {
-    let size = words.len() * 8 + bytes.len() + crate::format::padding(bytes.len());
+    let size = words.len() * 8 + bytes.len() + framelake_native_format::padding(bytes.len());
     if l.busy || (l.cap - l.len < size && !l.renew(size)) {
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return;
@@ -371,7 +371,7 @@ fn push_slow(l: &mut Local, words: &[u64], bytes: &[u8]) {
         std::ptr::write_bytes(
             l.ptr.add(at + bytes.len()),
             0,
-            crate::format::padding(bytes.len()),
+            framelake_native_format::padding(bytes.len()),
         );
     }
     l.len += size;

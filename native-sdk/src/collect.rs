@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::buffer::{Descriptor, THREADS, ThreadEvents, lock};
-use crate::format::{
-    self, BlockHeader, Codec, Event, Events, Id, MAX_DEPTH, PayloadParts, Process, Stream,
-    StreamKind,
-};
 pub use crate::sample::{FramePolicy, Sampling};
 use crate::sample::{Frames, Place};
 use crate::ticks;
+use framelake_native_format::{
+    self as format, BlockHeader, Codec, Event, Events, Id, MAX_DEPTH, PayloadParts, Process,
+    Stream, StreamKind,
+};
 
 /// A message for the server, encoded, with the endpoint it goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub(crate) fn random_id() -> crate::format::Id {
+pub(crate) fn random_id() -> framelake_native_format::Id {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut id = [0u8; 16];

@@ -1,6 +1,6 @@
 //! framelake's native SDK: spans, logs, metrics and frames at a few
-//! nanoseconds each in the calling thread, and the native wire format it
-//! sends (`docs/native-format.md`).
+//! nanoseconds each in the calling thread, sent in the native wire format
+//! (`framelake-native-format`, `docs/native-format.md`).
 //!
 //! The calling thread appends fixed-layout events to a buffer of its own
 //! (`buffer`); a [`collect::Collector`] takes what every thread published
@@ -42,7 +42,6 @@ mod buffer;
 #[cfg(any(feature = "tracing", feature = "log"))]
 mod callsite;
 pub mod collect;
-pub mod format;
 mod ids;
 mod instrument;
 #[cfg(feature = "log")]
@@ -55,14 +54,14 @@ pub mod ticks;
 pub mod tracing_bridge;
 
 pub use buffer::{Descriptor, dropped_events, set_memory_limit};
-pub use format::DescriptorKind;
+pub use framelake_native_format::DescriptorKind;
 #[cfg(feature = "macros")]
 pub use framelake_sdk_macros::span_fn;
 pub use instrument::Instrumented;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use format::kind;
+use framelake_native_format::kind;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::buffer::lock;
 use crate::collect::{Collector, Message, Sampling};
-use crate::format::Process;
+use framelake_native_format::Process;
 
 /// Where and how to send.
 #[derive(Debug, Clone)]

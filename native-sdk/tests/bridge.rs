@@ -1,8 +1,8 @@
 //! The `tracing` and `log` bridges: what was recorded through them reads
 //! back as framelake spans and logs.
 
+use framelake_native_format::{DescriptorKind, Process, StreamKind};
 use framelake_sdk::collect::{Collector, Message};
-use framelake_sdk::format::{DescriptorKind, Process, StreamKind};
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::record::{Decoded, decode, events_of, thread_blocks};

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use framelake_native_format::{self as format, Event, Payload, Process, Stream, StreamKind};
 use framelake_sdk::collect::{Collector, Message};
-use framelake_sdk::format::{self, Event, Payload, Process, Stream, StreamKind};
 use framelake_sdk::{Descriptor, DescriptorKind};
 
 static UPDATE: Descriptor = Descriptor {

@@ -5,8 +5,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use framelake_native_format::{
+    self as format, BlockHeader, Event, Payload, Process, Stream, StreamKind,
+};
 use framelake_sdk::collect::{Collector, Dropped, FramePolicy, Message, Sampling};
-use framelake_sdk::format::{self, BlockHeader, Event, Payload, Process, Stream, StreamKind};
 use framelake_sdk::send::{Config, Telemetry, this_process};
 use framelake_sdk::{Descriptor, DescriptorKind};
 

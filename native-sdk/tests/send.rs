@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use framelake_sdk::format::{self, Process, Stream};
+use framelake_native_format::{self as format, Process, Stream};
 use framelake_sdk::send::{Config, Telemetry, this_process};
 use framelake_sdk::{Descriptor, DescriptorKind};
 

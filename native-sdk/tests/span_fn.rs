@@ -4,8 +4,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use framelake_native_format::Process;
 use framelake_sdk::collect::Collector;
-use framelake_sdk::format::Process;
 use framelake_sdk::span_fn;
 
 use crate::record::{Decoded, decode, stepwise, thread_blocks};

@@ -47,11 +47,11 @@ use framelake_lake::catalog::{
     PartitionChange, PartitionFilter, PartitionRecord, Reduction, SnapshotRequest, ViewSnapshot,
 };
 use framelake_lake::compact::Rewrite;
+use framelake_lake::host::now_nanos;
 use framelake_lake::ids::{PartitionId, TenantId};
 use framelake_lake::partition::{self, Encoding, ROW_GROUP_ROWS};
 use framelake_lake::view::View;
 use framelake_lake::view::catalog::CatalogView;
-use framelake_lake::writer::now_nanos;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 

@@ -212,7 +212,7 @@ async fn trace_request(
             }
         },
     };
-    let end = end.unwrap_or_else(framelake_lake::writer::now_nanos);
+    let end = end.unwrap_or_else(framelake_lake::host::now_nanos);
     Ok(crate::perfetto::TraceRequest {
         process_id,
         begin,

@@ -192,7 +192,7 @@ async fn replaced_objects_are_deleted_after_their_delay() {
     spans_once(&stack).await;
     // Now: nothing is due yet (and no window of now is closed).
     let now = compactor
-        .pass(framelake_lake::writer::now_nanos())
+        .pass(framelake_lake::host::now_nanos())
         .await
         .expect("a pass");
     assert_eq!(now.deleted, 0, "{now:?}");
@@ -201,7 +201,7 @@ async fn replaced_objects_are_deleted_after_their_delay() {
     }
     let delay = CompactConfig::default().delete_delay.as_nanos() as i64;
     let later = compactor
-        .pass(framelake_lake::writer::now_nanos() + delay + SECOND as i64)
+        .pass(framelake_lake::host::now_nanos() + delay + SECOND as i64)
         .await
         .expect("a pass");
     assert_eq!(later.deleted, 12, "{later:?}");

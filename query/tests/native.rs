@@ -46,7 +46,7 @@ static ENTITIES: Descriptor = Descriptor {
 #[tokio::test(flavor = "multi_thread")]
 async fn native_logs_and_metrics_are_rows_of_the_event_views() {
     let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
-    let before = framelake_lake::writer::now_nanos();
+    let before = framelake_lake::host::now_nanos();
     let telemetry = framelake_sdk::send::Telemetry::start(
         framelake_sdk::send::this_process(vec![("service.name".into(), "space-game".into())]),
         framelake_sdk::send::Config {
@@ -83,7 +83,7 @@ async fn native_logs_and_metrics_are_rows_of_the_event_views() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(telemetry);
-    let after = framelake_lake::writer::now_nanos();
+    let after = framelake_lake::host::now_nanos();
 
     let check = |stage: &str, log: &[serde_json::Value], metrics: &[serde_json::Value]| {
         assert_eq!(log.len(), 1, "{stage}: {log:?}");
@@ -129,9 +129,9 @@ async fn native_logs_and_metrics_are_rows_of_the_event_views() {
 /// A native client without the SDK (as the C++ one will be): its messages
 /// encoded with the format module, ticks at 1 GHz from `START`.
 mod client {
-    use framelake_sdk::format::{
-        self, BlockHeader, Codec, Descriptor, DescriptorKind, Event, PayloadParts, Process, Stream,
-        StreamKind,
+    use framelake_native_format::{
+        self as format, BlockHeader, Codec, Descriptor, DescriptorKind, Event, PayloadParts,
+        Process, Stream, StreamKind,
     };
 
     /// The processes' start, Unix nanoseconds (tick 0).
@@ -300,7 +300,7 @@ impl Stack {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn thread_spans_are_decoded_on_demand_and_cached() {
-    use framelake_sdk::format::Event;
+    use framelake_native_format::Event;
     let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
     let (game, loader) = (
         client::process(1, "space-game"),
@@ -360,13 +360,13 @@ async fn thread_spans_are_decoded_on_demand_and_cached() {
         }
     }
     // The SDK's frame durations, in ticks, in the process's metric stream.
-    let metrics = framelake_sdk::format::Stream {
-        kind: framelake_sdk::format::StreamKind::Metric,
+    let metrics = framelake_native_format::Stream {
+        kind: framelake_native_format::StreamKind::Metric,
         name: "metrics".into(),
         ..client::thread(&game, 12, "")
     };
     stack.native("stream", metrics.encode()).await;
-    let frame_duration = framelake_sdk::format::Descriptor {
+    let frame_duration = framelake_native_format::Descriptor {
         kind: framelake_sdk::DescriptorKind::Metric,
         name: "frame.duration".into(),
         unit: "ticks".into(),
@@ -580,7 +580,7 @@ async fn thread_spans_are_decoded_on_demand_and_cached() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trace_nests_as_the_thread_did_when_block_clocks_disagree() {
     let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
-    let game = framelake_sdk::format::Process {
+    let game = framelake_native_format::Process {
         tick_frequency: 0,
         ..client::process(3, "cpu-without-frequency")
     };

@@ -177,7 +177,7 @@ pub(crate) fn compactor(stack: &Stack) -> Compactor {
 
 /// A moment `days` from now, when every window of now is closed.
 pub(crate) fn days_later(days: i64) -> i64 {
-    framelake_lake::writer::now_nanos() + days * 86_400_000_000_000
+    framelake_lake::host::now_nanos() + days * 86_400_000_000_000
 }
 
 async fn run_files(stack: &Stack) {
@@ -477,7 +477,7 @@ async fn retention_removes_old_data_in_bulk(stack: Stack) {
         .await
         .expect("segments");
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let cutoff = framelake_lake::writer::now_nanos();
+    let cutoff = framelake_lake::host::now_nanos();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     stack
         .send("default", "logs", logs_at(T0 + 60_000_000_000))
@@ -558,7 +558,7 @@ async fn retention_removes_old_data_in_bulk(stack: Stack) {
         .expect("expires");
     assert_eq!(again, retention::Removed::default());
     // Later, the newer segments go too, and with them the logs they were in.
-    let later = framelake_lake::writer::now_nanos() + day + 1;
+    let later = framelake_lake::host::now_nanos() + day + 1;
     retention::expire(&stack.lake, &retention, later)
         .await
         .expect("expires");

@@ -8,7 +8,7 @@ use framelake_lake::catalog::{ProcessRecord, Source, StreamRecord};
 use framelake_lake::ids::{BlockId, BlockKind, ProcessId, StreamId, TenantId};
 use framelake_lake::segment::{Compression, EncodedBlock};
 use framelake_lake::writer::{PendingBlock, WriteBatch};
-use framelake_sdk::format::{self, Clock, Process, Stream, StreamKind};
+use framelake_native_format::{self as format, Clock, Process, Stream, StreamKind};
 
 use crate::admission::Ticket;
 use crate::error::IngestError;

@@ -228,7 +228,7 @@ async fn record(lake: &Lake, tenant: &TenantId, id: SegmentId, stored: Stored) -
             let Some(resource) = resource else {
                 // A native block: its process and stream were registered
                 // (and committed) before it was accepted; its header names them.
-                let (header, _) = framelake_sdk::format::decode_block(&payload)
+                let (header, _) = framelake_native_format::decode_block(&payload)
                     .map_err(|err| corrupt(format!("native block at {start}: {err}")))?;
                 commit.blocks.push(BlockRecord::of_entry(
                     &e,

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use framelake_lake::catalog::Source;
 use framelake_lake::ids::{BlockKind, ProcessId, StreamId, TenantId};
-use framelake_receiver::Limits;
-use framelake_sdk::format::{
-    self, BlockHeader, Codec, Descriptor, DescriptorKind, Event, PayloadParts, Process, Stream,
-    StreamKind,
+use framelake_native_format::{
+    self as format, BlockHeader, Codec, Descriptor, DescriptorKind, Event, PayloadParts, Process,
+    Stream, StreamKind,
 };
+use framelake_receiver::Limits;
 use reqwest::StatusCode;
 
 use crate::TestServer;
@@ -124,7 +124,7 @@ async fn the_sdk_sends_to_the_receiver_and_everything_is_indexed() {
         "10 frames, 10 spans"
     );
     // Times from ticks: within this test's run.
-    let now = framelake_lake::writer::now_nanos();
+    let now = framelake_lake::host::now_nanos();
     for b in &blocks {
         assert!(
             b.min_time <= b.max_time && b.max_time <= now + 1_000_000_000,

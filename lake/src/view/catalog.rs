@@ -121,7 +121,7 @@ pub fn processes(records: &[ProcessRecord]) -> Result<RecordBatch> {
             }
             Source::Native => {
                 source.append_value("native");
-                let p = framelake_sdk::format::Process::decode(&r.properties).map_err(|e| {
+                let p = framelake_native_format::Process::decode(&r.properties).map_err(|e| {
                     Error::Corrupt {
                         location: format!("process {}", r.process_id),
                         reason: e.to_string(),

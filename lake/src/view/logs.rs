@@ -119,7 +119,7 @@ impl LogRows {
         payload: &[u8],
         source: &BlockSource,
     ) -> Result<(), String> {
-        use framelake_sdk::format::Event;
+        use framelake_native_format::Event;
         use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
         use opentelemetry_proto::tonic::common::v1::any_value::Value;
         let opened = native::open(payload, source)?;

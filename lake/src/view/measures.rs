@@ -158,7 +158,7 @@ impl MeasureRows {
         payload: &[u8],
         source: &BlockSource,
     ) -> Result<(), String> {
-        use framelake_sdk::format::Event;
+        use framelake_native_format::Event;
         use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
         let opened = native::open(payload, source)?;
         let parsed = opened.parse()?;

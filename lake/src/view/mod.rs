@@ -135,19 +135,20 @@ pub struct BlockSource {
 /// A native process, as its blocks' rows need it.
 #[derive(Debug)]
 pub struct NativeProcess {
-    pub process: framelake_sdk::format::Process,
+    pub process: framelake_native_format::Process,
     pub service_name: String,
 }
 
 impl NativeProcess {
     /// From its catalog record (the process message as sent).
     pub fn of(record: &crate::catalog::ProcessRecord) -> Result<Self> {
-        let process = framelake_sdk::format::Process::decode(&record.properties).map_err(|e| {
-            Error::Corrupt {
-                location: format!("process {}", record.process_id),
-                reason: e.to_string(),
-            }
-        })?;
+        let process =
+            framelake_native_format::Process::decode(&record.properties).map_err(|e| {
+                Error::Corrupt {
+                    location: format!("process {}", record.process_id),
+                    reason: e.to_string(),
+                }
+            })?;
         Ok(NativeProcess {
             process,
             service_name: record.service_name.clone(),

@@ -2,7 +2,7 @@
 //! native process is a resource (its attributes: what it says of itself), a
 //! descriptor's target is the scope, ticks become times by the process's clock.
 
-use framelake_sdk::format::{self, Clock, Payload};
+use framelake_native_format::{self as format, Clock, Payload};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 

@@ -20,7 +20,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use framelake_sdk::format::Event;
+use framelake_native_format::Event;
 
 use super::columns::Times;
 use super::{BlockSource, batch, native, timestamp_type};

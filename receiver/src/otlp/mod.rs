@@ -13,9 +13,10 @@ mod wire;
 
 use bytes::Bytes;
 use framelake_lake::catalog::{ProcessRecord, Source, StreamRecord};
+use framelake_lake::host::now_nanos;
 use framelake_lake::ids::{BlockId, BlockKind, ProcessId, StreamId, TenantId};
 use framelake_lake::segment::{Compression, EncodedBlock};
-use framelake_lake::writer::{PendingBlock, WriteBatch, now_nanos};
+use framelake_lake::writer::{PendingBlock, WriteBatch};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

@@ -3,7 +3,7 @@
 //! decoders refuse what is malformed or read exactly what is there; they
 //! never panic.
 
-use framelake_sdk::format::{self, Codec, FormatError, Process, Stream};
+use framelake_native_format::{self as format, Codec, FormatError, Process, Stream};
 
 #[path = "../fuzz/decode.rs"]
 mod body;

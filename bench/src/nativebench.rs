@@ -1,4 +1,4 @@
-//! `framelake nativebench`: the native CPU-trace path measured on game-like
+//! `framelake-bench nativebench`: the native CPU-trace path measured on game-like
 //! thread blocks, in this process (no network in the figures): blocks
 //! decoded into `thread_spans` per core, beside the floor of reading them
 //! (LZ4 inflate and a walk over the events); blocks stored through the
@@ -16,13 +16,15 @@ use framelake_lake::tenancy::Tenancy;
 use framelake_lake::view::{self, View};
 use framelake_lake::writer::{Writer, WriterConfig};
 use framelake_lake::{Lake, LakeConfig};
+use framelake_native_format::{
+    self as format, BlockHeader, Codec, Descriptor, DescriptorKind, Event, PayloadParts, Process,
+    Stream, StreamKind,
+};
 use framelake_receiver::native::NativeMessage;
 use framelake_receiver::{ContentEncoding, Ingest, Limits};
-use framelake_sdk::format::{
-    self, BlockHeader, Codec, Descriptor, DescriptorKind, Event, PayloadParts, Process, Stream,
-    StreamKind,
-};
 use futures::{StreamExt, TryStreamExt};
+
+use crate::clock;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -78,7 +80,7 @@ fn descriptor(id: usize, name: &str) -> Descriptor {
 
 impl Game {
     fn generate(args: &Args) -> Game {
-        let start_time = framelake_lake::writer::now_nanos() - 3_600_000_000_000;
+        let start_time = framelake_lake::host::now_nanos() - 3_600_000_000_000;
         let process = Process {
             process_id: *b"nativebench-game",
             parent_process_id: [0; 16],
@@ -89,7 +91,7 @@ impl Game {
             username: "player".into(),
             computer: "rig".into(),
             distro: "linux".into(),
-            cpu_brand: crate::loadgen::measure::cpu_model(),
+            cpu_brand: clock::cpu_model(),
             properties: vec![("service.name".into(), "nativebench".into())],
         };
         let mut names = vec!["frame"];
@@ -217,24 +219,8 @@ impl Game {
     }
 }
 
-/// This process's CPU time in seconds.
-fn cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    println!("host CPU: {}", crate::loadgen::measure::cpu_model());
+    println!("host CPU: {}", clock::cpu_model());
     let game = Game::generate(&args);
     let stored: usize = game.blocks.iter().map(|(_, b)| b.len()).sum();
     println!(
@@ -286,7 +272,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             }
             decode.push(events / started.elapsed().as_secs_f64());
         }
-        (median(floor), median(decode), rows)
+        (clock::median(floor), clock::median(decode), rows)
     })
     .await?;
     println!();
@@ -335,13 +321,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for s in &game.streams {
         send(NativeMessage::Stream, s.encode()).await?;
     }
-    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let (cpu, wall) = (clock::process_seconds(), Instant::now());
     futures::stream::iter(game.blocks.iter().map(|(_, b)| b.clone()))
         .map(|b| send(NativeMessage::Block, b))
         .buffer_unordered(16)
         .try_collect::<Vec<_>>()
         .await?;
-    let (store_cpu, store_wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+    let (store_cpu, store_wall) = (clock::process_seconds() - cpu, wall.elapsed().as_secs_f64());
     let segments = crate::loadgen::measure::dir_size(&temp.path().join("objects"));
     println!();
     println!(
@@ -354,11 +340,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         segments as f64 / events
     );
 
-    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let (cpu, wall) = (clock::process_seconds(), Instant::now());
     let cached = Materializer::new(Arc::clone(&lake), MaterializeConfig::default())
         .cache(&tenant, View::ThreadSpans, &Default::default())
         .await?;
-    let (cache_cpu, cache_wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+    let (cache_cpu, cache_wall) = (clock::process_seconds() - cpu, wall.elapsed().as_secs_f64());
     let partitions = lake
         .catalog
         .partitions(&tenant, Some(View::ThreadSpans.name()))
@@ -369,10 +355,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Arc::new(EventRewrite::new(Arc::clone(&lake))),
         CompactConfig::default(),
     );
-    let later = framelake_lake::writer::now_nanos() + 2 * 86_400 * 1_000_000_000;
-    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let later = framelake_lake::host::now_nanos() + 2 * 86_400 * 1_000_000_000;
+    let (cpu, wall) = (clock::process_seconds(), Instant::now());
     compactor.pass(later).await?;
-    let (compact_cpu, compact_wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+    let (compact_cpu, compact_wall) =
+        (clock::process_seconds() - cpu, wall.elapsed().as_secs_f64());
     let compacted: u64 = lake
         .catalog
         .partitions(&tenant, Some(View::ThreadSpans.name()))

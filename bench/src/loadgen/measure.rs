@@ -26,6 +26,7 @@ use prost::Message;
 
 use super::generate::Generator;
 use super::{encode, secs};
+use crate::clock;
 
 /// A load phase: one signal over one transport.
 #[derive(Debug)]
@@ -103,12 +104,15 @@ impl ServerProbe {
         }
     }
 
-    /// Starts `framelake serve` (this executable) on a fresh data dir and free
-    /// ports, with the write-path flags this run was given.
-    pub(crate) async fn spawn(server_args: &[String]) -> anyhow::Result<(Self, SpawnedServer)> {
+    /// Starts `framelake serve` (the binary at `server_bin`) on a fresh data
+    /// dir and free ports, with the write-path flags this run was given.
+    pub(crate) async fn spawn(
+        server_bin: &Path,
+        server_args: &[String],
+    ) -> anyhow::Result<(Self, SpawnedServer)> {
         let dir = tempfile::tempdir()?;
         let [http_port, grpc_port, query_port, flight_port] = free_ports()?;
-        let child = std::process::Command::new(std::env::current_exe()?)
+        let child = std::process::Command::new(server_bin)
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path())
@@ -121,7 +125,7 @@ impl ServerProbe {
             .args(server_args)
             .env("FRAMELAKE_LOG", "warn")
             .spawn()
-            .context("starting framelake serve")?;
+            .with_context(|| format!("starting {} serve", server_bin.display()))?;
         let probe = ServerProbe {
             http: format!("http://127.0.0.1:{http_port}"),
             grpc: format!("http://127.0.0.1:{grpc_port}"),
@@ -154,7 +158,7 @@ impl ServerProbe {
         }
         self.pids
             .iter()
-            .map(|&pid| process_cpu_clock(pid).or_else(|| process_cpu_ticks(pid)))
+            .map(|&pid| clock::process_seconds_of(pid))
             .sum()
     }
 
@@ -479,14 +483,14 @@ fn measure_references(
     // (events, CPU seconds) of prost decode and of preparation.
     let (mut prost, mut prepared) = ((0u64, 0f64), (0u64, 0f64));
     let timed = |f: &dyn Fn(&Bytes) -> u64, turn: &[Bytes], total: &mut (u64, f64)| {
-        let started = thread_cpu_seconds();
+        let started = clock::thread_seconds();
         total.0 += turn.iter().map(f).sum::<u64>();
-        total.1 += thread_cpu_seconds() - started;
+        total.1 += clock::thread_seconds() - started;
     };
     let mut turns = requests.chunks(4).cycle();
     'measuring: loop {
         let period = Instant::now();
-        let slice = thread_cpu_seconds();
+        let slice = clock::thread_seconds();
         loop {
             let turn = turns.next().expect("the requests cycle");
             timed(&decode, turn, &mut prost);
@@ -495,7 +499,7 @@ fn measure_references(
                 break 'measuring;
             }
             if let Pace::Sampled { slice: length, .. } = pace
-                && thread_cpu_seconds() - slice >= length.as_secs_f64()
+                && clock::thread_seconds() - slice >= length.as_secs_f64()
             {
                 break;
             }
@@ -511,37 +515,6 @@ fn measure_references(
         prost: prost.0 as f64 / prost.1,
         prepare: prepared.0 as f64 / prepared.1,
     }
-}
-
-/// CPU time of the calling thread, in seconds.
-fn thread_cpu_seconds() -> f64 {
-    clock_seconds(libc::CLOCK_THREAD_CPUTIME_ID).expect("the calling thread's CPU clock")
-}
-
-/// The time of a clock, in seconds.
-fn clock_seconds(clock: libc::clockid_t) -> Option<f64> {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid place for the time.
-    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
-        return None;
-    }
-    Some(now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9)
-}
-
-/// The host CPU model, from /proc/cpuinfo.
-pub(crate) fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 pub(crate) fn print_table(rows: &[Row]) {
@@ -575,29 +548,6 @@ pub(crate) fn print_table(rows: &[Row]) {
             r.failures,
         );
     }
-}
-
-/// A process's CPU time in seconds from its CPU-time clock (`clock_getcpuclockid`).
-fn process_cpu_clock(pid: u32) -> Option<f64> {
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: `clock` is a valid place for the id.
-    if unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } != 0 {
-        return None;
-    }
-    clock_seconds(clock)
-}
-
-/// A process's CPU time in seconds from `/proc/PID/stat` (clock ticks).
-fn process_cpu_ticks(pid: u32) -> Option<f64> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesized command name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / ticks)
 }
 
 /// Per signal and transport over repeated phases: the median, lowest and
@@ -638,7 +588,7 @@ pub(crate) fn print_summary(rows: &[Row]) {
         let (min, max) = ratios
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-        format!("{:.2} | {min:.2} | {max:.2}", median(ratios))
+        format!("{:.2} | {min:.2} | {max:.2}", clock::median(ratios))
     };
     for Group {
         signal,
@@ -651,37 +601,14 @@ pub(crate) fn print_summary(rows: &[Row]) {
             phases.len(),
             spread(phases.iter().map(|p| p.0 / p.1).collect()),
             spread(phases.iter().map(|p| p.0 / p.2).collect()),
-            median(phases.iter().map(|p| p.0).collect()),
+            clock::median(phases.iter().map(|p| p.0).collect()),
         );
     }
 }
 
 /// The middle value (the mean of the two middle ones for an even count).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_process_cpu_clock_reads_like_proc_stat() {
-        let pid = std::process::id();
-        let spin = std::time::Instant::now();
-        while spin.elapsed() < std::time::Duration::from_millis(50) {
-            std::hint::black_box(0);
-        }
-        let clock = super::process_cpu_clock(pid).expect("own CPU clock");
-        let ticks = super::process_cpu_ticks(pid).expect("own /proc stat");
-        assert!(clock >= 0.04, "{clock}");
-        assert!((clock - ticks).abs() < 0.05, "{clock} against {ticks}");
-    }
-
     #[tokio::test]
     async fn both_references_are_measured_in_turns_until_stopped() {
         let rates = super::References::measure_for(
@@ -751,13 +678,6 @@ mod tests {
         // place for its clock's id.
         let found = unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock) };
         assert_eq!(found, 0, "the reference thread's CPU clock");
-        super::clock_seconds(clock).expect("the reference thread's CPU time")
-    }
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(super::median(vec![0.5, 0.3, 0.4]), 0.4);
-        assert_eq!(super::median(vec![0.5, 0.25, 0.75, 0.1]), 0.375);
-        assert!(super::median(Vec::new()).is_nan());
+        crate::clock::clock_seconds(clock).expect("the reference thread's CPU time")
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use framelake_sdk::format::{
+use framelake_native_format::{
     BLOCK_HEADER_LEN, BlockHeader, Codec, Descriptor, DescriptorKind, Event, Payload, PayloadParts,
     Process, Stream, StreamKind, decode_block, encode_block, encode_event,
 };

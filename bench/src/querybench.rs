@@ -1,4 +1,4 @@
-//! `framelake querybench`: the read path measured on realistic OTLP data, in
+//! `framelake-bench querybench`: the read path measured on realistic OTLP data, in
 //! this process (no network in the figures): materialization rate, bytes at
 //! rest, the log questions of the anchors (over framelake's views and, as the
 //! reference, plain DataFusion over the same Parquet files), trace-by-id
@@ -21,6 +21,8 @@ use framelake_query::{Engine, QueryLimits};
 use framelake_receiver::otlp::{Encoding, Signal};
 use framelake_receiver::{ContentEncoding, Ingest, Limits};
 use futures::{StreamExt, TryStreamExt};
+
+use crate::clock;
 
 use crate::loadgen::generate::Generator;
 
@@ -46,17 +48,6 @@ pub(crate) struct Args {
     reuse: bool,
 }
 
-/// This process's CPU time in seconds.
-fn cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
-}
-
 /// Bytes at rest per row of a view's partitions.
 fn bytes_per_row(partitions: &[framelake_lake::catalog::PartitionRecord], view: &str) -> f64 {
     let (bytes, rows) = partitions
@@ -64,11 +55,6 @@ fn bytes_per_row(partitions: &[framelake_lake::catalog::PartitionRecord], view: 
         .filter(|p| p.view == view)
         .fold((0, 0), |(b, r), p| (b + p.size, r + p.row_count));
     bytes as f64 / rows.max(1) as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -84,7 +70,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         framelake_lake::segment::Compression::Lz4,
     ));
     let tenant: framelake_lake::ids::TenantId = "default".parse()?;
-    println!("host CPU: {}", crate::loadgen::measure::cpu_model());
+    println!("host CPU: {}", clock::cpu_model());
 
     // Ingest, through the receiver's own path (validation, blocks, group commit).
     let fill = if args.reuse {
@@ -137,7 +123,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let materializer = Materializer::new(Arc::clone(&lake), MaterializeConfig::default());
     let mut materialized = Vec::new();
     for view in [View::LogEntries, View::Spans] {
-        let (cpu, wall) = (cpu_seconds(), Instant::now());
+        let (cpu, wall) = (clock::process_seconds(), Instant::now());
         let mut done = Materialized::default();
         loop {
             let step = materializer.materialize(&tenant, view).await?;
@@ -149,7 +135,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         materialized.push((
             view,
             done,
-            cpu_seconds() - cpu,
+            clock::process_seconds() - cpu,
             wall.elapsed().as_secs_f64(),
         ));
     }
@@ -198,13 +184,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             config,
         );
         let reducer = Reducer::new(engine.clone());
-        let later = framelake_lake::writer::now_nanos() + 2 * 86_400 * 1_000_000_000;
-        let (cpu, wall) = (cpu_seconds(), Instant::now());
+        let later = framelake_lake::host::now_nanos() + 2 * 86_400 * 1_000_000_000;
+        let (cpu, wall) = (clock::process_seconds(), Instant::now());
         let compacted = events.pass(later).await?;
-        let (compact_cpu, compact_wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
-        let (cpu, wall) = (cpu_seconds(), Instant::now());
+        let (compact_cpu, compact_wall) =
+            (clock::process_seconds() - cpu, wall.elapsed().as_secs_f64());
+        let (cpu, wall) = (clock::process_seconds(), Instant::now());
         let reduced = reducer.pass().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let (reduce_cpu, reduce_wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+        let (reduce_cpu, reduce_wall) =
+            (clock::process_seconds() - cpu, wall.elapsed().as_secs_f64());
         events.pass(later).await?;
         partials.pass(later).await?;
         let partitions = lake.catalog.partitions(&tenant, None).await?;
@@ -303,7 +291,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 theirs.push(started.elapsed().as_secs_f64());
             }
         }
-        let (ours, theirs) = (median(ours), median(theirs));
+        let (ours, theirs) = (clock::median(ours), clock::median(theirs));
         println!(
             "| {name} | {ours:.3} | {theirs:.3} | {:.2} |",
             theirs / ours
@@ -374,9 +362,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         println!("|---|---:|---:|");
         println!(
             "| `WHERE trace_id = X'…'` | {:.3} / {:.3} | {:.3} / {:.3} |",
-            median(ours.clone()),
+            clock::median(ours.clone()),
             p99(ours),
-            median(theirs.clone()),
+            clock::median(theirs.clone()),
             p99(theirs)
         );
     }
@@ -439,7 +427,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     println!("|---|---:|---:|");
     println!(
         "| without waiting for materialization | {:.3} | {:.3} |",
-        median(waits.clone()),
+        clock::median(waits.clone()),
         waits.iter().copied().fold(0.0, f64::max)
     );
     writer.shutdown().await;
@@ -458,5 +446,5 @@ where
         f().await?;
         times.push(started.elapsed().as_secs_f64());
     }
-    Ok(median(times))
+    Ok(clock::median(times))
 }

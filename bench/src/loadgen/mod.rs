@@ -1,4 +1,4 @@
-//! `framelake loadgen`: drives a server with OTLP load over gRPC and HTTP, from
+//! `framelake-bench loadgen`: drives a server with OTLP load over gRPC and HTTP, from
 //! concurrent exporters sending unique requests, and prints a table: events/s
 //! accepted, server CPU per event, acknowledgement latency, bytes at rest, and
 //! beside them the host CPU and a reference (plain prost decode of the same
@@ -25,6 +25,17 @@ pub(crate) struct Args {
     /// Start `framelake serve` on a fresh data dir and measure it (else drive --http/--grpc).
     #[arg(long)]
     spawn: bool,
+    /// The `framelake` binary --spawn starts (by default the one next to this binary).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// The server's block compression (`lz4`, `zstd:LEVEL`, `none`), for the
+    /// receiver-prepare reference and, with --spawn, the server.
+    #[arg(long, default_value = "lz4")]
+    block_compression: Compression,
+    /// Flags for the spawned server's write path, after `--` (e.g.
+    /// `-- --flush-interval-ms=100 --max-pending-bytes=1000000`).
+    #[arg(last = true)]
+    server_args: Vec<String>,
     /// OTLP/HTTP base URL of a running server.
     #[arg(long, default_value = "http://127.0.0.1:4318")]
     http: String,
@@ -69,20 +80,16 @@ pub(crate) struct Args {
     tenant: String,
 }
 
-/// Runs the load; `compression` is the server's, for the in-process reference;
-/// `server_args` are the write-path flags a spawned server gets.
-pub(crate) async fn run(
-    args: Args,
-    compression: Compression,
-    server_args: Vec<String>,
-) -> anyhow::Result<()> {
+/// Runs the load.
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let compression = args.block_compression;
     let signals: Vec<&str> = match args.signal.as_str() {
         "both" => vec!["traces", "logs"],
         s @ ("traces" | "logs") => vec![s],
         other => anyhow::bail!("--signal {other:?}: use traces, logs or both"),
     };
     if args.references_only {
-        println!("host CPU: {}", measure::cpu_model());
+        println!("host CPU: {}", crate::clock::cpu_model());
         println!(
             "| signal | prost decode events/s/core | receiver prepare events/s/core | ratio |"
         );
@@ -101,7 +108,13 @@ pub(crate) async fn run(
         return Ok(());
     }
     let (mut probe, _server) = if args.spawn {
-        let (probe, server) = ServerProbe::spawn(&server_args).await?;
+        let server_bin = match &args.server_bin {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?.with_file_name("framelake"),
+        };
+        let mut server_args = args.server_args.clone();
+        server_args.push(format!("--block-compression={compression}"));
+        let (probe, server) = ServerProbe::spawn(&server_bin, &server_args).await?;
         (probe, Some(server))
     } else {
         (
@@ -119,7 +132,7 @@ pub(crate) async fn run(
         p @ ("grpc" | "http") => vec![p],
         other => anyhow::bail!("--protocol {other:?}: use grpc, http or both"),
     };
-    println!("host CPU: {}", measure::cpu_model());
+    println!("host CPU: {}", crate::clock::cpu_model());
     println!(
         "load: {} exporters, {} events per request, {} s per phase, every request unique",
         args.concurrency, args.batch, args.duration

@@ -2,7 +2,7 @@
 //! the golden vectors (`tests/main.rs`): untrusted bytes decoded every way
 //! the server decodes them. It must return, never panic.
 
-use framelake_sdk::format::{self, FormatError, Payload, Process, Stream};
+use framelake_native_format::{self as format, FormatError, Payload, Process, Stream};
 
 /// What each decoder made of the bytes.
 pub(crate) struct Outcomes {
