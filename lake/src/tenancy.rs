@@ -17,6 +17,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::ids::TenantId;
+
+/// The header that names a request's tenant (as in Loki, Tempo and Mimir).
+pub const ORG_ID: &str = "x-scope-orgid";
 use crate::{Error, Result};
 
 /// What a token allows.
@@ -120,15 +123,32 @@ impl Tenancy {
         self.tokens.is_some()
     }
 
-    /// The tenant a request acts for, given its `Authorization` and `X-Scope-OrgID` headers.
-    /// A header's value as the text [`Tenancy::authorize`] takes: bytes that
-    /// are not text (which HTTP allows) are kept as replacement characters, so
-    /// that an invalid tenant id is refused rather than taken for an absent one.
-    pub fn header_text(value: Option<&[u8]>) -> Option<std::borrow::Cow<'_, str>> {
-        value.map(String::from_utf8_lossy)
+    /// The tenant a request acts for in `role`, from its `Authorization` and
+    /// `X-Scope-OrgID` headers: the one way every API (HTTP, and gRPC through
+    /// its metadata's headers) turns a request into a tenant.
+    pub fn authorize_headers(
+        &self,
+        headers: &http::HeaderMap,
+        role: Role,
+    ) -> Result<TenantId, AuthError> {
+        // Bytes that are not text (which HTTP allows) become replacement
+        // characters: an invalid tenant id or token is refused rather than
+        // taken for an absent one.
+        let text = |name| {
+            headers
+                .get(name)
+                .map(|v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()))
+        };
+        self.authorize(
+            text(http::header::AUTHORIZATION.as_str()).as_deref(),
+            text(ORG_ID).as_deref(),
+            role,
+        )
     }
 
-    pub fn authorize(
+    /// The tenant a request acts for in `role`, given its `Authorization` and
+    /// `X-Scope-OrgID` header values.
+    fn authorize(
         &self,
         authorization: Option<&str>,
         org_id: Option<&str>,
@@ -229,6 +249,44 @@ mod tests {
         assert!(matches!(
             t.authorize(None, Some("a/b"), Role::Write),
             Err(AuthError::BadTenant(_))
+        ));
+    }
+
+    #[test]
+    fn headers_name_the_tenant_and_carry_the_token() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(ORG_ID, http::HeaderValue::from_static("acme"));
+        let open = Tenancy::open();
+        assert_eq!(
+            open.authorize_headers(&headers, Role::Read)
+                .expect("ok")
+                .as_str(),
+            "acme"
+        );
+        // A tenant id that is not text is refused, not taken for no tenant.
+        headers.insert(
+            ORG_ID,
+            http::HeaderValue::from_bytes(b"ac\xffme").expect("a header value"),
+        );
+        assert!(matches!(
+            open.authorize_headers(&headers, Role::Read),
+            Err(AuthError::BadTenant(_))
+        ));
+        headers.remove(ORG_ID);
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer reader-b"),
+        );
+        let t = tenancy();
+        assert_eq!(
+            t.authorize_headers(&headers, Role::Read)
+                .expect("ok")
+                .as_str(),
+            "b"
+        );
+        assert!(matches!(
+            t.authorize_headers(&headers, Role::Write),
+            Err(AuthError::Forbidden(_))
         ));
     }
 

@@ -80,11 +80,9 @@ impl FlightSql {
     }
 
     fn tenant(&self, metadata: &MetadataMap) -> Result<TenantId, Status> {
-        let value = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
-        let org_id =
-            Tenancy::header_text(metadata.get("x-scope-orgid").map(|v| v.as_encoded_bytes()));
+        // A call's metadata are its HTTP/2 headers (a few, copied once per call).
         self.tenancy
-            .authorize(value("authorization"), org_id.as_deref(), Role::Read)
+            .authorize_headers(&metadata.clone().into_headers(), Role::Read)
             .map_err(|e| status(e.into()))
     }
 

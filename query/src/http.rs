@@ -88,11 +88,7 @@ async fn run(
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let tenant = service.tenancy.authorize(
-        value(header::AUTHORIZATION),
-        Tenancy::header_text(headers.get("x-scope-orgid").map(|v| v.as_bytes())).as_deref(),
-        Role::Read,
-    )?;
+    let tenant = service.tenancy.authorize_headers(headers, Role::Read)?;
     let format = Format::from_accept(value(header::ACCEPT))?;
     let sql = request_sql(value(header::CONTENT_TYPE), body)?;
     let mut rows = service.engine.sql(&tenant, &sql).await?;
@@ -141,16 +137,7 @@ async fn perfetto(
     uri: http::Uri,
 ) -> Response {
     let trace = async {
-        let value = |name| {
-            headers
-                .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-        };
-        let tenant = service.tenancy.authorize(
-            value(header::AUTHORIZATION),
-            Tenancy::header_text(headers.get("x-scope-orgid").map(|v| v.as_bytes())).as_deref(),
-            Role::Read,
-        )?;
+        let tenant = service.tenancy.authorize_headers(&headers, Role::Read)?;
         let request = trace_request(&service.engine, &tenant, &uri).await?;
         let chunks = crate::perfetto::export(&service.engine, &tenant, request).await?;
         let mut response = Response::new(Body::from_stream(chunks));

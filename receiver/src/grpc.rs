@@ -13,7 +13,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::routing::post;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use framelake_lake::tenancy::Tenancy;
 use http::{HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, StreamBody};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -66,9 +65,7 @@ async fn receive(
 ) -> Result<Bytes, IngestError> {
     let (parts, mut body) = request.into_parts();
     let headers = &parts.headers;
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let org_id = Tenancy::header_text(headers.get("x-scope-orgid").map(|v| v.as_bytes()));
-    let tenant = ingest.authorize(authorization, org_id.as_deref())?;
+    let tenant = ingest.authorize(headers)?;
     let encoding = message_encoding(headers)?;
     let limits = &ingest.limits;
     // The 5-byte prefix (compressed flag, length), then the message.

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, header};
 
-use framelake_lake::tenancy::Tenancy;
 
 use crate::admission::Ticket;
 use crate::error::IngestError;
@@ -59,8 +58,7 @@ async fn export(
         Err(e) => return e.into_http(Encoding::Protobuf),
     };
     let result = async {
-        let org_id = Tenancy::header_text(headers.get("x-scope-orgid").map(|v| v.as_bytes()));
-        let tenant = ingest.authorize(header(header::AUTHORIZATION.as_str()), org_id.as_deref())?;
+        let tenant = ingest.authorize(&headers)?;
         let compression = ContentEncoding::from_header(header(header::CONTENT_ENCODING.as_str()))?;
         let (body, ticket) = read_body(&ingest, &headers, body).await?;
         ingest
@@ -91,8 +89,7 @@ async fn native(
 ) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let result = async {
-        let org_id = Tenancy::header_text(headers.get("x-scope-orgid").map(|v| v.as_bytes()));
-        let tenant = ingest.authorize(header(header::AUTHORIZATION.as_str()), org_id.as_deref())?;
+        let tenant = ingest.authorize(&headers)?;
         let content_type = header(header::CONTENT_TYPE.as_str())
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase());

@@ -94,13 +94,9 @@ impl Ingest {
     }
 
     /// The tenant a request writes to.
-    pub fn authorize(
-        &self,
-        authorization: Option<&str>,
-        org_id: Option<&str>,
-    ) -> Result<TenantId, IngestError> {
+    pub fn authorize(&self, headers: &::http::HeaderMap) -> Result<TenantId, IngestError> {
         self.tenancy
-            .authorize(authorization, org_id, Role::Write)
+            .authorize_headers(headers, Role::Write)
             .map_err(|e| match e {
                 AuthError::Unauthenticated(m) => IngestError::Unauthorized(m),
                 AuthError::Forbidden(m) => IngestError::Forbidden(m),
