@@ -121,7 +121,7 @@ pub async fn read_partition(
     let bytes = lake.store.get(&partition.path(tenant)).await?;
     tokio::task::spawn_blocking(move || partition::read(bytes))
         .await
-        .map_err(|e| Error::FlushFailed(format!("parquet task: {e}")))?
+        .map_err(|e| Error::task("parquet decoding", e))?
 }
 
 /// Merges the event views (`log_entries`, `spans`, `measures`): rows sorted
@@ -175,29 +175,28 @@ impl Rewrite for EventRewrite {
             partition::write(view.schema(), &sorted, encoding)
         })
         .await
-        .map_err(|e| Error::FlushFailed(format!("compaction task: {e}")))?
+        .map_err(|e| Error::task("compaction", e))?
     }
 }
 
 /// A view's rows in the order of its sort key, as row-group-sized batches.
 fn sort(view: View, batches: impl Iterator<Item = RecordBatch>) -> Result<Vec<RecordBatch>> {
-    let arrow_error = |e: arrow::error::ArrowError| Error::FlushFailed(format!("sorting: {e}"));
-    let all = concat_batches(&view.schema(), &batches.collect::<Vec<_>>()).map_err(arrow_error)?;
+    let all = concat_batches(&view.schema(), &batches.collect::<Vec<_>>())?;
     let keys = view
         .sort_key()
         .iter()
         .map(|name| {
-            let column = all.column_by_name(name).ok_or_else(|| {
-                Error::FlushFailed(format!("{} has no column {name}", view.name()))
-            })?;
+            let column = all
+                .column_by_name(name)
+                .ok_or_else(|| Error::Internal(format!("{} has no column {name}", view.name())))?;
             Ok(SortColumn {
                 values: Arc::clone(column),
                 options: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let order = lexsort_to_indices(&keys, None).map_err(arrow_error)?;
-    let sorted = take_record_batch(&all, &order).map_err(arrow_error)?;
+    let order = lexsort_to_indices(&keys, None)?;
+    let sorted = take_record_batch(&all, &order)?;
     drop(all);
     Ok((0..sorted.num_rows())
         .step_by(ROW_GROUP_ROWS)

@@ -30,29 +30,121 @@ pub enum Error {
     /// The writer is shutting down and takes no new data.
     #[error("writer is shutting down")]
     ShuttingDown,
-    /// A flush failed; the data of this write was not acknowledged.
-    #[error("flush failed: {0}")]
-    FlushFailed(String),
+    /// The flush that held a write failed, for the reason given; the write was
+    /// not acknowledged. Every write of that flush gets this error.
+    #[error("flush failed: {reason}")]
+    FlushFailed { reason: String, retryable: bool },
+    /// Parquet could not be written, or a stored Parquet object not read.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// Rows could not be assembled or sorted.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// An aggregate view's partitions could not be merged.
+    #[error("merging {view}: {reason}")]
+    Aggregate { view: String, reason: String },
+    /// A fault of framelake itself (a task that panicked, a broken invariant).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Local I/O failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
 
 impl Error {
-    /// Whether a client should retry the same request later.
+    /// Whether the same request may succeed later: storage that is down or
+    /// busy, a writer that is behind or restarting. Bad input, corrupt data
+    /// and faults of framelake itself are not mended by a retry.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            // The catalog lists an object the store lacks, or a path or
+            // request the store refuses: the same on every try.
+            Error::ObjectStore(
+                object_store::Error::NotFound { .. }
+                | object_store::Error::InvalidPath { .. }
+                | object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. },
+            ) => false,
             Error::ObjectStore(_)
-                | Error::Catalog(_)
-                | Error::EmbeddedCatalog(_)
-                | Error::Overloaded { .. }
-                | Error::ShuttingDown
-                | Error::FlushFailed(_)
-                | Error::Io(_)
-        )
+            | Error::Catalog(_)
+            | Error::EmbeddedCatalog(_)
+            | Error::Overloaded { .. }
+            | Error::ShuttingDown
+            | Error::Io(_) => true,
+            Error::FlushFailed { retryable, .. } => *retryable,
+            Error::InvalidInput(_)
+            | Error::Migrate(_)
+            | Error::Corrupt { .. }
+            | Error::Parquet(_)
+            | Error::Arrow(_)
+            | Error::Aggregate { .. }
+            | Error::Internal(_) => false,
+        }
+    }
+
+    /// A blocking or background task that did not finish: cancelled (the
+    /// runtime is stopping) or panicked (a fault, named by `what`).
+    pub fn task(what: &str, e: tokio::task::JoinError) -> Self {
+        if e.is_cancelled() {
+            Error::ShuttingDown
+        } else {
+            Error::Internal(format!("{what} panicked: {e}"))
+        }
     }
 }
 
 /// Result with the lake's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_a_retry_can_mend_is_retryable() {
+        let down = Error::ObjectStore(object_store::Error::Generic {
+            store: "S3",
+            source: "connection refused".into(),
+        });
+        assert!(down.is_retryable());
+        let missing = Error::ObjectStore(object_store::Error::NotFound {
+            path: "t/segments/1".into(),
+            source: "no such key".into(),
+        });
+        assert!(!missing.is_retryable());
+        let corrupt = Error::Corrupt {
+            location: "t/segments/1@0".into(),
+            reason: "checksum mismatch".into(),
+        };
+        assert!(!corrupt.is_retryable());
+        assert!(!Error::Internal("a task panicked".into()).is_retryable());
+        assert!(
+            !Error::Parquet(parquet::errors::ParquetError::General("bad".into())).is_retryable()
+        );
+        // A flush's outcome keeps whether its cause can be retried.
+        for retryable in [true, false] {
+            let e = Error::FlushFailed {
+                reason: "x".into(),
+                retryable,
+            };
+            assert_eq!(e.is_retryable(), retryable);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicked_task_is_a_fault_and_a_cancelled_one_a_shutdown() {
+        let panicked = tokio::spawn(async { panic!("boom") }).await.unwrap_err();
+        let e = Error::task("encoding", panicked);
+        assert!(
+            matches!(&e, Error::Internal(m) if m.contains("encoding panicked")),
+            "{e}"
+        );
+        let pending = tokio::spawn(std::future::pending::<()>());
+        pending.abort();
+        let cancelled = pending.await.unwrap_err();
+        assert!(matches!(
+            Error::task("encoding", cancelled),
+            Error::ShuttingDown
+        ));
+    }
+}

@@ -126,7 +126,7 @@ impl Lake {
             segment::decode_block(&location, &stored, codec, sum, uncompressed)
         })
         .await
-        .map_err(|e| Error::FlushFailed(format!("decode task: {e}")))?
+        .map_err(|e| Error::task("block decoding", e))?
     }
 
     /// A native process, as the rows of its blocks need it.
@@ -238,7 +238,7 @@ impl Lake {
         let kind = block.kind;
         tokio::task::spawn_blocking(move || view::decode(kind, &payload, &source))
             .await
-            .map_err(|e| Error::FlushFailed(format!("decode task: {e}")))?
+            .map_err(|e| Error::task("block decoding", e))?
     }
 }
 

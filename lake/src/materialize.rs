@@ -285,7 +285,7 @@ impl Materializer {
         drop(payloads);
         let encoded = encode
             .await
-            .map_err(|e| Error::FlushFailed(format!("parquet task: {e}")))?;
+            .map_err(|e| Error::task("parquet encoding", e))?;
         match read_error {
             Some(e) => Err(e),
             None => encoded,

@@ -29,14 +29,6 @@ pub struct Encoding {
     pub trace_ids_per_row_group: u64,
 }
 
-fn parquet_error(e: parquet::errors::ParquetError) -> Error {
-    Error::FlushFailed(format!("parquet: {e}"))
-}
-
-fn parquet_error_of_arrow(e: arrow::error::ArrowError) -> Error {
-    Error::FlushFailed(format!("parquet schema: {e}"))
-}
-
 /// Writes rows as one Parquet object: statistics per page, the bloom filter
 /// on `trace_id` where there is one. Returns the bytes and the row count.
 pub fn write(
@@ -69,9 +61,7 @@ impl Writer {
     /// of the object's size saves copying it as it grows).
     pub fn new(schema: SchemaRef, encoding: Encoding, capacity: usize) -> Result<Self> {
         let mut properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(encoding.zstd_level).map_err(parquet_error)?,
-            ))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(encoding.zstd_level)?))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
         // Timestamps in delta encoding: close times (a stream's, in sorted or
@@ -98,14 +88,10 @@ impl Writer {
         // computing them was a tenth of the CPU); strings keep them where
         // the sort key gathers values (service, span and metric names).
         // Free text has no dictionary either: it rarely repeats whole.
-        let leaves = ArrowSchemaConverter::new()
-            .convert(&schema)
-            .map_err(parquet_error)?;
+        let leaves = ArrowSchemaConverter::new().convert(&schema)?;
         for leaf in leaves.columns() {
             let path = leaf.path().parts();
-            let top = schema
-                .field_with_name(&path[0])
-                .map_err(parquet_error_of_arrow)?;
+            let top = schema.field_with_name(&path[0])?;
             let mixed_text = matches!(top.data_type(), DataType::Utf8)
                 && !SORTED_TEXT.contains(&path[0].as_str());
             if path.len() > 1 || mixed_text {
@@ -117,10 +103,7 @@ impl Writer {
                     .set_column_dictionary_enabled(leaf.path().clone(), false)
                     .set_column_compression(
                         leaf.path().clone(),
-                        Compression::ZSTD(
-                            ZstdLevel::try_new(encoding.free_text_zstd_level)
-                                .map_err(parquet_error)?,
-                        ),
+                        Compression::ZSTD(ZstdLevel::try_new(encoding.free_text_zstd_level)?),
                     );
             }
         }
@@ -139,13 +122,12 @@ impl Writer {
             Vec::with_capacity(capacity),
             schema,
             Some(properties.build()),
-        )
-        .map_err(parquet_error)?;
+        )?;
         Ok(Writer { writer, rows: 0 })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(parquet_error)?;
+        self.writer.write(batch)?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
@@ -157,7 +139,7 @@ impl Writer {
 
     /// Closes the object: its bytes and its row count.
     pub fn finish(self) -> Result<(Bytes, u64)> {
-        let out = self.writer.into_inner().map_err(parquet_error)?;
+        let out = self.writer.into_inner()?;
         Ok((out.into(), self.rows))
     }
 }
@@ -165,8 +147,7 @@ impl Writer {
 /// Reads a whole Parquet object back into rows.
 pub fn read(bytes: Bytes) -> Result<Vec<RecordBatch>> {
     ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.with_batch_size(8192).build())
-        .map_err(parquet_error)?
-        .map(|batch| batch.map_err(|e| Error::FlushFailed(format!("parquet: {e}"))))
+        .and_then(|b| b.with_batch_size(8192).build())?
+        .map(|batch| batch.map_err(Error::from))
         .collect()
 }

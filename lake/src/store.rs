@@ -171,7 +171,7 @@ impl Store {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || local.write_durable(&path, data.as_ref()))
                     .await
-                    .map_err(|e| Error::FlushFailed(format!("write task: {e}")))?
+                    .map_err(|e| Error::task("object write", e))?
             }
             None => {
                 self.inner.put(path, data).await?;

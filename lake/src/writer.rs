@@ -140,8 +140,10 @@ impl Writer {
                 _permit: permit,
             })
             .map_err(|_| Error::ShuttingDown)?;
-        wait.await
-            .map_err(|_| Error::FlushFailed("the writer stopped before the flush".to_owned()))?
+        wait.await.map_err(|_| Error::FlushFailed {
+            reason: "the writer stopped before the flush".to_owned(),
+            retryable: true,
+        })?
     }
 
     /// Stops taking writes, flushes and commits everything pending, and waits for it.
@@ -274,11 +276,15 @@ async fn flush(lake: &Lake, known: &Arc<Known>, batch: Vec<Pending>) {
         }
         Err(e) => {
             tracing::warn!(waiters, error = %e, "flush failed; its writes are not acknowledged");
-            Err(e.to_string())
+            Err((e.to_string(), e.is_retryable()))
         }
     };
     for d in done {
-        let _ = d.send(outcome.clone().map_err(Error::FlushFailed));
+        let _ = d.send(
+            outcome
+                .clone()
+                .map_err(|(reason, retryable)| Error::FlushFailed { reason, retryable }),
+        );
     }
 }
 

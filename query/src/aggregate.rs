@@ -609,7 +609,10 @@ impl Rewrite for AggregateRewrite {
         view: &str,
         inputs: &[PartitionRecord],
     ) -> framelake_lake::Result<(Bytes, u64)> {
-        let failed = |e: String| framelake_lake::Error::FlushFailed(format!("merging {view}: {e}"));
+        let failed = |reason: String| framelake_lake::Error::Aggregate {
+            view: view.to_owned(),
+            reason,
+        };
         let aggregate = self
             .engine
             .aggregates()

@@ -64,6 +64,27 @@ impl QueryError {
     }
 }
 
+/// How a query error reads to a gRPC (FlightSQL) client: the codes matching
+/// [`QueryError::http_status`].
+impl From<QueryError> for tonic::Status {
+    fn from(e: QueryError) -> Self {
+        let message = e.to_string();
+        match e {
+            QueryError::BadQuery(_)
+            | QueryError::ReadOnly(_)
+            | QueryError::UnsupportedMediaType(_)
+            | QueryError::NotAcceptable(_) => tonic::Status::invalid_argument(message),
+            QueryError::NotFound(_) => tonic::Status::not_found(message),
+            QueryError::Unauthorized(_) => tonic::Status::unauthenticated(message),
+            QueryError::Forbidden(_) => tonic::Status::permission_denied(message),
+            QueryError::ResourcesExhausted(_) => tonic::Status::resource_exhausted(message),
+            QueryError::Timeout(_) => tonic::Status::deadline_exceeded(message),
+            QueryError::Unavailable(_) => tonic::Status::unavailable(message),
+            QueryError::Config(_) | QueryError::Internal(_) => tonic::Status::internal(message),
+        }
+    }
+}
+
 impl From<framelake_lake::tenancy::AuthError> for QueryError {
     fn from(e: framelake_lake::tenancy::AuthError) -> Self {
         use framelake_lake::tenancy::AuthError;
@@ -95,12 +116,6 @@ impl From<DataFusionError> for QueryError {
             DataFusionError::External(inner) => match inner.downcast_ref::<QueryError>() {
                 Some(QueryError::Timeout(limit)) => QueryError::Timeout(*limit),
                 _ => match inner.downcast_ref::<framelake_lake::Error>() {
-                    // The catalog lists an object the store lacks: not something a retry mends.
-                    Some(
-                        lake @ framelake_lake::Error::ObjectStore(object_store::Error::NotFound {
-                            ..
-                        }),
-                    ) => QueryError::Internal(lake.to_string()),
                     Some(lake) if lake.is_retryable() => QueryError::Unavailable(lake.to_string()),
                     Some(lake) => QueryError::Internal(lake.to_string()),
                     None => QueryError::Internal(message),

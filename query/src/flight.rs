@@ -83,7 +83,7 @@ impl FlightSql {
         // A call's metadata are its HTTP/2 headers (a few, copied once per call).
         self.tenancy
             .authorize_headers(&metadata.clone().into_headers(), Role::Read)
-            .map_err(|e| status(e.into()))
+            .map_err(|e| Status::from(QueryError::from(e)))
     }
 
     /// Runs a query and streams its rows as Flight data.
@@ -97,29 +97,11 @@ impl FlightSql {
             .engine
             .sql_with(tenant, sql, parameters)
             .await
-            .map_err(status)?;
+            .map_err(Status::from)?;
         let batches = rows
             .stream
-            .map_err(|e| FlightError::from(status(QueryError::from(e))));
+            .map_err(|e| FlightError::from(Status::from(QueryError::from(e))));
         Ok(stream(rows.schema, batches))
-    }
-}
-
-/// How a query error reads to a gRPC client.
-fn status(e: QueryError) -> Status {
-    let message = e.to_string();
-    match e {
-        QueryError::BadQuery(_)
-        | QueryError::ReadOnly(_)
-        | QueryError::UnsupportedMediaType(_)
-        | QueryError::NotAcceptable(_) => Status::invalid_argument(message),
-        QueryError::NotFound(_) => Status::not_found(message),
-        QueryError::Unauthorized(_) => Status::unauthenticated(message),
-        QueryError::Forbidden(_) => Status::permission_denied(message),
-        QueryError::ResourcesExhausted(_) => Status::resource_exhausted(message),
-        QueryError::Timeout(_) => Status::deadline_exceeded(message),
-        QueryError::Unavailable(_) => Status::unavailable(message),
-        QueryError::Config(_) | QueryError::Internal(_) => Status::internal(message),
     }
 }
 
@@ -240,7 +222,7 @@ impl FlightSqlService for FlightSql {
             .engine
             .prepare(&tenant, &query.query)
             .await
-            .map_err(status)?;
+            .map_err(Status::from)?;
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
         };
@@ -268,7 +250,7 @@ impl FlightSqlService for FlightSql {
             .engine
             .prepare(&tenant, &query.query)
             .await
-            .map_err(status)?;
+            .map_err(Status::from)?;
         let handle = Handle {
             sql: query.query,
             parameters: Vec::new(),
@@ -320,7 +302,7 @@ impl FlightSqlService for FlightSql {
             .engine
             .prepare(&tenant, &handle.sql)
             .await
-            .map_err(status)?;
+            .map_err(Status::from)?;
         flight_info(&prepared.schema, query, request.into_inner())
     }
 
@@ -397,7 +379,7 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<FlightStream>, Status> {
         let tenant = self.tenant(request.metadata())?;
-        let ctx = self.engine.session(&tenant).map_err(status)?;
+        let ctx = self.engine.session(&tenant).map_err(Status::from)?;
         let mut builder = query.into_builder();
         let mut names = ctx
             .catalog(CATALOG)
@@ -409,7 +391,7 @@ impl FlightSqlService for FlightSql {
             let table = ctx
                 .table_provider(name.as_str())
                 .await
-                .map_err(|e| status(e.into()))?;
+                .map_err(|e| Status::from(QueryError::from(e)))?;
             builder
                 .append(CATALOG, SCHEMA, &name, TABLE_TYPE, &table.schema())
                 .map_err(|e| Status::internal(e.to_string()))?;

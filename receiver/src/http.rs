@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, header};
 
-
 use crate::admission::Ticket;
 use crate::error::IngestError;
 use crate::native::NativeMessage;

@@ -268,7 +268,7 @@ async fn record(lake: &Lake, tenant: &TenantId, id: SegmentId, stored: Stored) -
         Ok(commit)
     })
     .await
-    .map_err(|e| Error::FlushFailed(format!("recovery task: {e}")))??;
+    .map_err(|e| Error::task("recovery", e))??;
     lake.catalog.commit(&[commit]).await
 }
 

@@ -78,7 +78,7 @@ impl SqliteCatalog {
         let (conn, commits) = (Arc::clone(&self.commits), commits.to_vec());
         tokio::task::spawn_blocking(move || commit_on(&conn, &commits))
             .await
-            .map_err(|e| Error::FlushFailed(format!("catalog commit task: {e}")))?
+            .map_err(|e| Error::task("catalog commit", e))?
     }
 
     fn commit_rows_blocking(&self, commits: &[TenantCommit]) -> Option<Result<u64>> {
@@ -92,7 +92,7 @@ impl SqliteCatalog {
 fn commit_on(conn: &Mutex<rusqlite::Connection>, commits: &[TenantCommit]) -> Result<u64> {
     let mut conn = conn
         .lock()
-        .map_err(|_| Error::FlushFailed("catalog commit connection poisoned".to_owned()))?;
+        .map_err(|_| Error::Internal("catalog commit connection poisoned".to_owned()))?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut new_blocks = 0;
     {
