@@ -133,7 +133,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicked_task_is_a_fault_and_a_cancelled_one_a_shutdown() {
-        let panicked = tokio::spawn(async { panic!("boom") }).await.unwrap_err();
+        let panicked = tokio::spawn(async { panic!("boom") })
+            .await
+            .expect_err("the task panics");
         let e = Error::task("encoding", panicked);
         assert!(
             matches!(&e, Error::Internal(m) if m.contains("encoding panicked")),
@@ -141,7 +143,7 @@ mod tests {
         );
         let pending = tokio::spawn(std::future::pending::<()>());
         pending.abort();
-        let cancelled = pending.await.unwrap_err();
+        let cancelled = pending.await.expect_err("the task was aborted");
         assert!(matches!(
             Error::task("encoding", cancelled),
             Error::ShuttingDown
