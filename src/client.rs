@@ -46,6 +46,10 @@ impl Connection {
                 .unwrap_or(body);
             anyhow::bail!("{status}: {message}");
         }
+        // What the answer leaves out (quarantined blocks, say).
+        for warning in response.headers().get_all("framelake-warning") {
+            eprintln!("warning: {}", String::from_utf8_lossy(warning.as_bytes()));
+        }
         Ok(response)
     }
 }

@@ -82,6 +82,17 @@ impl Error {
         }
     }
 
+    /// Whether an error of reading one block is the block's own, for good:
+    /// its bytes do not read back, or its object is gone. Such a block is
+    /// quarantined. Storage that is down is not a block fault: the block is
+    /// read again later.
+    pub fn is_block_fault(&self) -> bool {
+        matches!(
+            self,
+            Error::Corrupt { .. } | Error::ObjectStore(object_store::Error::NotFound { .. })
+        )
+    }
+
     /// A blocking or background task that did not finish: cancelled (the
     /// runtime is stopping) or panicked (a fault, named by `what`).
     pub fn task(what: &str, e: tokio::task::JoinError) -> Self {

@@ -7,6 +7,11 @@
 //! transaction that marks the blocks materialized. Queries read a view's
 //! partitions and its pending blocks from one catalog snapshot, so every
 //! event is seen exactly once, before and after.
+//!
+//! A block whose stored bytes do not read back (checksum, compression,
+//! payload format) or whose object is gone is quarantined: marked in the
+//! catalog with the error and left out from then on, so that it neither
+//! holds up the rest of its tenant's view nor fails every pass again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +20,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{BlockFilter, BlockRecord, PartitionRecord};
-use crate::ids::{PartitionId, TenantId};
+use crate::ids::{BlockId, PartitionId, TenantId};
 use crate::partition::{self, Encoding, ROW_GROUP_ROWS};
 use crate::view::{BlockSource, Rows, View};
 use crate::{Error, Lake, Result};
@@ -50,6 +55,15 @@ pub struct Materialized {
     pub partitions: usize,
     pub blocks: usize,
     pub rows: u64,
+    /// Blocks quarantined (see the module's documentation).
+    pub quarantined: usize,
+}
+
+impl Materialized {
+    /// Whether the step did anything: claimed blocks went somewhere.
+    fn progressed(&self) -> bool {
+        self.blocks > 0 || self.quarantined > 0
+    }
 }
 
 impl std::ops::AddAssign for Materialized {
@@ -57,6 +71,19 @@ impl std::ops::AddAssign for Materialized {
         self.partitions += other.partitions;
         self.blocks += other.blocks;
         self.rows += other.rows;
+        self.quarantined += other.quarantined;
+    }
+}
+
+/// Why writing a partition failed, and the block at fault when one was.
+struct Failure {
+    block: Option<BlockId>,
+    error: Error,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure { block: None, error }
     }
 }
 
@@ -102,7 +129,7 @@ impl Materializer {
                     match self.materialize(&tenant, view).await {
                         Ok(step) => {
                             done += step;
-                            if step.blocks == 0 {
+                            if !step.progressed() {
                                 break;
                             }
                         }
@@ -150,7 +177,7 @@ impl Materializer {
         loop {
             let step = self.materialize_where(tenant, view, &filter).await?;
             done += step;
-            if step.blocks == 0 {
+            if !step.progressed() {
                 return Ok(done);
             }
         }
@@ -183,7 +210,28 @@ impl Materializer {
         if blocks.is_empty() {
             return Ok(Materialized::default());
         }
-        let (bytes, rows) = self.write(tenant, view, &blocks).await?;
+        let (bytes, rows) = match self.write(tenant, view, &blocks).await {
+            Ok(written) => written,
+            Err(Failure {
+                block: Some(block),
+                error,
+            }) if error.is_block_fault() => {
+                tracing::error!(
+                    %tenant,
+                    view = view.name(),
+                    block_id = %block,
+                    %error,
+                    "block quarantined: its events are left out of the view \
+                     (the blocks view shows it, with this error)"
+                );
+                claim.quarantine(block, &error.to_string()).await?;
+                return Ok(Materialized {
+                    quarantined: 1,
+                    ..Materialized::default()
+                });
+            }
+            Err(failure) => return Err(failure.error),
+        };
         let partition = PartitionRecord {
             partition_id: PartitionId::new(),
             view: view.name().to_owned(),
@@ -215,6 +263,7 @@ impl Materializer {
             partitions: 1,
             blocks: blocks.len(),
             rows,
+            quarantined: 0,
         })
     }
 }
@@ -229,7 +278,7 @@ impl Materializer {
         tenant: &TenantId,
         view: View,
         blocks: &[BlockRecord],
-    ) -> Result<(bytes::Bytes, u64)> {
+    ) -> Result<(bytes::Bytes, u64), Failure> {
         // The blocks' stored (LZ4) bytes are about the Parquet's size: one
         // allocation for the output instead of growing it by copies.
         let capacity = blocks.iter().map(|b| b.length as usize).sum();
@@ -248,7 +297,11 @@ impl Materializer {
                 let source = sources
                     .remove(&block.block_id)
                     .unwrap_or_else(|| BlockSource::of(&block));
-                rows.append(block.kind, &payload, &source)?;
+                rows.append(block.kind, &payload, &source)
+                    .map_err(|error| Failure {
+                        block: Some(block.block_id),
+                        error,
+                    })?;
                 if rows.len() >= BATCH_ROWS {
                     writer.write(&rows.finish())?;
                 }
@@ -256,14 +309,19 @@ impl Materializer {
             if !rows.is_empty() {
                 writer.write(&rows.finish())?;
             }
-            writer.finish()
+            Ok(writer.finish()?)
         });
         let mut reads = futures::stream::iter(blocks.to_vec())
             .map(|block| {
                 let (lake, tenant) = (Arc::clone(&self.lake), tenant.clone());
                 async move {
-                    let payload = lake.read_block(&tenant, &block).await?;
-                    Ok::<_, Error>((block, payload))
+                    match lake.read_block(&tenant, &block).await {
+                        Ok(payload) => Ok((block, payload)),
+                        Err(error) => Err(Failure {
+                            block: Some(block.block_id),
+                            error,
+                        }),
+                    }
                 }
             })
             .buffered(self.config.read_ahead);

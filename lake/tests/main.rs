@@ -53,6 +53,7 @@ pub(crate) fn sample_commit(
             max_time: t0 + i as i64 * 1_000_000_000 + 500_000_000,
             insert_time: 42,
             segment_log: None,
+            quarantine: None,
         })
         .collect::<Vec<_>>();
     TenantCommit {

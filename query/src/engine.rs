@@ -2,7 +2,7 @@
 //! tenant, read-only, with a memory and a time limit.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -190,6 +190,60 @@ pub struct Prepared {
 pub struct Rows {
     pub schema: SchemaRef,
     pub stream: SendableRecordBatchStream,
+    /// What the answer leaves out (quarantined blocks of the range): APIs
+    /// pass these on beside the rows. Scans raise them as they plan (before
+    /// the first row), and as they meet a block that does not read back.
+    pub warnings: Arc<Warnings>,
+}
+
+/// Warnings a query raises, kept in its session's configuration.
+#[derive(Debug, Default)]
+pub struct Warnings(Mutex<Vec<String>>);
+
+impl Warnings {
+    /// Adds a warning, once.
+    pub(crate) fn push(&self, warning: String) {
+        let mut all = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !all.contains(&warning) {
+            all.push(warning);
+        }
+    }
+
+    /// Adds a warning to those of a session, if it keeps them.
+    pub(crate) fn raise(config: &SessionConfig, warning: String) {
+        if let Some(warnings) = config.get_extension::<Warnings>() {
+            warnings.push(warning);
+        }
+    }
+
+    /// The header (HTTP) and metadata (FlightSQL) key that carries each
+    /// warning of an answer.
+    pub const HEADER: &'static str = "framelake-warning";
+
+    /// A warning as a header value: visible ASCII, anything else as `?`.
+    pub fn header_value(warning: &str) -> String {
+        warning
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect()
+    }
+
+    /// The warnings raised so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl Engine {
@@ -250,6 +304,7 @@ impl Engine {
         // builds left rows x a right batch at once, one poll of many seconds
         // that no time limit can cut short.
         config.options_mut().execution.enforce_batch_size_in_joins = true;
+        let config = config.with_extension(Arc::new(Warnings::default()));
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
             .with_cache_manager(
@@ -346,6 +401,10 @@ impl Engine {
     ) -> Result<Rows, QueryError> {
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
         let (ctx, sql, bounds) = (self.session(tenant)?, sql.to_owned(), self.limits.sql);
+        let warnings = ctx
+            .copied_config()
+            .get_extension::<Warnings>()
+            .expect("sessions keep warnings");
         let planning = self.threads.spawn(async move {
             let mut frame = plan(&ctx, &sql, bounds).await?;
             if !parameters.is_empty() {
@@ -372,7 +431,11 @@ impl Engine {
             limit: self.limits.timeout,
             done: false,
         });
-        Ok(Rows { schema, stream })
+        Ok(Rows {
+            schema,
+            stream,
+            warnings,
+        })
     }
 }
 

@@ -37,6 +37,7 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::engine::Warnings;
 use crate::{Engine, QueryError};
 
 /// The catalog and schema the views are in.
@@ -101,7 +102,14 @@ impl FlightSql {
         let batches = rows
             .stream
             .map_err(|e| FlightError::from(Status::from(QueryError::from(e))));
-        Ok(stream(rows.schema, batches))
+        let mut response = stream(rows.schema, batches);
+        // What the answer leaves out, known as the query starts.
+        for warning in rows.warnings.all() {
+            if let Ok(value) = Warnings::header_value(&warning).parse() {
+                response.metadata_mut().append(Warnings::HEADER, value);
+            }
+        }
+        Ok(response)
     }
 }
 

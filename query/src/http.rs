@@ -7,6 +7,8 @@
 //! `application/x-ndjson`, `text/csv` or `application/vnd.apache.arrow.stream`.
 //! Rows stream as the query produces them, as fast as the client reads.
 //! Errors are JSON `{"error": "…"}` with a status saying whose fault it is.
+//! An answer that leaves data out (quarantined blocks) says so in a
+//! `Framelake-Warning` header per warning.
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ use framelake_lake::tenancy::{Role, Tenancy};
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, header};
 
+use crate::engine::Warnings;
 use crate::{Engine, QueryError};
 
 /// What the query listener serves with.
@@ -92,6 +95,7 @@ async fn run(
     let format = Format::from_accept(value(header::ACCEPT))?;
     let sql = request_sql(value(header::CONTENT_TYPE), body)?;
     let mut rows = service.engine.sql(&tenant, &sql).await?;
+    let warnings = Arc::clone(&rows.warnings);
     let mut encoder = Encoder::new(format, &rows.schema)?;
     // The first batch is awaited before answering, so that errors of the
     // query's start still get their status; later ones end the stream.
@@ -121,10 +125,16 @@ async fn run(
     );
     let body = futures::stream::iter(first.map(Ok)).chain(rest);
     let mut response = Response::new(Body::from_stream(body));
-    response.headers_mut().insert(
+    let h = response.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
+    for warning in warnings.all() {
+        if let Ok(value) = HeaderValue::from_str(&Warnings::header_value(&warning)) {
+            h.append(Warnings::HEADER, value);
+        }
+    }
     Ok(response)
 }
 

@@ -38,6 +38,8 @@ use framelake_lake::ids::{ProcessId, TenantId};
 use framelake_lake::materialize::{MaterializeConfig, Materializer};
 use framelake_lake::view::catalog::CatalogView;
 use framelake_lake::view::{self, View};
+
+use crate::engine::Warnings;
 use futures::StreamExt;
 
 /// Blocks read ahead per scan partition.
@@ -231,6 +233,12 @@ impl TableProvider for EventTable {
                 .await
                 .map_err(external)?,
         };
+        if !snapshot.quarantined.is_empty() {
+            Warnings::raise(
+                state.config(),
+                quarantine_warning(self.view, &snapshot.quarantined),
+            );
+        }
         if let Some(cache) = &self.cache
             && !snapshot.blocks.is_empty()
         {
@@ -393,6 +401,7 @@ impl EventTable {
             .into_iter()
             .map(|blocks| {
                 Arc::new(BlockStream {
+                    view: self.view,
                     schema: Arc::clone(&schema),
                     lake: Arc::clone(&self.lake),
                     tenant: self.tenant.clone(),
@@ -531,6 +540,7 @@ const DECODE_FACTOR: usize = 32;
 /// One scan partition: some blocks, read and decoded in turn.
 #[derive(Debug)]
 struct BlockStream {
+    view: View,
     schema: SchemaRef,
     lake: Arc<Lake>,
     tenant: TenantId,
@@ -546,18 +556,41 @@ impl PartitionStream for BlockStream {
         let (lake, tenant) = (Arc::clone(&self.lake), self.tenant.clone());
         let schema = Arc::clone(&self.schema);
         let pool = Arc::clone(ctx.memory_pool());
+        let view = self.view;
         let batches = futures::stream::iter(self.blocks.clone())
             .map(move |block| {
                 let (lake, tenant, schema) =
                     (Arc::clone(&lake), tenant.clone(), Arc::clone(&schema));
                 let decoding = MemoryConsumer::new("framelake block decoding").register(&pool);
+                let ctx = Arc::clone(&ctx);
                 async move {
                     decoding.try_grow(decoding_bytes(&block))?;
-                    let decoded = lake.decode_block(&tenant, &block).await.map_err(external)?;
-                    cast_to(&schema, decoded)
+                    match lake.decode_block(&tenant, &block).await {
+                        Ok(decoded) => cast_to(&schema, decoded).map(Some),
+                        // A block that does not read back is left out, said,
+                        // and quarantined for the queries that follow.
+                        Err(e) if e.is_block_fault() => {
+                            let reason = e.to_string();
+                            tracing::error!(%tenant, block_id = %block.block_id, error = %reason,
+                                "block quarantined: its events are left out of queries");
+                            let mut left_out = block.clone();
+                            left_out.quarantine = Some(reason.clone());
+                            Warnings::raise(
+                                ctx.session_config(),
+                                quarantine_warning(view, &[left_out]),
+                            );
+                            lake.catalog
+                                .quarantine(&tenant, block.block_id, &reason)
+                                .await
+                                .map_err(external)?;
+                            Ok(None)
+                        }
+                        Err(e) => Err(external(e)),
+                    }
                 }
             })
-            .buffered(READ_AHEAD);
+            .buffered(READ_AHEAD)
+            .filter_map(|batch| std::future::ready(batch.transpose()));
         Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
             batches,
@@ -609,8 +642,29 @@ impl Overlapping for ViewSnapshot {
                 .cloned()
                 .collect(),
             reduced: Vec::new(),
+            quarantined: self
+                .quarantined
+                .iter()
+                .filter(|b| range.overlaps(b.min_time, b.max_time))
+                .cloned()
+                .collect(),
         }
     }
+}
+
+/// What an answer says of the quarantined blocks of its range.
+fn quarantine_warning(view: View, quarantined: &[BlockRecord]) -> String {
+    let events: u64 = quarantined.iter().map(|b| u64::from(b.event_count)).sum();
+    let reason = quarantined
+        .iter()
+        .find_map(|b| b.quarantine.as_deref())
+        .unwrap_or("unreadable");
+    format!(
+        "{} quarantined block(s) of {} in the queried range are left out ({events} events): \
+         {reason}; SELECT * FROM blocks WHERE quarantine_error IS NOT NULL lists them",
+        quarantined.len(),
+        view.name(),
+    )
 }
 
 /// `processes`, `streams` or `blocks` of one tenant, read from the catalog at scan.

@@ -7,6 +7,7 @@ mod compaction;
 mod data;
 mod flight;
 mod native;
+mod quarantine;
 mod sql;
 
 use std::sync::Arc;
@@ -45,7 +46,12 @@ impl Stack {
 
     /// The folder of an embedded stack.
     pub(crate) fn data_dir(&self) -> &std::path::Path {
-        self._dir.as_ref().expect("an embedded stack").path()
+        self.local_dir().expect("an embedded stack")
+    }
+
+    /// The folder of an embedded stack; `None` for a cluster.
+    pub(crate) fn local_dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
     }
 
     /// PostgreSQL and the S3 server of the test harness.
@@ -136,6 +142,31 @@ impl Stack {
         let response = request.send().await.expect("query listener answers");
         let status = response.status().as_u16();
         (status, response.bytes().await.expect("body"))
+    }
+
+    /// A query of the default tenant as JSON rows, with the answer's
+    /// warnings (`Framelake-Warning`); panics unless it succeeds.
+    pub(crate) async fn rows_and_warnings(
+        &self,
+        sql: &str,
+        headers: &[(&str, &str)],
+    ) -> (Vec<serde_json::Value>, Vec<String>) {
+        let mut request = self
+            .client
+            .post(format!("{}/api/v1/sql", self.query_url))
+            .json(&serde_json::json!({ "sql": sql }));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("query listener answers");
+        assert_eq!(response.status(), 200, "{sql}");
+        let warnings = response
+            .headers()
+            .get_all("framelake-warning")
+            .iter()
+            .map(|v| v.to_str().expect("visible ASCII").to_owned())
+            .collect();
+        (response.json().await.expect("JSON rows"), warnings)
     }
 
     /// A query of the default tenant as JSON rows; panics unless it succeeds.

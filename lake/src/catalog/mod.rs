@@ -108,6 +108,10 @@ pub struct BlockRecord {
     /// [`SegmentRecord::log`] (`offset` stays relative to the segment). Read
     /// from the catalog; the writer's rows leave it to their segment.
     pub segment_log: Option<LogLocation>,
+    /// Why the block is quarantined: its stored bytes do not read back
+    /// (checksum, compression, payload format) or its object is gone.
+    /// Materialization and queries leave a quarantined block out.
+    pub quarantine: Option<String>,
 }
 
 impl BlockRecord {
@@ -137,6 +141,7 @@ impl BlockRecord {
             max_time: entry.max_time,
             insert_time,
             segment_log: None,
+            quarantine: None,
         }
     }
 }
@@ -190,6 +195,9 @@ pub struct ViewSnapshot {
     pub partitions: Vec<PartitionRecord>,
     pub blocks: Vec<BlockRecord>,
     pub reduced: Vec<PartitionRecord>,
+    /// Blocks of the range that are quarantined: their events are missing
+    /// from the answer, which should say so.
+    pub quarantined: Vec<BlockRecord>,
 }
 
 /// What [`Catalog::snapshot`] reads.
@@ -285,6 +293,10 @@ pub trait Claim: Send + Debug {
     /// Records the partition that holds the claimed blocks' rows. `false` (and
     /// nothing recorded) when another maintainer materialized some of them first.
     async fn commit(self: Box<Self>, partition: &PartitionRecord) -> Result<bool>;
+
+    /// Quarantines one of the claimed blocks (see [`BlockRecord::quarantine`])
+    /// and gives the others back, pending.
+    async fn quarantine(self: Box<Self>, block: BlockId, reason: &str) -> Result<()>;
 }
 
 /// What [`Catalog::expire`] removed from the catalog: the objects to delete.
@@ -332,11 +344,14 @@ pub trait Catalog: Debug + Send + Sync {
     /// which objects to delete.
     async fn expire(&self, tenant: &TenantId, cutoff: i64) -> Result<Expired>;
 
-    /// Tenants with blocks not yet materialized.
+    /// Tenants with blocks not yet materialized (and not quarantined).
     async fn pending_tenants(&self) -> Result<Vec<TenantId>>;
 
+    /// Quarantines a pending block (see [`BlockRecord::quarantine`]).
+    async fn quarantine(&self, tenant: &TenantId, block: BlockId, reason: &str) -> Result<()>;
+
     /// Claims up to `limit` blocks of a tenant that the filter selects, not
-    /// yet materialized, oldest first. Blocks another maintainer has claimed
+    /// yet materialized nor quarantined, oldest first. Blocks another maintainer has claimed
     /// are skipped where the backend can tell (PostgreSQL row locks).
     async fn claim_pending(
         &self,
@@ -438,6 +453,7 @@ pub(crate) struct RawBlock {
     pub(crate) insert_time: i64,
     pub(crate) segment_object: Option<String>,
     pub(crate) segment_offset: Option<i64>,
+    pub(crate) quarantine_error: Option<String>,
 }
 
 impl TryFrom<RawBlock> for BlockRecord {
@@ -468,6 +484,7 @@ impl TryFrom<RawBlock> for BlockRecord {
                 object,
                 offset: r.segment_offset.unwrap_or(0) as u64,
             }),
+            quarantine: r.quarantine_error,
         })
     }
 }

@@ -134,12 +134,25 @@ macro_rules! impl_sql_catalog {
 
             async fn pending_tenants(&self) -> $crate::Result<Vec<$crate::ids::TenantId>> {
                 use sqlx::Row;
-                let rows = sqlx::query("SELECT DISTINCT tenant FROM blocks WHERE partition_id IS NULL ORDER BY tenant")
+                let rows = sqlx::query(
+                    "SELECT DISTINCT tenant FROM blocks WHERE partition_id IS NULL \
+                     AND quarantine_error IS NULL ORDER BY tenant",
+                )
                     .fetch_all(&self.pool)
                     .await?;
                 rows.into_iter()
                     .map(|r| r.try_get::<String, _>(0)?.parse())
                     .collect()
+            }
+
+            async fn quarantine(
+                &self,
+                tenant: &$crate::ids::TenantId,
+                block: $crate::ids::BlockId,
+                reason: &str,
+            ) -> $crate::Result<()> {
+                let mut conn = self.pool.acquire().await?;
+                quarantine_block(&mut conn, tenant, block, reason).await
             }
 
             async fn claim_pending(
@@ -149,7 +162,7 @@ macro_rules! impl_sql_catalog {
                 limit: usize,
             ) -> $crate::Result<Box<dyn $crate::catalog::Claim>> {
                 let mut q = blocks_query(tenant, &filter.kinds, &filter.processes, filter.time_range, true);
-                q.push(" ORDER BY insert_time, segment_id, byte_offset LIMIT ")
+                q.push(" AND quarantine_error IS NULL ORDER BY insert_time, segment_id, byte_offset LIMIT ")
                     .push_bind(limit as i64)
                     .push($claim_lock);
                 // With row locks, the claim holds its transaction until it commits;
@@ -189,7 +202,9 @@ macro_rules! impl_sql_catalog {
                 let partitions = partition_rows(q.build().fetch_all(&mut *tx).await?)?;
                 let mut q = blocks_query(tenant, request.kinds, request.processes, request.time_range, true);
                 q.push(" ORDER BY insert_time, segment_id, byte_offset");
-                let blocks = block_rows(q.build().fetch_all(&mut *tx).await?)?;
+                let (quarantined, blocks) = block_rows(q.build().fetch_all(&mut *tx).await?)?
+                    .into_iter()
+                    .partition(|b| b.quarantine.is_some());
                 let reduced = match request.aggregate {
                     Some((target, time_range)) => {
                         let mut q = partitions_query(tenant, Some(target), time_range, None);
@@ -199,7 +214,7 @@ macro_rules! impl_sql_catalog {
                     None => Vec::new(),
                 };
                 tx.commit().await?;
-                Ok($crate::catalog::ViewSnapshot { partitions, blocks, reduced })
+                Ok($crate::catalog::ViewSnapshot { partitions, blocks, reduced, quarantined })
             }
 
             async fn partition_tenants(&self, view: &str) -> $crate::Result<Vec<$crate::ids::TenantId>> {
@@ -441,7 +456,7 @@ macro_rules! impl_sql_catalog {
                  (SELECT s.object FROM segments s WHERE s.tenant = blocks.tenant \
                   AND s.segment_id = blocks.segment_id), \
                  (SELECT s.object_offset FROM segments s WHERE s.tenant = blocks.tenant \
-                  AND s.segment_id = blocks.segment_id) \
+                  AND s.segment_id = blocks.segment_id), quarantine_error \
                  FROM blocks WHERE tenant = ",
             );
             q.push_bind(tenant.as_str());
@@ -495,6 +510,7 @@ macro_rules! impl_sql_catalog {
                         insert_time: r.try_get(14)?,
                         segment_object: r.try_get(15)?,
                         segment_offset: r.try_get(16)?,
+                        quarantine_error: r.try_get(17)?,
                     })
                 })
                 .collect()
@@ -646,6 +662,39 @@ macro_rules! impl_sql_catalog {
                 tx.commit().await?;
                 Ok(true)
             }
+
+            async fn quarantine(
+                self: Box<Self>,
+                block: $crate::ids::BlockId,
+                reason: &str,
+            ) -> $crate::Result<()> {
+                // In the claim's transaction: its row locks end with it.
+                let mut tx = match self.tx {
+                    Some(tx) => tx,
+                    None => self.pool.begin().await?,
+                };
+                quarantine_block(&mut tx, &self.tenant, block, reason).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        /// Marks a pending block quarantined, with the reason.
+        async fn quarantine_block(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            tenant: &$crate::ids::TenantId,
+            block: $crate::ids::BlockId,
+            reason: &str,
+        ) -> $crate::Result<()> {
+            let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE blocks SET quarantine_error = ");
+            q.push_bind(reason)
+                .push(" WHERE tenant = ")
+                .push_bind(tenant.as_str())
+                .push(" AND block_id = ")
+                .push_bind(block.as_bytes().as_slice())
+                .push(" AND partition_id IS NULL");
+            q.build().execute(&mut *conn).await?;
+            Ok(())
         }
 
         fn insert_partitions<'a>(

@@ -89,6 +89,9 @@ static BLOCKS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("min_time", timestamp_type(), false),
         Field::new("max_time", timestamp_type(), false),
         Field::new("insert_time", timestamp_type(), false),
+        // Why the block is quarantined (left out of materialization and
+        // queries: its bytes do not read back); NULL for a sound block.
+        Field::new("quarantine_error", DataType::Utf8, true),
     ]))
 });
 
@@ -184,6 +187,7 @@ pub fn blocks(records: &[BlockRecord]) -> RecordBatch {
         UInt32Builder::new(),
     );
     let (mut min, mut max, mut insert) = (times(), times(), times());
+    let mut quarantine = StringBuilder::new();
     for r in records {
         append_id(&mut id, r.block_id.as_bytes());
         kind.append_value(r.kind.name());
@@ -197,6 +201,7 @@ pub fn blocks(records: &[BlockRecord]) -> RecordBatch {
         min.append_value(r.min_time);
         max.append_value(r.max_time);
         insert.append_value(r.insert_time);
+        quarantine.append_option(r.quarantine.as_deref());
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(id.finish()),
@@ -211,6 +216,7 @@ pub fn blocks(records: &[BlockRecord]) -> RecordBatch {
         Arc::new(min.finish()),
         Arc::new(max.finish()),
         Arc::new(insert.finish()),
+        Arc::new(quarantine.finish()),
     ];
     batch(&BLOCKS, columns)
 }
