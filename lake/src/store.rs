@@ -54,6 +54,25 @@ struct LocalFiles {
     logs: Mutex<std::collections::HashMap<TenantId, OpenLog>>,
 }
 
+/// The segment logs of a local-files store (see [`Store::segment_logs`]).
+#[derive(Debug, Clone)]
+pub struct SegmentLogs(Arc<LocalFiles>);
+
+impl SegmentLogs {
+    /// Appends a tenant's segment (given as its parts, in order) to the
+    /// tenant's log durably, in the calling thread, which may block (a flush
+    /// writes its segment in the thread that built it), and answers where it
+    /// lies.
+    pub fn append(
+        &self,
+        tenant: &TenantId,
+        segment: SegmentId,
+        parts: &[Bytes],
+    ) -> Result<LogLocation> {
+        self.0.append_segment(tenant, segment, parts)
+    }
+}
+
 #[derive(Debug)]
 struct OpenLog {
     key: String,
@@ -180,20 +199,13 @@ impl Store {
         }
     }
 
-    /// For local files, appends a tenant's segment (given as its parts, in
-    /// order) to the tenant's log durably, in the calling thread, which may
-    /// block (a flush writes its segment in the thread that built it), and
-    /// answers where it lies: `None` for the other stores, where a segment is
-    /// an object of its own ([`Store::put_durable`]).
-    pub fn append_segment_blocking(
-        &self,
-        tenant: &TenantId,
-        segment: SegmentId,
-        parts: &[Bytes],
-    ) -> Option<Result<LogLocation>> {
+    /// For local files, the tenants' segment logs; `None` for the other
+    /// stores, where a segment is an object of its own
+    /// ([`Store::put_durable`]). The writer asks once, at start.
+    pub fn segment_logs(&self) -> Option<SegmentLogs> {
         self.local
             .as_ref()
-            .map(|local| local.append_segment(tenant, segment, parts))
+            .map(|local| SegmentLogs(Arc::clone(local)))
     }
 
     /// Reads a byte range of an object.

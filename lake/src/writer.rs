@@ -14,11 +14,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Lake;
-use crate::catalog::{BlockRecord, ProcessRecord, SegmentRecord, StreamRecord, TenantCommit};
+use crate::catalog::{
+    BlockRecord, BlockingCommits, ProcessRecord, SegmentRecord, StreamRecord, TenantCommit,
+};
 use crate::host::now_nanos;
 use crate::ids::{ProcessId, SegmentId, StreamId, TenantId};
 use crate::paths::SegmentPath;
 use crate::segment::{EncodedBlock, Segment, SegmentBuilder};
+use crate::store::SegmentLogs;
 use crate::{Error, Result};
 
 /// When the writer flushes and how much it may hold.
@@ -109,7 +112,11 @@ impl Writer {
         let (tx, rx) = mpsc::unbounded_channel();
         let budget_bytes = config.max_pending_bytes.min(Semaphore::MAX_PERMITS);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(lake, config, rx, stop.clone()));
+        let route = Route {
+            logs: lake.store.segment_logs(),
+            commits: lake.catalog.blocking_commits(),
+        };
+        let task = tokio::spawn(run(lake, route, config, rx, stop.clone()));
         Writer {
             tx,
             budget: Arc::new(Semaphore::new(budget_bytes)),
@@ -159,8 +166,17 @@ impl Writer {
     }
 }
 
+/// Where a flush stores and commits in the thread that built its segments,
+/// chosen once at start: local segment logs, an embedded catalog.
+#[derive(Debug, Clone)]
+struct Route {
+    logs: Option<SegmentLogs>,
+    commits: Option<Arc<dyn BlockingCommits>>,
+}
+
 async fn run(
     lake: Arc<Lake>,
+    route: Route,
     config: WriterConfig,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     stop: CancellationToken,
@@ -202,51 +218,46 @@ async fn run(
             .expect("flush slots are never closed");
         let batch = std::mem::take(&mut pending);
         pending_bytes = 0;
-        let (lake, known) = (Arc::clone(&lake), Arc::clone(&known));
+        let (lake, route, known) = (Arc::clone(&lake), route.clone(), Arc::clone(&known));
         tracker.spawn(async move {
-            flush(&lake, &known, batch).await;
+            flush(&lake, &route, &known, batch).await;
             drop(slot);
         });
     }
     if !pending.is_empty() {
-        flush(&lake, &known, pending).await;
+        flush(&lake, &route, &known, pending).await;
     }
     tracker.close();
     tracker.wait().await;
 }
 
 /// Writes one segment per tenant, commits them in one transaction and answers every waiter.
-async fn flush(lake: &Lake, known: &Arc<Known>, batch: Vec<Pending>) {
+async fn flush(lake: &Lake, route: &Route, known: &Arc<Known>, batch: Vec<Pending>) {
     let waiters = batch.len();
     let started = std::time::Instant::now();
-    let (store, catalog) = (lake.store.clone(), Arc::clone(&lake.catalog));
-    let known_now = Arc::clone(known);
+    let (route, known_now) = (route.clone(), Arc::clone(known));
     // Local files and an embedded catalog are written in the thread that built
     // the segments: one hand-off to the blocking pool per flush, not one per step.
     let built = tokio::task::spawn_blocking(move || {
         let (mut built, done) = build_segments(batch, &known_now);
-        let stored = built
-            .iter_mut()
-            .map(|(path, data, commit)| {
-                let appended =
-                    store.append_segment_blocking(path.tenant(), path.segment(), data.parts())?;
-                Some(appended.map(|location| commit.segment.log = Some(location)))
-            })
-            .collect::<Option<Result<()>>>();
-        let step = match stored {
-            None => Step::Store(built),
-            Some(Err(e)) => Step::Done(Err(e)),
-            Some(Ok(())) => {
+        let Some(logs) = &route.logs else {
+            return (Step::Store(built), done);
+        };
+        let stored = built.iter_mut().try_for_each(|(path, data, commit)| {
+            let location = logs.append(path.tenant(), path.segment(), data.parts())?;
+            commit.segment.log = Some(location);
+            Ok::<_, Error>(())
+        });
+        let step = match (stored, &route.commits) {
+            (Err(e), _) => Step::Done(Err(e)),
+            (Ok(()), None) => Step::Commit(into_commits(built)),
+            (Ok(()), Some(catalog)) => {
                 let commits = into_commits(built);
-                match catalog.commit_blocking(&commits) {
-                    Some(committed) => {
-                        if committed.is_ok() {
-                            known_now.remember(&commits);
-                        }
-                        Step::Done(committed)
-                    }
-                    None => Step::Commit(commits),
+                let committed = catalog.commit(&commits);
+                if committed.is_ok() {
+                    known_now.remember(&commits);
                 }
+                Step::Done(committed)
             }
         };
         (step, done)

@@ -100,8 +100,11 @@ macro_rules! catalog_suite {
                     .await
                     .expect("commit");
                 // The writer's path, where the backend has one.
-                match catalog.commit_blocking(std::slice::from_ref(&logged)) {
-                    Some(committed) => committed.map(drop).expect("commit"),
+                match catalog.blocking_commits() {
+                    Some(commits) => commits
+                        .commit(std::slice::from_ref(&logged))
+                        .map(drop)
+                        .expect("commit"),
                     None => catalog
                         .commit(std::slice::from_ref(&logged))
                         .await

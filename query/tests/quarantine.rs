@@ -10,7 +10,6 @@ use framelake_lake::ids::TenantId;
 use framelake_lake::paths::SegmentPath;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use serde_json::json;
 
 use crate::Stack;
 use crate::data::{T0, logs_over_a_day};

@@ -378,7 +378,10 @@ async fn a_block_that_does_not_read_back_holds_up_no_other_tenant() {
         *b ^= 0xff;
     }
     std::fs::write(&logs[0], bytes).expect("log rewritten");
-    let done = materializer(&stack).pass().await.expect("the pass succeeds");
+    let done = materializer(&stack)
+        .pass()
+        .await
+        .expect("the pass succeeds");
     assert_eq!(done.quarantined, 1, "{done:?}");
     let pending = stack.lake.catalog.pending_tenants().await.expect("catalog");
     assert!(pending.is_empty(), "{pending:?}");

@@ -299,6 +299,11 @@ pub trait Claim: Send + Debug {
     async fn quarantine(self: Box<Self>, block: BlockId, reason: &str) -> Result<()>;
 }
 
+/// [`Catalog::commit`] in the calling thread (see [`Catalog::blocking_commits`]).
+pub trait BlockingCommits: Debug + Send + Sync {
+    fn commit(&self, commits: &[TenantCommit]) -> Result<u64>;
+}
+
 /// What [`Catalog::expire`] removed from the catalog: the objects to delete.
 #[derive(Debug, Clone, Default)]
 pub struct Expired {
@@ -330,8 +335,9 @@ pub trait Catalog: Debug + Send + Sync {
     /// For a catalog in this process (SQLite), [`Catalog::commit`] in the
     /// calling thread, which may block: a flush writes its segment and commits
     /// its rows in one thread, with no hand-off per statement. `None` for
-    /// catalogs reached over the network, which `commit` serves.
-    fn commit_blocking(&self, commits: &[TenantCommit]) -> Option<Result<u64>>;
+    /// catalogs reached over the network, which `commit` serves. The writer
+    /// asks once, at start.
+    fn blocking_commits(&self) -> Option<Arc<dyn BlockingCommits>>;
 
     /// Lists blocks of a tenant, oldest insert first, in segment order.
     async fn blocks(&self, tenant: &TenantId, filter: &BlockFilter) -> Result<Vec<BlockRecord>>;

@@ -1,16 +1,17 @@
 //! The PostgreSQL catalog, for clusters: several receivers, query nodes and
 //! maintainers share one database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Postgres, QueryBuilder};
 
-use super::TenantCommit;
 use super::sql::{
     INSERT_BLOCKS, INSERT_CHUNK, INSERT_PROCESSES, INSERT_SEGMENTS, INSERT_STREAMS,
     impl_sql_catalog,
 };
+use super::{BlockingCommits, TenantCommit};
 use crate::Result;
 
 /// A catalog in PostgreSQL.
@@ -107,7 +108,8 @@ impl PostgresCatalog {
     }
 
     /// Commits go over the network: [`PostgresCatalog::commit_rows`] serves them.
-    fn commit_rows_blocking(&self, _commits: &[TenantCommit]) -> Option<Result<u64>> {
+    /// Commits go over the network: no blocking path.
+    fn blocking_commits_of(&self) -> Option<Arc<dyn BlockingCommits>> {
         None
     }
 }

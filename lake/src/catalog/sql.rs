@@ -16,7 +16,7 @@ pub(crate) const INSERT_BLOCKS: &str = "INSERT INTO blocks (tenant, block_id, ki
      checksum, event_count, min_time, max_time, insert_time)";
 
 /// Implements [`Catalog`](super::Catalog) for `$name { pool: Pool<$db> }`, which
-/// commits the writer's rows with its own `commit_rows` and `commit_rows_blocking`.
+/// commits the writer's rows with its own `commit_rows` and `blocking_commits_of`.
 /// `claim_lock` ends the SELECT that claims blocks (row locks, if the backend
 /// has them); `snapshot` is the statement, if any, that gives a transaction
 /// one snapshot for all its reads.
@@ -28,11 +28,10 @@ macro_rules! impl_sql_catalog {
                 self.commit_rows(commits).await
             }
 
-            fn commit_blocking(
+            fn blocking_commits(
                 &self,
-                commits: &[$crate::catalog::TenantCommit],
-            ) -> Option<$crate::Result<u64>> {
-                self.commit_rows_blocking(commits)
+            ) -> Option<std::sync::Arc<dyn $crate::catalog::BlockingCommits>> {
+                self.blocking_commits_of()
             }
 
             async fn blocks(

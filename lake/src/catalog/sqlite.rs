@@ -8,10 +8,10 @@ use rusqlite::{TransactionBehavior, params};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 
-use super::TenantCommit;
 use super::sql::{
     INSERT_BLOCKS, INSERT_PROCESSES, INSERT_SEGMENTS, INSERT_STREAMS, impl_sql_catalog,
 };
+use super::{BlockingCommits, TenantCommit};
 use crate::{Error, Result};
 
 /// How long a statement waits for another connection's write lock.
@@ -22,7 +22,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SqliteCatalog {
     pool: SqlitePool,
     /// The writer's group commits, on a connection of their own used in the
-    /// calling thread ([`Catalog::commit_blocking`](super::Catalog::commit_blocking)):
+    /// calling thread ([`Catalog::blocking_commits`](super::Catalog::blocking_commits)):
     /// a flush writes its segment and commits its rows in one blocking task,
     /// where sqlx's connections run each statement on a worker thread (two
     /// thread wake-ups per statement, a dozen per commit). Being one
@@ -72,8 +72,8 @@ impl SqliteCatalog {
         })
     }
 
-    /// Commits on a blocking thread (the writer commits in its own, with
-    /// [`SqliteCatalog::commit_rows_blocking`]).
+    /// Commits on a blocking thread (the writer commits in its own, through
+    /// [`SqliteCatalog::blocking_commits_of`]).
     async fn commit_rows(&self, commits: &[TenantCommit]) -> Result<u64> {
         let (conn, commits) = (Arc::clone(&self.commits), commits.to_vec());
         tokio::task::spawn_blocking(move || commit_on(&conn, &commits))
@@ -81,8 +81,18 @@ impl SqliteCatalog {
             .map_err(|e| Error::task("catalog commit", e))?
     }
 
-    fn commit_rows_blocking(&self, commits: &[TenantCommit]) -> Option<Result<u64>> {
-        Some(commit_on(&self.commits, commits))
+    fn blocking_commits_of(&self) -> Option<Arc<dyn BlockingCommits>> {
+        Some(Arc::new(Commits(Arc::clone(&self.commits))))
+    }
+}
+
+/// The writer's commits on the catalog's own connection, in the calling thread.
+#[derive(Debug)]
+struct Commits(Arc<Mutex<rusqlite::Connection>>);
+
+impl BlockingCommits for Commits {
+    fn commit(&self, commits: &[TenantCommit]) -> Result<u64> {
+        commit_on(&self.0, commits)
     }
 }
 
