@@ -77,37 +77,26 @@ impl LogRows {
         source: &BlockSource,
     ) -> Result<(), prost::DecodeError> {
         let request = ExportLogsServiceRequest::decode(payload)?;
-        for rl in &request.resource_logs {
-            let resource = rl.resource.clone().unwrap_or_default();
-            let service_name = super::service_name(&resource);
-            for sl in &rl.scope_logs {
-                let scope = sl.scope.clone().unwrap_or_default();
-                let origin = self.common.origin(&Origin {
-                    source,
-                    service_name,
-                    resource: &resource,
-                    scope: &scope,
-                });
-                for record in &sl.log_records {
-                    self.common.append(origin);
-                    let t = match (record.time_unix_nano, record.observed_time_unix_nano) {
-                        (0, 0) => u64::try_from(source.max_time).unwrap_or(0),
-                        (0, o) => o,
-                        (t, _) => t,
-                    };
-                    self.time.append(t);
-                    self.observed
-                        .append_optional(record.observed_time_unix_nano);
-                    self.severity_number.append_value(record.severity_number);
-                    self.severity_text.append_value(&record.severity_text);
-                    self.body.append_option(any_text(record.body.as_ref()));
-                    self.event_name.append_value(&record.event_name);
-                    self.trace_id.append(&record.trace_id);
-                    self.span_id.append(&record.span_id);
-                    self.flags.append_value(record.flags);
-                    self.attributes.append(&record.attributes);
-                    self.dropped.append_value(record.dropped_attributes_count);
-                }
+        for (origin, records) in self.common.scoped(source, &request.resource_logs) {
+            for record in records {
+                self.common.append(origin);
+                let t = match (record.time_unix_nano, record.observed_time_unix_nano) {
+                    (0, 0) => u64::try_from(source.max_time).unwrap_or(0),
+                    (0, o) => o,
+                    (t, _) => t,
+                };
+                self.time.append(t);
+                self.observed
+                    .append_optional(record.observed_time_unix_nano);
+                self.severity_number.append_value(record.severity_number);
+                self.severity_text.append_value(&record.severity_text);
+                self.body.append_option(any_text(record.body.as_ref()));
+                self.event_name.append_value(&record.event_name);
+                self.trace_id.append(&record.trace_id);
+                self.span_id.append(&record.span_id);
+                self.flags.append_value(record.flags);
+                self.attributes.append(&record.attributes);
+                self.dropped.append_value(record.dropped_attributes_count);
             }
         }
         Ok(())

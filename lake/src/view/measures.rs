@@ -131,20 +131,9 @@ impl MeasureRows {
         source: &BlockSource,
     ) -> Result<(), prost::DecodeError> {
         let request = ExportMetricsServiceRequest::decode(payload)?;
-        for rm in &request.resource_metrics {
-            let resource = rm.resource.clone().unwrap_or_default();
-            let service_name = super::service_name(&resource);
-            for sm in &rm.scope_metrics {
-                let scope = sm.scope.clone().unwrap_or_default();
-                let origin = self.common.origin(&Origin {
-                    source,
-                    service_name,
-                    resource: &resource,
-                    scope: &scope,
-                });
-                for m in &sm.metrics {
-                    self.append_metric(origin, m);
-                }
+        for (origin, metrics) in self.common.scoped(source, &request.resource_metrics) {
+            for m in metrics {
+                self.append_metric(origin, m);
             }
         }
         Ok(())

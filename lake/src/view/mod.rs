@@ -13,7 +13,7 @@ mod native;
 mod spans;
 mod thread_spans;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{ArrayBuilder, ArrayRef, FixedSizeBinaryBuilder, StringBuilder, UInt32Array};
 use arrow::datatypes::{DataType, Field, SchemaRef};
@@ -333,6 +333,69 @@ impl Default for Origins {
     }
 }
 
+/// A resource's group of an OTLP request (`ResourceLogs`, …) and its scopes.
+trait OtlpResource {
+    type Scope: OtlpScope;
+    fn resource(&self) -> Option<&Resource>;
+    fn scopes(&self) -> &[Self::Scope];
+}
+
+/// A scope's group of an OTLP request (`ScopeLogs`, …) and its items.
+trait OtlpScope {
+    type Item;
+    fn scope(&self) -> Option<&InstrumentationScope>;
+    fn items(&self) -> &[Self::Item];
+}
+
+macro_rules! otlp_groups {
+    ($resource:path, $scopes:ident, $scope:path, $items:ident, $item:path) => {
+        impl OtlpResource for $resource {
+            type Scope = $scope;
+            fn resource(&self) -> Option<&Resource> {
+                self.resource.as_ref()
+            }
+            fn scopes(&self) -> &[$scope] {
+                &self.$scopes
+            }
+        }
+        impl OtlpScope for $scope {
+            type Item = $item;
+            fn scope(&self) -> Option<&InstrumentationScope> {
+                self.scope.as_ref()
+            }
+            fn items(&self) -> &[$item] {
+                &self.$items
+            }
+        }
+    };
+}
+
+otlp_groups!(
+    opentelemetry_proto::tonic::logs::v1::ResourceLogs,
+    scope_logs,
+    opentelemetry_proto::tonic::logs::v1::ScopeLogs,
+    log_records,
+    opentelemetry_proto::tonic::logs::v1::LogRecord
+);
+otlp_groups!(
+    opentelemetry_proto::tonic::trace::v1::ResourceSpans,
+    scope_spans,
+    opentelemetry_proto::tonic::trace::v1::ScopeSpans,
+    spans,
+    opentelemetry_proto::tonic::trace::v1::Span
+);
+otlp_groups!(
+    opentelemetry_proto::tonic::metrics::v1::ResourceMetrics,
+    scope_metrics,
+    opentelemetry_proto::tonic::metrics::v1::ScopeMetrics,
+    metrics,
+    opentelemetry_proto::tonic::metrics::v1::Metric
+);
+
+/// What an absent resource or scope reads as.
+static NO_RESOURCE: LazyLock<Resource> = LazyLock::new(Resource::default);
+static NO_SCOPE: LazyLock<InstrumentationScope> = LazyLock::new(InstrumentationScope::default);
+
 /// The resource and scope of the rows being appended.
 struct Origin<'a> {
     source: &'a BlockSource,
@@ -357,6 +420,30 @@ impl Common {
         o.scope_version.append_value(&origin.scope.version);
         o.scope_attributes.append(&origin.scope.attributes);
         index
+    }
+
+    /// The items of every resource and scope of an OTLP request, each group
+    /// with its origin, recorded.
+    fn scoped<'a, R: OtlpResource>(
+        &mut self,
+        source: &BlockSource,
+        resources: &'a [R],
+    ) -> Vec<(u32, &'a [<R::Scope as OtlpScope>::Item])> {
+        let mut groups = Vec::new();
+        for r in resources {
+            let resource = r.resource().unwrap_or(&NO_RESOURCE);
+            let service_name = service_name(resource);
+            for s in r.scopes() {
+                let origin = self.origin(&Origin {
+                    source,
+                    service_name,
+                    resource,
+                    scope: s.scope().unwrap_or(&NO_SCOPE),
+                });
+                groups.push((origin, s.items()));
+            }
+        }
+        groups
     }
 
     /// Appends a row of an origin.

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use prost::Message;
 
 use super::columns::{Attributes, Ids, Times, clamp, item_field, struct_list};
-use super::{BlockSource, Common, Origin, attributes_type, batch, common_fields, timestamp_type};
+use super::{BlockSource, Common, attributes_type, batch, common_fields, timestamp_type};
 
 static EVENT_FIELDS: LazyLock<Fields> = LazyLock::new(|| {
     Fields::from(vec![
@@ -118,43 +118,31 @@ impl SpanRows {
         source: &BlockSource,
     ) -> Result<(), prost::DecodeError> {
         let request = ExportTraceServiceRequest::decode(payload)?;
-        for rs in &request.resource_spans {
-            let resource = rs.resource.clone().unwrap_or_default();
-            let service_name = super::service_name(&resource);
-            for ss in &rs.scope_spans {
-                let scope = ss.scope.clone().unwrap_or_default();
-                let origin = self.common.origin(&Origin {
-                    source,
-                    service_name,
-                    resource: &resource,
-                    scope: &scope,
-                });
-                for span in &ss.spans {
-                    self.common.append(origin);
-                    self.trace_id.append(&span.trace_id);
-                    self.span_id.append(&span.span_id);
-                    self.parent_span_id.append(&span.parent_span_id);
-                    self.trace_state.append_value(&span.trace_state);
-                    self.flags.append_value(span.flags);
-                    self.name.append_value(&span.name);
-                    self.kind.append_value(span.kind);
-                    self.start.append(span.start_time_unix_nano);
-                    self.end.append(span.end_time_unix_nano);
-                    self.duration.append_value(
-                        clamp(span.end_time_unix_nano)
-                            .saturating_sub(clamp(span.start_time_unix_nano)),
-                    );
-                    let status = span.status.clone().unwrap_or_default();
-                    self.status_code.append_value(status.code);
-                    self.status_message.append_value(&status.message);
-                    self.attributes.append(&span.attributes);
-                    self.dropped_attributes
-                        .append_value(span.dropped_attributes_count);
-                    self.events.append(&span.events);
-                    self.dropped_events.append_value(span.dropped_events_count);
-                    self.links.append(&span.links);
-                    self.dropped_links.append_value(span.dropped_links_count);
-                }
+        for (origin, spans) in self.common.scoped(source, &request.resource_spans) {
+            for span in spans {
+                self.common.append(origin);
+                self.trace_id.append(&span.trace_id);
+                self.span_id.append(&span.span_id);
+                self.parent_span_id.append(&span.parent_span_id);
+                self.trace_state.append_value(&span.trace_state);
+                self.flags.append_value(span.flags);
+                self.name.append_value(&span.name);
+                self.kind.append_value(span.kind);
+                self.start.append(span.start_time_unix_nano);
+                self.end.append(span.end_time_unix_nano);
+                self.duration.append_value(
+                    clamp(span.end_time_unix_nano).saturating_sub(clamp(span.start_time_unix_nano)),
+                );
+                let status = span.status.clone().unwrap_or_default();
+                self.status_code.append_value(status.code);
+                self.status_message.append_value(&status.message);
+                self.attributes.append(&span.attributes);
+                self.dropped_attributes
+                    .append_value(span.dropped_attributes_count);
+                self.events.append(&span.events);
+                self.dropped_events.append_value(span.dropped_events_count);
+                self.links.append(&span.links);
+                self.dropped_links.append_value(span.dropped_links_count);
             }
         }
         Ok(())
