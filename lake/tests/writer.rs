@@ -165,24 +165,23 @@ async fn a_full_budget_refuses_with_a_retryable_error() {
         ..WriterConfig::default()
     };
     let writer = Arc::new(Writer::start(Arc::clone(&lake), config));
-    // The first write holds most of the budget until its (far) flush.
-    let pending = tokio::spawn({
-        let writer = Arc::clone(&writer);
-        async move { writer.write(batch("t", &[1u8; 300])).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let err = writer
-        .write(batch("t", &[2u8; 300]))
-        .await
-        .expect_err("over budget");
+    // The first write holds most of the budget until its (far) flush: it
+    // takes its share when first polled, then waits for the flush.
+    let mut pending = Box::pin(writer.write(batch("t", &[1u8; 300])));
+    assert!(futures::poll!(&mut pending).is_pending());
+    // Refused at once; accepted, it would wait for the flush an hour away.
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        writer.write(batch("t", &[2u8; 300])),
+    )
+    .await
+    .expect("refused at once, not queued")
+    .expect_err("over budget");
     assert!(matches!(err, Error::Overloaded { .. }), "{err}");
     assert!(err.is_retryable());
     // Shutting down flushes what was accepted, so the first write is acknowledged.
-    writer.shutdown().await;
-    pending
-        .await
-        .expect("task")
-        .expect("first write acknowledged at shutdown");
+    let ((), acknowledged) = tokio::join!(writer.shutdown(), pending);
+    acknowledged.expect("first write acknowledged at shutdown");
     assert_eq!(
         lake.catalog
             .blocks(&tenant("t"), &BlockFilter::default())

@@ -149,14 +149,10 @@ async fn s3_stop_and_start_give_an_empty_server() {
     assert_ne!(again, bucket);
 }
 
-/// Runs only inside the child process of `servers_die_with_the_test_process`
-/// (or by hand: `FRAMELAKE_TESTKIT_WATCHDOG_CHILD=hold` keeps the servers up
-/// for 60 s, to try killing the test process).
-#[tokio::test]
-async fn watchdog_child() {
-    let Some(mode) = std::env::var_os(CHILD_VAR) else {
-        return;
-    };
+/// What `servers_die_with_the_test_process` runs in its child process:
+/// starts both servers and reports where they are (with `hold`, keeps them
+/// up for 60 s, to try killing the process by hand).
+async fn start_servers_and_report(mode: std::ffi::OsString) {
     let admin = postgres().admin_url();
     let mut conn = PgConnection::connect(&admin)
         .await
@@ -185,13 +181,24 @@ fn port_open(port: u16) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
 }
 
+/// Servers a test process started stop, and their folders go, once it is
+/// gone: this test runs itself again as that process (`CHILD_VAR` set), which
+/// starts them, reports them and exits.
 #[test]
 fn servers_die_with_the_test_process() {
+    if let Some(mode) = std::env::var_os(CHILD_VAR) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(start_servers_and_report(mode));
+        return;
+    }
     let exe = std::env::current_exe().expect("path of this test binary");
     let output = Command::new(exe)
         .args([
             "--exact",
-            "watchdog_child",
+            "servers_die_with_the_test_process",
             "--nocapture",
             "--test-threads=1",
         ])
