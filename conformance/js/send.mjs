@@ -327,6 +327,16 @@ function metricsJson(exports) {
   );
 }
 
+/** Data points of every export, by metric name: what the lake must hold, once each. */
+function metricPoints(exports) {
+  const counts = {};
+  for (const e of exports)
+    for (const sm of e.scopeMetrics)
+      for (const m of sm.metrics)
+        counts[m.descriptor.name] = (counts[m.descriptor.name] ?? 0) + m.dataPoints.length;
+  return counts;
+}
+
 // BigInt-safe comparison; ties keep export order.
 const byStartTime = (a, b) =>
   (a.start_time_unix_nano > b.start_time_unix_nano) - (a.start_time_unix_nano < b.start_time_unix_nano);
@@ -408,6 +418,7 @@ async function main() {
     logs: logs.sent.flat().map(logJson),
     metric_exports: metrics.sent.length,
     metrics: metricsJson(metrics.sent),
+    metric_points: metricPoints(metrics.sent),
   };
   writeFileSync(args.out, `${stringify(report)}\n`);
 

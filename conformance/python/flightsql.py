@@ -3,7 +3,10 @@ the ADBC FlightSQL driver (DB-API: statements, prepared statements with
 parameters, catalog calls) and with plain pyarrow.flight, and prints what it
 read as JSON for the Rust conformance test to check:
 
-    python flightsql.py --uri grpc://127.0.0.1:50051 --tenant default --service NAME --out FILE
+    python flightsql.py --uri grpc://127.0.0.1:50051 --tenant default --service NAME --out FILE [--token TOKEN]
+
+With --token, every call carries `Authorization: Bearer TOKEN`, and the output
+also holds the error of a query without it.
 """
 
 import argparse
@@ -51,11 +54,20 @@ def main() -> None:
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--service", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--token")
     args = parser.parse_args()
     header = "adbc.flight.sql.rpc.call_header.x-scope-orgid"
+    db_kwargs = {header: args.tenant}
+    call_headers = [(b"x-scope-orgid", args.tenant.encode())]
     out = {}
+    if args.token:
+        with flightsql.connect(args.uri, db_kwargs=dict(db_kwargs)) as conn:
+            with conn.cursor() as cur:
+                out["without_token"] = error_of(cur, "SELECT count(*) FROM spans")
+        db_kwargs["adbc.flight.sql.authorization_header"] = f"Bearer {args.token}"
+        call_headers.append((b"authorization", f"Bearer {args.token}".encode()))
 
-    with flightsql.connect(args.uri, db_kwargs={header: args.tenant}) as conn:
+    with flightsql.connect(args.uri, db_kwargs=db_kwargs) as conn:
         with conn.cursor() as cur:
             cur.execute(
                 f"SELECT span_id, name FROM spans WHERE service_name = '{args.service}'"
@@ -92,7 +104,7 @@ def main() -> None:
 
     # Plain pyarrow.flight: GetFlightInfo with a CommandStatementQuery, then DoGet.
     client = flight.FlightClient(args.uri)
-    options = flight.FlightCallOptions(headers=[(b"x-scope-orgid", args.tenant.encode())])
+    options = flight.FlightCallOptions(headers=call_headers)
     descriptor = flight.FlightDescriptor.for_command(
         any_command(
             "CommandStatementQuery",

@@ -347,6 +347,17 @@ def point_json(kind: str, point) -> dict:
     return out
 
 
+def metric_points(exports: list[MetricsData]) -> dict:
+    """Data points of every export, by metric name: what the lake must hold, once each."""
+    counts = {}
+    for export in exports:
+        for rm in export.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    counts[metric.name] = counts.get(metric.name, 0) + len(metric.data.data_points)
+    return counts
+
+
 METRIC_KINDS = {Sum: "sum", Gauge: "gauge", Histogram: "histogram", ExponentialHistogram: "exponential_histogram"}
 
 
@@ -449,6 +460,7 @@ def main() -> int:
         "logs": [log_json(r) for r in logs.sent],
         "metric_exports": len(metrics.sent),
         "metrics": metrics_json(metrics.sent),
+        "metric_points": metric_points(metrics.sent),
     }
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)

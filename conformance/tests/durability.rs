@@ -1,9 +1,9 @@
 //! Acknowledged means durable: under load, SIGKILL loses nothing that was
 //! acknowledged, and SIGTERM lets in-flight requests commit before exiting.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +15,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 use crate::{Server, data_dir_args, embedded_lake, stored};
+
+/// Concurrent senders of [`load`]: four over HTTP, two over gRPC.
+const SENDERS: usize = 6;
 
 /// A request whose spans all carry a trace id made from `seed`.
 fn request(seed: u64) -> Bytes {
@@ -48,17 +51,23 @@ fn request_with(seed: u64, mut attributes: impl FnMut() -> Vec<KeyValue>) -> Byt
     .into()
 }
 
+/// Seeds of the requests sent and not yet answered.
+type InFlight = Arc<Mutex<BTreeSet<u64>>>;
+
 /// Senders over HTTP and gRPC until `stop` or the server goes away; returns
-/// the seeds of acknowledged requests.
+/// the seeds of acknowledged requests. `in_flight` holds, at any time, the
+/// requests sent and not answered.
 fn load(
     server: &Server,
     stop: Arc<AtomicBool>,
+    in_flight: InFlight,
     first_seed: u64,
 ) -> Vec<tokio::task::JoinHandle<Vec<u64>>> {
     let next = Arc::new(AtomicU64::new(first_seed));
     let mut tasks = Vec::new();
-    for worker in 0..6 {
-        let (stop, next) = (Arc::clone(&stop), Arc::clone(&next));
+    for worker in 0..SENDERS {
+        let (stop, next, in_flight) =
+            (Arc::clone(&stop), Arc::clone(&next), Arc::clone(&in_flight));
         let (http, grpc) = (server.http_url(), server.grpc_url());
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
@@ -66,6 +75,7 @@ fn load(
             let mut grpc_client = None;
             while !stop.load(Ordering::Relaxed) {
                 let seed = next.fetch_add(1, Ordering::Relaxed);
+                in_flight.lock().expect("in flight").insert(seed);
                 let ok = if worker < 4 {
                     let response = client
                         .post(format!("{http}/v1/traces"))
@@ -108,6 +118,7 @@ fn load(
                         Err(_) => false,
                     }
                 };
+                in_flight.lock().expect("in flight").remove(&seed);
                 if ok {
                     acked.push(seed);
                 }
@@ -152,6 +163,7 @@ async fn stored_seeds(dir: &std::path::Path) -> HashMap<u64, usize> {
 async fn serve_under_load(
     dir: &std::path::Path,
     flush_interval_ms: u64,
+    in_flight: InFlight,
 ) -> (
     Server,
     Vec<String>,
@@ -165,7 +177,7 @@ async fn serve_under_load(
     ]);
     let server = Server::start("serve", &args, &dir.join("log")).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = load(&server, Arc::clone(&stop), 1);
+    let tasks = load(&server, Arc::clone(&stop), in_flight, 1);
     (server, args, stop, tasks)
 }
 
@@ -186,7 +198,8 @@ fn assert_none_lost(acked: &[u64], seen: &HashMap<u64, usize>) {
 async fn sigkill_under_load_loses_no_acknowledged_request() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let (mut server, args, _stop, mut tasks) = serve_under_load(dir.path(), 50).await;
+    let (mut server, args, _stop, mut tasks) =
+        serve_under_load(dir.path(), 50, InFlight::default()).await;
     let mut acked_all = Vec::new();
     // Three kills under load, each restart on the same data taking load again.
     for cycle in 1..=3u64 {
@@ -201,7 +214,12 @@ async fn sigkill_under_load_loses_no_acknowledged_request() {
         acked_all.extend(acked);
         let log = dir.path().join(format!("log{cycle}"));
         server = Server::start("serve", &args, &log).await;
-        tasks = load(&server, Arc::new(AtomicBool::new(false)), cycle << 32);
+        tasks = load(
+            &server,
+            Arc::new(AtomicBool::new(false)),
+            InFlight::default(),
+            cycle << 32,
+        );
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(server.terminate().success());
@@ -231,19 +249,43 @@ async fn sigkill_under_load_loses_no_acknowledged_request() {
 async fn sigterm_commits_in_flight_requests_before_exiting() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    // A long flush interval: at SIGTERM, requests are waiting for their flush.
-    let (server, _, stop, tasks) = serve_under_load(dir.path(), 2000).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A flush interval longer than the test: every sender's first request
+    // waits for the flush that SIGTERM makes.
+    let in_flight = InFlight::default();
+    let (server, _, stop, tasks) =
+        serve_under_load(dir.path(), 600_000, Arc::clone(&in_flight)).await;
+    // Each sender sends one request, which waits; no sender sends another.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while in_flight.lock().expect("in flight").len() < SENDERS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the senders started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    // Time for the requests to reach the server, where they wait.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let waiting = in_flight.lock().expect("in flight").clone();
+    assert_eq!(
+        waiting.len(),
+        SENDERS,
+        "one request per sender: {waiting:?}"
+    );
     let log = dir.path().join("log");
     let status = server.terminate();
-    stop.store(true, Ordering::Relaxed);
     let acked = acked(tasks).await;
     assert!(
         status.success(),
         "exit status {status}; log:\n{}",
         std::fs::read_to_string(log).unwrap_or_default()
     );
-    assert!(!acked.is_empty());
+    // Each request in flight at SIGTERM was acknowledged, then stored.
+    assert_eq!(
+        acked.iter().copied().collect::<BTreeSet<u64>>(),
+        waiting,
+        "the requests in flight at SIGTERM are the acknowledged ones"
+    );
     let seen = stored_seeds(&data).await;
     assert_none_lost(&acked, &seen);
 }

@@ -112,3 +112,71 @@ async fn adbc_and_pyarrow_flight_read_what_the_sdk_sent() {
     assert_eq!(other["pyarrow_spans"], json!([]));
     assert_eq!(other["logs"], json!([]));
 }
+
+/// With an auth file, ADBC and pyarrow.flight read with a reader's bearer
+/// token; without a token ADBC gets UNAUTHENTICATED.
+#[tokio::test]
+async fn adbc_and_pyarrow_flight_with_a_bearer_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        "[[tokens]]\ntoken = \"w-token\"\ntenant = \"studio\"\nroles = [\"write\"]\n\
+         [[tokens]]\ntoken = \"r-token\"\ntenant = \"studio\"\nroles = [\"read\"]\n",
+    )
+    .expect("tokens");
+    let mut args = data_dir_args(&dir.path().join("data"));
+    args.extend(["--auth-file".to_owned(), tokens.display().to_string()]);
+    let server = Server::start("serve", &args, &dir.path().join("log")).await;
+    let sent = send(
+        &python(),
+        "conformance/python/send.py",
+        &[
+            "--endpoint",
+            &server.http_url(),
+            "--protocol",
+            "http",
+            "--header",
+            "Authorization=Bearer w-token",
+        ],
+        &dir.path().join("sent.json"),
+    )
+    .await;
+    let service = sent["service_name"].as_str().expect("service_name");
+    let uri = format!("grpc://127.0.0.1:{}", server.flight_port);
+    let got = send(
+        &python(),
+        "conformance/python/flightsql.py",
+        &[
+            "--uri",
+            &uri,
+            "--tenant",
+            "studio",
+            "--service",
+            service,
+            "--token",
+            "r-token",
+        ],
+        &dir.path().join("got.json"),
+    )
+    .await;
+    let span_ids: Vec<Value> = sent["spans"]
+        .as_array()
+        .expect("spans")
+        .iter()
+        .map(|s| s["span_id"].clone())
+        .collect();
+    let span_ids = sorted(&Value::Array(span_ids));
+    assert!(!span_ids.is_empty());
+    assert_eq!(sorted(&got["spans"]), span_ids, "ADBC with the token");
+    assert_eq!(
+        sorted(&got["pyarrow_spans"]),
+        span_ids,
+        "pyarrow.flight with the token"
+    );
+    let without = got["without_token"]
+        .as_str()
+        .expect("refused without a token");
+    assert!(without.contains("UNAUTHENTICATED"), "{without}");
+    assert!(server.terminate().success());
+}

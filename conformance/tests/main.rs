@@ -71,6 +71,8 @@ impl Server {
         let ports = match role {
             "serve" => vec![self.http_port, self.query_port],
             "query" => vec![self.query_port],
+            // No listener: started is ready.
+            "maintain" => vec![],
             _ => vec![self.http_port],
         };
         loop {

@@ -200,6 +200,65 @@ async fn a_game_instrumented_with_the_sdk_reads_back_exactly_and_opens_in_perfet
             .collect();
         assert_eq!(slices, rows, "{thread}");
     }
+    // Anchored to what the game recorded, not only to the views (which share
+    // the export's decoder): each thread's slices, keyed by thread, parent
+    // and name, are the spans of the demo's summary.
+    let mut from_trace: BTreeMap<String, (u64, i64, i64, i64)> = BTreeMap::new();
+    for track in trace["tracks"]
+        .as_array()
+        .expect("tracks")
+        .iter()
+        .filter(|t| t["kind"] == "thread")
+    {
+        let thread = track["name"].as_str().expect("thread name");
+        let mut slices: Vec<(i64, i64, i64, &str)> = track["slices"]
+            .as_array()
+            .expect("slices")
+            .iter()
+            .map(|s| {
+                let int = |k: &str| s[k].as_i64().unwrap_or_else(|| panic!("{k}: {s}"));
+                (
+                    int("ts"),
+                    int("depth"),
+                    int("dur"),
+                    s["name"].as_str().expect("name"),
+                )
+            })
+            .collect();
+        slices.sort();
+        // The open slices by depth: a slice's parent is the last one a level up.
+        let mut open: Vec<&str> = Vec::new();
+        for (_, depth, dur, name) in slices {
+            open.truncate(depth as usize);
+            let key = format!("{thread}/{}/{name}", open.last().copied().unwrap_or(""));
+            open.push(name);
+            let entry = from_trace.entry(key).or_insert((0, depth, depth, dur));
+            *entry = (
+                entry.0 + 1,
+                entry.1.min(depth),
+                entry.2.max(depth),
+                entry.3.min(dur),
+            );
+        }
+    }
+    assert_eq!(
+        from_trace.keys().collect::<Vec<_>>(),
+        recorded.keys().collect::<Vec<_>>(),
+        "thread/parent/name of every slice"
+    );
+    for (key, want) in recorded {
+        let (count, depth, max_depth, min_dur) = from_trace[key];
+        assert_eq!(Some(count), want["count"].as_u64(), "{key}");
+        assert_eq!(
+            (Some(depth), Some(max_depth)),
+            (want["depth"].as_i64(), want["depth"].as_i64()),
+            "{key}"
+        );
+        assert!(
+            Some(min_dur) >= want["min_ns"].as_i64(),
+            "{key}: {min_dur} ns lasts at least {want}"
+        );
+    }
     let track = |name: &str| {
         trace["tracks"]
             .as_array()

@@ -2,12 +2,13 @@
 //! (HTTP/JSON exporters) send traces, logs and metrics; the lake holds every
 //! field they sent.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use framelake_lake::ids::BlockKind;
 use framelake_lake::store::S3Options;
 use framelake_lake::{Lake, LakeConfig};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::render::{self, assert_matches};
 use crate::{Server, data_dir_args, embedded_lake, stored};
@@ -118,47 +119,251 @@ async fn assert_stored(lake: &Lake, tenant: &str, sent: &Value) {
     }
 }
 
-/// Checks that SQL returns, for `tenant`, the spans and log records `sent` describes.
+/// Checks that the views return, for `tenant`, the spans and log records
+/// `sent` describes, column by column (typed and array attributes, events,
+/// links, status, scope), and every metric point exported, once.
 async fn assert_queryable(server: &Server, tenant: &str, sent: &Value) {
     let service = sent["service_name"].as_str().expect("service_name");
-    let sorted = |mut v: Vec<Value>| {
-        v.sort_by_key(|v| v.to_string());
-        v
-    };
-    let sent_of = |list: &str, key: &str| {
-        sorted(
-            sent[list]
-                .as_array()
-                .expect("list")
-                .iter()
-                .map(|item| item[key].clone())
-                .collect(),
-        )
-    };
-    let column =
-        |rows: Vec<Value>, key: &str| sorted(rows.iter().map(|r| r[key].clone()).collect());
-    let spans = server
+    let of_service = format!("service_name = '{service}'");
+    // Ids as the SDKs print them: hex, "" when absent.
+    let id = |v: &Value| if v.is_null() { json!("") } else { v.clone() };
+
+    // Events and links by span, in the order they were recorded.
+    let mut events: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in server
         .sql(
             tenant,
-            &format!("SELECT span_id FROM spans WHERE service_name = '{service}'"),
+            &format!(
+                "SELECT span_id, e['name'] AS name, arrow_cast(e['time'], 'Int64') AS time, \
+                 e['attributes'] AS attributes \
+                 FROM (SELECT span_id, unnest(events) AS e FROM spans WHERE {of_service}) \
+                 ORDER BY span_id, time"
+            ),
         )
-        .await;
-    assert_eq!(
-        column(spans, "span_id"),
-        sent_of("spans", "span_id"),
-        "{service}: spans in SQL"
-    );
-    let logs = server
+        .await
+    {
+        events
+            .entry(key_of(&r["span_id"]))
+            .or_default()
+            .push(json!({
+                "name": r["name"], "time_unix_nano": r["time"], "attributes": r["attributes"],
+            }));
+    }
+    let mut links: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in server
         .sql(
             tenant,
-            &format!("SELECT body FROM log_entries WHERE service_name = '{service}'"),
+            &format!(
+                "SELECT span_id, l['trace_id'] AS trace_id, l['span_id'] AS link_span_id, \
+                 l['attributes'] AS attributes \
+                 FROM (SELECT span_id, unnest(links) AS l FROM spans WHERE {of_service})"
+            ),
+        )
+        .await
+    {
+        links.entry(key_of(&r["span_id"])).or_default().push(json!({
+            "trace_id": id(&r["trace_id"]), "span_id": id(&r["link_span_id"]),
+            "attributes": r["attributes"],
+        }));
+    }
+    let spans: Vec<Value> = server
+        .sql(
+            tenant,
+            &format!(
+                "SELECT trace_id, span_id, parent_span_id, name, kind, scope_name, scope_version, \
+                 arrow_cast(start_time, 'Int64') AS start, arrow_cast(end_time, 'Int64') AS end, \
+                 attributes, status_code, status_message FROM spans WHERE {of_service}"
+            ),
+        )
+        .await
+        .into_iter()
+        .map(|r| {
+            let span = key_of(&r["span_id"]);
+            json!({
+                "trace_id": id(&r["trace_id"]),
+                "span_id": id(&r["span_id"]),
+                "parent_span_id": id(&r["parent_span_id"]),
+                "name": r["name"],
+                "kind": r["kind"],
+                "scope": { "name": r["scope_name"], "version": r["scope_version"] },
+                "start_time_unix_nano": r["start"],
+                "end_time_unix_nano": r["end"],
+                "attributes": r["attributes"],
+                "events": events.get(&span).cloned().unwrap_or_default(),
+                "links": links.get(&span).cloned().unwrap_or_default(),
+                "status": { "code": r["status_code"], "message": r["status_message"] },
+            })
+        })
+        .collect();
+    let mut sent_spans = sent["spans"].as_array().expect("spans").clone();
+    for span in &mut sent_spans {
+        // Events of one span in time order, as the view query returns them.
+        if let Some(list) = span["events"].as_array_mut() {
+            list.sort_by_key(|e| e["time_unix_nano"].as_u64());
+        }
+    }
+    assert_rows(
+        &sent_spans,
+        &spans,
+        "span_id",
+        &format!("{service}: spans in SQL"),
+    );
+
+    let logs: Vec<Value> = server
+        .sql(
+            tenant,
+            &format!(
+                "SELECT arrow_cast(time, 'Int64') AS time, \
+                 arrow_cast(observed_time, 'Int64') AS observed, severity_number, severity_text, \
+                 body, attributes, trace_id, span_id, scope_name, scope_version \
+                 FROM log_entries WHERE {of_service}"
+            ),
+        )
+        .await
+        .into_iter()
+        .map(|r| {
+            json!({
+                "time_unix_nano": r["time"],
+                "observed_time_unix_nano": r["observed"],
+                "severity_number": r["severity_number"],
+                "severity_text": r["severity_text"],
+                "body": r["body"],
+                "attributes": r["attributes"],
+                "trace_id": id(&r["trace_id"]),
+                "span_id": id(&r["span_id"]),
+                "scope": { "name": r["scope_name"], "version": r["scope_version"] },
+            })
+        })
+        .collect();
+    assert_rows(
+        sent["logs"].as_array().expect("logs"),
+        &logs,
+        "body",
+        &format!("{service}: logs in SQL"),
+    );
+
+    // Every point of every export, once: a point stored twice shows here.
+    let counts: BTreeMap<String, Value> = server
+        .sql(
+            tenant,
+            &format!("SELECT name, count(*) AS n FROM measures WHERE {of_service} GROUP BY name"),
+        )
+        .await
+        .into_iter()
+        .map(|r| (r["name"].as_str().expect("name").to_owned(), r["n"].clone()))
+        .collect();
+    let exported: BTreeMap<String, Value> = sent["metric_points"]
+        .as_object()
+        .expect("metric_points")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(counts, exported, "{service}: metric points in SQL");
+    // The last export's points, column by column.
+    let points = server
+        .sql(
+            tenant,
+            &format!(
+                "SELECT name, description, unit, type, aggregation_temporality, is_monotonic, \
+                 scope_name, scope_version, attributes, \
+                 coalesce(arrow_cast(start_time, 'Int64'), 0) AS start, \
+                 arrow_cast(time, 'Int64') AS time, value, int_value, count, sum, min, max, \
+                 bucket_counts, explicit_bounds, scale, zero_count, positive_offset, \
+                 positive_bucket_counts, negative_offset, negative_bucket_counts \
+                 FROM measures WHERE {of_service}"
+            ),
         )
         .await;
-    assert_eq!(
-        column(logs, "body"),
-        sent_of("logs", "body"),
-        "{service}: logs in SQL"
-    );
+    for expected in sent["metrics"].as_array().expect("metrics") {
+        let name = &expected["name"];
+        let rows: Vec<&Value> = points.iter().filter(|r| &r["name"] == name).collect();
+        let last = rows.iter().filter_map(|r| r["time"].as_i64()).max();
+        let rows: Vec<&Value> = rows
+            .into_iter()
+            .filter(|r| r["time"].as_i64() == last)
+            .collect();
+        let first = rows
+            .first()
+            .unwrap_or_else(|| panic!("{service}: {name} not in SQL"));
+        let kind = first["type"].as_str().expect("type");
+        let mut metric = json!({
+            "name": name,
+            "description": first["description"],
+            "unit": first["unit"],
+            "type": kind,
+            "scope": { "name": first["scope_name"], "version": first["scope_version"] },
+            "aggregation_temporality": first["aggregation_temporality"],
+            "is_monotonic": first["is_monotonic"],
+        });
+        metric["points"] = rows
+            .iter()
+            .map(|r| {
+                let mut point = json!({
+                    "attributes": r["attributes"],
+                    "start_time_unix_nano": r["start"],
+                    "time_unix_nano": r["time"],
+                });
+                let fields = match kind {
+                    "sum" | "gauge" if r["int_value"].is_null() => {
+                        json!({ "value_type": "double", "value": r["value"] })
+                    }
+                    "sum" | "gauge" => json!({ "value_type": "int", "value": r["int_value"] }),
+                    "histogram" => json!({
+                        "count": r["count"], "sum": r["sum"], "min": r["min"], "max": r["max"],
+                        "bucket_counts": r["bucket_counts"], "explicit_bounds": r["explicit_bounds"],
+                    }),
+                    _ => json!({
+                        "count": r["count"], "sum": r["sum"], "min": r["min"], "max": r["max"],
+                        "scale": r["scale"], "zero_count": r["zero_count"],
+                        "positive": {
+                            "offset": r["positive_offset"],
+                            "bucket_counts": r["positive_bucket_counts"],
+                        },
+                        "negative": {
+                            "offset": r["negative_offset"],
+                            "bucket_counts": r["negative_bucket_counts"],
+                        },
+                    }),
+                };
+                for (k, v) in fields.as_object().expect("fields") {
+                    point[k] = v.clone();
+                }
+                point
+            })
+            .collect();
+        // Points of one metric in the same order on both sides.
+        let by_attributes = |points: &mut Value| {
+            if let Some(list) = points.as_array_mut() {
+                list.sort_by_key(|p| p["attributes"].to_string());
+            }
+        };
+        let mut expected = expected.clone();
+        by_attributes(&mut expected["points"]);
+        by_attributes(&mut metric["points"]);
+        assert_matches(
+            &expected,
+            &metric,
+            &format!("{service}: metric {name} in SQL"),
+        );
+    }
+}
+
+/// A JSON value as a map key.
+fn key_of(v: &Value) -> String {
+    v.to_string()
+}
+
+/// Asserts that `rows` are exactly the `sent` items, matched by `key` (each
+/// sent item's fields in its row, with the same values and types).
+fn assert_rows(sent: &[Value], rows: &[Value], key: &str, what: &str) {
+    assert_eq!(rows.len(), sent.len(), "{what}: every item once");
+    for expected in sent {
+        let row = rows
+            .iter()
+            .find(|r| r[key] == expected[key])
+            .unwrap_or_else(|| panic!("{what}: {} is missing", expected[key]));
+        assert_matches(expected, row, &format!("{what}[{}]", expected[key]));
+    }
 }
 
 #[tokio::test]
@@ -241,7 +446,8 @@ async fn receiver_role_on_postgres_and_s3_with_tokens() {
     let tokens = dir.path().join("tokens.toml");
     std::fs::write(
         &tokens,
-        "[[tokens]]\ntoken = \"sekret\"\ntenant = \"studio\"\nroles = [\"write\"]\n",
+        "[[tokens]]\ntoken = \"sekret\"\ntenant = \"studio\"\nroles = [\"write\"]\n\
+         [[tokens]]\ntoken = \"reader\"\ntenant = \"studio\"\nroles = [\"read\"]\n",
     )
     .expect("tokens");
     let config = dir.path().join("framelake.toml");
@@ -306,5 +512,70 @@ async fn receiver_role_on_postgres_and_s3_with_tokens() {
     .await
     .expect("lake opens");
     assert_stored(&lake, "studio", &sent).await;
-    assert!(server.terminate().success());
+
+    // The query role reads it with a reader's token, and only with one.
+    let query = Server::start("query", &args, &dir.path().join("query.log")).await;
+    let sql = |token: Option<&'static str>| {
+        let mut request = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/api/v1/sql", query.query_port))
+            .header("content-type", "application/sql")
+            .body("SELECT count(*) AS n FROM spans");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.expect("the query role answers");
+            let status = response.status().as_u16();
+            let body = response.text().await.expect("body");
+            (status, serde_json::from_str::<Value>(&body).ok())
+        }
+    };
+    let spans = sent["spans"].as_array().expect("spans").len();
+    let counted = Some(serde_json::json!([{ "n": spans }]));
+    assert_eq!(sql(Some("reader")).await, (200, counted.clone()));
+    assert_eq!(sql(None).await.0, 401);
+    assert_eq!(
+        sql(Some("sekret")).await.0,
+        403,
+        "a writer's token cannot read"
+    );
+
+    // The maintain role, with its flag, materializes what the receiver stored.
+    let mut maintain_args = args.clone();
+    maintain_args.extend(["--materialize-interval-ms".to_owned(), "100".to_owned()]);
+    let maintain =
+        Server::start("maintain", &maintain_args, &dir.path().join("maintain.log")).await;
+    let studio: framelake_lake::ids::TenantId = "studio".parse().expect("tenant");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !lake
+        .catalog
+        .pending_tenants()
+        .await
+        .expect("catalog")
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "maintain did not materialize; log:\n{}",
+            maintain.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let partitions = lake
+        .catalog
+        .partitions(&studio, None)
+        .await
+        .expect("catalog");
+    assert!(
+        partitions.iter().any(|p| p.view == "spans"),
+        "{partitions:?}"
+    );
+    assert_eq!(
+        sql(Some("reader")).await,
+        (200, counted),
+        "read from Parquet"
+    );
+    for server in [server, query, maintain] {
+        assert!(server.terminate().success());
+    }
 }

@@ -6,25 +6,8 @@ use framelake_lake::tenancy::Tenancy;
 use framelake_query::QueryLimits;
 use serde_json::json;
 
-use crate::Stack;
 use crate::data::{T0, logs_at};
-
-const TOKENS: &str = r#"
-    [[tokens]]
-    token = "writer-a"
-    tenant = "a"
-    roles = ["write"]
-
-    [[tokens]]
-    token = "reader-a"
-    tenant = "a"
-    roles = ["read"]
-
-    [[tokens]]
-    token = "both-b"
-    tenant = "b"
-    roles = ["read", "write"]
-"#;
+use crate::{Stack, TOKENS};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tenants_see_only_their_rows() {

@@ -11,8 +11,8 @@ use framelake_query::QueryLimits;
 use futures::TryStreamExt;
 use tonic::Code;
 
-use crate::Stack;
 use crate::data::{T0, logs_at};
+use crate::{Stack, TOKENS};
 
 async fn client(stack: &Stack) -> FlightSqlServiceClient<tonic::transport::Channel> {
     let channel = tonic::transport::Endpoint::from_shared(stack.flight_url.clone())
@@ -51,23 +51,6 @@ async fn run(
         })
         .collect())
 }
-
-const TOKENS: &str = r#"
-    [[tokens]]
-    token = "writer-a"
-    tenant = "a"
-    roles = ["write"]
-
-    [[tokens]]
-    token = "reader-a"
-    tenant = "a"
-    roles = ["read"]
-
-    [[tokens]]
-    token = "reader-b"
-    tenant = "b"
-    roles = ["read"]
-"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_and_tenants_hold_on_flightsql() {
@@ -111,8 +94,10 @@ async fn tokens_and_tenants_hold_on_flightsql() {
         Err(Code::PermissionDenied)
     );
     // Catalog calls check the token too.
-    let tables = nobody.get_tables(CommandGetTables::default()).await;
-    assert!(tables.is_err(), "GetTables without a token");
+    match nobody.get_tables(CommandGetTables::default()).await {
+        Err(FlightError::Tonic(status)) => assert_eq!(status.code(), Code::Unauthenticated),
+        other => panic!("GetTables without a token: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,4 +227,24 @@ async fn grafana_flightsql_datasource_calls_work() {
         run(&mut grafana, sql).await,
         Ok(vec!["2026-01-01T00:00:00Z".to_owned()])
     );
+}
+
+/// A FlightSQL query past the time limit ends with DEADLINE_EXCEEDED and
+/// says which limit, as the HTTP API answers 504.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flightsql_query_past_its_time_limit_ends_with_deadline_exceeded() {
+    let limits = QueryLimits {
+        timeout: std::time::Duration::from_secs(1),
+        ..QueryLimits::default()
+    };
+    let stack = Stack::embedded(Tenancy::open(), limits).await;
+    let mut client = client(&stack).await;
+    // Minutes of work before its only row.
+    let long = "SELECT count(*) AS n FROM generate_series(1, 100000000000)";
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(120), run(&mut client, long))
+        .await
+        .expect("ended by the time limit, not by this test");
+    let (code, message) = outcome.expect_err("past the time limit");
+    assert_eq!(code, Code::DeadlineExceeded, "{message}");
+    assert!(message.contains("time limit of 1 s"), "{message}");
 }

@@ -23,6 +23,30 @@ use framelake_query::{Engine, QueryLimits};
 use framelake_receiver::{Ingest, Limits};
 use tokio::net::TcpListener;
 
+/// Tokens of two tenants: `a` has a writer and a reader, `b` a reader and
+/// a token that does both.
+pub(crate) const TOKENS: &str = r#"
+    [[tokens]]
+    token = "writer-a"
+    tenant = "a"
+    roles = ["write"]
+
+    [[tokens]]
+    token = "reader-a"
+    tenant = "a"
+    roles = ["read"]
+
+    [[tokens]]
+    token = "reader-b"
+    tenant = "b"
+    roles = ["read"]
+
+    [[tokens]]
+    token = "both-b"
+    tenant = "b"
+    roles = ["read", "write"]
+"#;
+
 /// A receiver and a query listener in this process, on one lake.
 pub(crate) struct Stack {
     pub(crate) lake: Arc<Lake>,

@@ -660,3 +660,90 @@ async fn a_trace_nests_as_the_thread_did_when_block_clocks_disagree() {
         ]
     );
 }
+
+/// Native ingest takes a token with the write role and stores for its
+/// tenant; the Perfetto export takes one with the read role and serves only
+/// its tenant's processes.
+#[tokio::test(flavor = "multi_thread")]
+async fn native_ingest_and_perfetto_hold_tokens_and_tenants() {
+    let stack = Stack::embedded(
+        Tenancy::from_toml(crate::TOKENS).expect("tokens"),
+        QueryLimits::default(),
+    )
+    .await;
+    let game = client::process(1, "space-game");
+    let main = client::thread(&game, 11, "main");
+    let frame = client::span(8, "frame", 10);
+    let block = client::block(
+        &main,
+        0,
+        vec![frame.clone()],
+        vec![],
+        &[client::begin(&frame, 0), client::end(&frame, 1_000)],
+    );
+    let post = |path: &str, body: Vec<u8>, token: Option<&str>| {
+        let mut request = stack
+            .client
+            .post(format!("{}/v1/native/{path}", stack.ingest_url))
+            .header("content-type", "application/x-framelake-native")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.expect("receiver answers");
+            response.status().as_u16()
+        }
+    };
+    assert_eq!(post("process", game.encode(), None).await, 401);
+    assert_eq!(post("process", game.encode(), Some("reader-a")).await, 403);
+    assert_eq!(post("process", game.encode(), Some("nope")).await, 401);
+    for (path, body) in [
+        ("process", game.encode()),
+        ("stream", main.encode()),
+        ("block", block),
+    ] {
+        assert_eq!(post(path, body, Some("writer-a")).await, 200, "{path}");
+    }
+
+    let export = |token: Option<&str>, org: Option<&str>| {
+        let mut request = stack.client.get(format!(
+            "{}/api/v1/perfetto?process_id={}",
+            stack.query_url,
+            hex(&[1; 16])
+        ));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(org) = org {
+            request = request.header("x-scope-orgid", org);
+        }
+        async move {
+            let response = request.send().await.expect("query listener answers");
+            let status = response.status().as_u16();
+            (status, response.bytes().await.expect("body"))
+        }
+    };
+    let (status, trace) = export(Some("reader-a"), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        trace.windows(5).any(|w| w == b"frame"),
+        "the trace names the span"
+    );
+    assert_eq!(export(None, None).await.0, 401);
+    assert_eq!(export(Some("writer-a"), None).await.0, 403);
+    // Tenant b has no such process; it cannot ask for tenant a's.
+    assert_eq!(export(Some("reader-b"), None).await.0, 404);
+    assert_eq!(export(Some("reader-b"), Some("a")).await.0, 403);
+    let (rows, _) = stack
+        .rows_and_warnings(
+            "SELECT count(*) AS n FROM processes",
+            &[("authorization", "Bearer reader-b")],
+        )
+        .await;
+    assert_eq!(rows, vec![serde_json::json!({ "n": 0 })]);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -154,7 +154,13 @@ async fn gzip_requests_and_tenant_metadata_are_honoured() {
         ..Call::new(TRACES, encode(&traces(2, 50)))
     };
     call.send(&server).await.expect("accepted");
-    assert_eq!(server.block_count("acme").await, 1);
+    assert_eq!(
+        server
+            .stored::<ExportTraceServiceRequest>("acme", BlockKind::OtlpSpans)
+            .await,
+        vec![traces(2, 50)],
+        "stored as sent, once inflated, for the tenant the metadata names"
+    );
 }
 
 #[tokio::test]

@@ -133,7 +133,13 @@ async fn gzip_zstd_and_deflate_bodies_are_accepted() {
             .expect("answers");
         assert_eq!(response.status(), StatusCode::OK, "{encoding}");
     }
-    assert_eq!(server.block_count("default").await, 3);
+    // Each body stored as sent, once inflated.
+    assert_eq!(
+        server
+            .stored::<ExportTraceServiceRequest>("default", BlockKind::OtlpSpans)
+            .await,
+        vec![traces(1, 3), traces(2, 3), traces(3, 3)]
+    );
 }
 
 #[tokio::test]

@@ -127,3 +127,55 @@ async fn database_down_is_retryable_and_recovers() {
     grpc(&server, 3).await.expect("the gRPC retry succeeds");
     assert_eq!(server.block_count("default").await, 3);
 }
+
+/// A request stored while the database was down was never acknowledged (the
+/// client got 503). After a crash, the restarted receiver records its stored
+/// segment (recovery), and the client's retry of the same request is then
+/// stored once, not twice.
+#[tokio::test]
+async fn a_stored_but_unacknowledged_request_resent_after_a_restart_is_stored_once() {
+    use framelake_lake::ids::BlockKind;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    let postgres = PostgresServer::private();
+    let database_url = postgres.create_database("recv_resend").await;
+    let (config, _) = cluster_lake(framelake_testkit::s3(), database_url).await;
+    let server = TestServer::with(Options {
+        lake: Some(config.clone()),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(post(&server, 1).await.status(), StatusCode::OK);
+    postgres.stop();
+    // Stored in S3, not committed, not acknowledged.
+    assert_eq!(
+        post(&server, 2).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // The receiver goes away; the database comes back; a receiver starts
+    // over the same lake and recovers what was stored.
+    drop(server);
+    postgres.start();
+    let restarted = TestServer::with(Options {
+        lake: Some(config),
+        ..Options::default()
+    })
+    .await;
+    let recovered = framelake_receiver::recovery::recover(&restarted.lake)
+        .await
+        .expect("recovery");
+    assert_eq!(recovered.new_blocks, 1, "{recovered:?}");
+    // The client retries the request it never saw acknowledged.
+    assert_eq!(post(&restarted, 2).await.status(), StatusCode::OK);
+    let mut stored: Vec<Vec<u8>> = restarted
+        .stored::<ExportTraceServiceRequest>("default", BlockKind::OtlpSpans)
+        .await
+        .iter()
+        .map(Message::encode_to_vec)
+        .collect();
+    stored.sort();
+    let mut sent = vec![traces(1, 3).encode_to_vec(), traces(2, 3).encode_to_vec()];
+    sent.sort();
+    assert_eq!(stored, sent, "each request once");
+}
