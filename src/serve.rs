@@ -137,6 +137,11 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
+    // Requests waiting for their group commit get it now, not at the end of
+    // the flush interval: the listeners drain within the grace period.
+    if let Some((writer, _)) = &receiver {
+        writer.drain();
+    }
     stop.cancel();
     if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
         tracing::warn!("listeners did not finish within {GRACE:?}");

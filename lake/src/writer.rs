@@ -93,6 +93,7 @@ pub struct Writer {
     tx: mpsc::UnboundedSender<Pending>,
     budget: Arc<Semaphore>,
     budget_bytes: usize,
+    drain: CancellationToken,
     stop: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -111,16 +112,17 @@ impl Writer {
     pub fn start(lake: Arc<Lake>, config: WriterConfig) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let budget_bytes = config.max_pending_bytes.min(Semaphore::MAX_PERMITS);
-        let stop = CancellationToken::new();
+        let (drain, stop) = (CancellationToken::new(), CancellationToken::new());
         let route = Route {
             logs: lake.store.segment_logs(),
             commits: lake.catalog.blocking_commits(),
         };
-        let task = tokio::spawn(run(lake, route, config, rx, stop.clone()));
+        let task = tokio::spawn(run(lake, route, config, rx, drain.clone(), stop.clone()));
         Writer {
             tx,
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
+            drain,
             stop,
             task: Mutex::new(Some(task)),
         }
@@ -153,6 +155,14 @@ impl Writer {
         })?
     }
 
+    /// Flushes what is pending now, and from then on every write as soon as
+    /// it arrives, without waiting for the flush interval: what a server
+    /// stopping calls first, so that the requests in flight are acknowledged
+    /// while its listeners drain.
+    pub fn drain(&self) {
+        self.drain.cancel();
+    }
+
     /// Stops taking writes, flushes and commits everything pending, and waits for it.
     pub async fn shutdown(&self) {
         self.budget.close();
@@ -179,6 +189,7 @@ async fn run(
     route: Route,
     config: WriterConfig,
     mut rx: mpsc::UnboundedReceiver<Pending>,
+    drain: CancellationToken,
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_concurrent_flushes.max(1)));
@@ -188,9 +199,17 @@ async fn run(
     let mut pending_bytes = 0usize;
     let mut deadline = Instant::now();
     let mut stopping = false;
+    let mut draining = false;
     loop {
         let timer = tokio::time::sleep_until(deadline);
         tokio::select! {
+            // Flush now, and each write as it comes.
+            () = drain.cancelled(), if !draining => {
+                draining = true;
+                if pending.is_empty() {
+                    continue;
+                }
+            }
             // Stop taking writes; what is queued is still received, then `recv` ends.
             () = stop.cancelled(), if !stopping => {
                 stopping = true;
@@ -204,7 +223,7 @@ async fn run(
                     }
                     pending_bytes += p.bytes;
                     pending.push(p);
-                    if pending_bytes < config.flush_bytes {
+                    if pending_bytes < config.flush_bytes && !draining {
                         continue;
                     }
                 }

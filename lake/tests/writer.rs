@@ -264,3 +264,38 @@ async fn a_failed_flush_acknowledges_nothing_and_the_writer_recovers() {
     assert_eq!(lake.catalog.streams(&u).await.expect("streams").len(), 1);
     writer.shutdown().await;
 }
+
+/// A writer told to drain flushes what waits now, and each later write as
+/// it comes: a stopping server's requests are acknowledged without waiting
+/// for the flush interval.
+#[tokio::test]
+async fn a_draining_writer_flushes_at_once() {
+    let (lake, _dir) = lake().await;
+    let config = WriterConfig {
+        flush_interval: Duration::from_secs(3600),
+        ..WriterConfig::default()
+    };
+    let writer = Writer::start(Arc::clone(&lake), config);
+    let mut waiting = Box::pin(writer.write(batch("t", b"waiting")));
+    assert!(futures::poll!(&mut waiting).is_pending());
+    writer.drain();
+    // Bounded: without the drain these wait an hour.
+    let bound = Duration::from_secs(30);
+    tokio::time::timeout(bound, waiting)
+        .await
+        .expect("flushed at once")
+        .expect("acknowledged");
+    tokio::time::timeout(bound, writer.write(batch("t", b"later")))
+        .await
+        .expect("flushed as it came")
+        .expect("acknowledged");
+    assert_eq!(
+        lake.catalog
+            .blocks(&tenant("t"), &BlockFilter::default())
+            .await
+            .expect("blocks")
+            .len(),
+        2
+    );
+    writer.shutdown().await;
+}
