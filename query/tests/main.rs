@@ -154,8 +154,8 @@ impl Stack {
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
     }
 
-    /// `POST /api/v1/sql` with the given headers; the status and the body.
-    pub(crate) async fn query(&self, sql: &str, headers: &[(&str, &str)]) -> (u16, bytes::Bytes) {
+    /// `POST /api/v1/sql` with the given headers, answered.
+    async fn post_sql(&self, sql: &str, headers: &[(&str, &str)]) -> reqwest::Response {
         let mut request = self
             .client
             .post(format!("{}/api/v1/sql", self.query_url))
@@ -163,26 +163,24 @@ impl Stack {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = request.send().await.expect("query listener answers");
+        request.send().await.expect("query listener answers")
+    }
+
+    /// `POST /api/v1/sql` with the given headers; the status and the body.
+    pub(crate) async fn query(&self, sql: &str, headers: &[(&str, &str)]) -> (u16, bytes::Bytes) {
+        let response = self.post_sql(sql, headers).await;
         let status = response.status().as_u16();
         (status, response.bytes().await.expect("body"))
     }
 
-    /// A query of the default tenant as JSON rows, with the answer's
-    /// warnings (`Framelake-Warning`); panics unless it succeeds.
+    /// A query as JSON rows, with the answer's warnings
+    /// (`Framelake-Warning`); panics unless it succeeds.
     pub(crate) async fn rows_and_warnings(
         &self,
         sql: &str,
         headers: &[(&str, &str)],
     ) -> (Vec<serde_json::Value>, Vec<String>) {
-        let mut request = self
-            .client
-            .post(format!("{}/api/v1/sql", self.query_url))
-            .json(&serde_json::json!({ "sql": sql }));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.expect("query listener answers");
+        let response = self.post_sql(sql, headers).await;
         assert_eq!(response.status(), 200, "{sql}");
         let warnings = response
             .headers()
