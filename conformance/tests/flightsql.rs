@@ -12,6 +12,17 @@ fn sorted(values: &Value) -> Vec<Value> {
     v
 }
 
+/// The ids of the spans an SDK sender reported, sorted.
+fn sent_span_ids(sent: &Value) -> Vec<Value> {
+    let ids = sent["spans"]
+        .as_array()
+        .expect("spans")
+        .iter()
+        .map(|s| s["span_id"].clone())
+        .collect();
+    sorted(&Value::Array(ids))
+}
+
 #[tokio::test]
 async fn adbc_and_pyarrow_flight_read_what_the_sdk_sent() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -41,13 +52,7 @@ async fn adbc_and_pyarrow_flight_read_what_the_sdk_sent() {
     };
     let got = read("default", "default.json").await;
 
-    let span_ids: Vec<Value> = sent["spans"]
-        .as_array()
-        .expect("spans")
-        .iter()
-        .map(|s| s["span_id"].clone())
-        .collect();
-    let span_ids = sorted(&Value::Array(span_ids));
+    let span_ids = sent_span_ids(&sent);
     assert_eq!(sorted(&got["spans"]), span_ids, "ADBC statement");
     assert_eq!(sorted(&got["pyarrow_spans"]), span_ids, "pyarrow.flight");
     assert_eq!(got["span_id_type"], "fixed_size_binary[8]");
@@ -160,13 +165,7 @@ async fn adbc_and_pyarrow_flight_with_a_bearer_token() {
         &dir.path().join("got.json"),
     )
     .await;
-    let span_ids: Vec<Value> = sent["spans"]
-        .as_array()
-        .expect("spans")
-        .iter()
-        .map(|s| s["span_id"].clone())
-        .collect();
-    let span_ids = sorted(&Value::Array(span_ids));
+    let span_ids = sent_span_ids(&sent);
     assert!(!span_ids.is_empty());
     assert_eq!(sorted(&got["spans"]), span_ids, "ADBC with the token");
     assert_eq!(
