@@ -274,6 +274,8 @@ function pointJson(type, valueType, point) {
     attributes: point.attributes,
     start_time_unix_nano: nanos(point.startTime),
     time_unix_nano: nanos(point.endTime),
+    // The JS SDK records no exemplars (its OTLP exporter sends none).
+    exemplars: [],
   };
   const v = point.value;
   switch (type) {

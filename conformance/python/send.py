@@ -7,7 +7,7 @@ Usage:
 The scenario (3 spans, 3 log records, 5 metrics) is exported to URL with the
 OTLP/gRPC or OTLP/HTTP (protobuf) exporters. Every batch handed to an OTLP
 exporter is also kept, so FILE describes exactly what was sent (ids,
-timestamps, typed attributes, final metric points) in the same JSON shape as
+timestamps, typed attributes, final metric points with their exemplars) in the same JSON shape as
 conformance/js/send.mjs.
 
 Exits 1 when any export failed (non-success export result, or an ERROR logged
@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Sequence
 
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import Context, get_current
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
@@ -182,7 +183,8 @@ def make_exporters(protocol: str, endpoint: str, headers: dict[str, str]):
     )
 
 
-def run_traces(tracer, logger) -> None:
+def run_traces(tracer, logger) -> Context:
+    """The spans, and a log record inside one; returns the context of that span."""
     # A span in its own trace, only referenced through the child's link.
     linked = tracer.start_span("linked-op")
     linked.end()
@@ -213,7 +215,9 @@ def run_traces(tracer, logger) -> None:
                 attributes={"user.id": 1234, "flag": True},
             )
             child.set_status(Status(StatusCode.ERROR, "boom"))
+            traced = get_current()
         root.set_status(Status(StatusCode.OK))
+    return traced
 
 
 def run_logs(logger) -> None:
@@ -237,11 +241,14 @@ def run_logs(logger) -> None:
         )
 
 
-def run_metrics(meter) -> None:
+def run_metrics(meter, traced: Context) -> None:
+    """The metrics. Measurements made in `traced` (a sampled span) become
+    exemplars: the SDK's default filter keeps those of sampled spans."""
 
     requests = meter.create_counter("requests", unit="1", description="requests served")
-    for n in (1, 2, 3):
+    for n in (1, 2):
         requests.add(n, {"route": "/a"})
+    requests.add(3, {"route": "/a"}, context=traced)
 
     queue = meter.create_up_down_counter("queue.size", unit="1")
     queue.add(5)
@@ -250,8 +257,10 @@ def run_metrics(meter) -> None:
     meter.create_gauge("temperature", unit="Cel").set(21.5)
 
     latency = meter.create_histogram("latency", unit="ms", explicit_bucket_boundaries_advisory=[0, 10, 100, 1000])
-    for v in (1, 5, 50, 500, 5000):
-        latency.record(v)
+    for v in (1, 5, 500, 5000):
+        latency.record(v, {"route": "/a"})
+    # The view keeps `route` only: `user.id` stays with the exemplar, as a filtered attribute.
+    latency.record(50.5, {"route": "/a", "user.id": 7}, context=traced)
 
     latency_exp = meter.create_histogram("latency.exp", unit="ms")
     for v in (1, 2, 4, 8, 1000):
@@ -320,6 +329,17 @@ def point_json(kind: str, point) -> dict:
         "start_time_unix_nano": point.start_time_unix_nano or 0,
         "time_unix_nano": point.time_unix_nano,
     }
+    out["exemplars"] = [
+        {
+            "time_unix_nano": e.time_unix_nano,
+            "value_type": "int" if isinstance(e.value, int) else "double",
+            "value": e.value,
+            "trace_id": hex_or_empty(e.trace_id, 32),
+            "span_id": hex_or_empty(e.span_id, 16),
+            "filtered_attributes": attrs(e.filtered_attributes),
+        }
+        for e in point.exemplars
+    ]
     if kind in ("sum", "gauge"):
         # Python ints are sent as as_int, floats as as_double.
         out["value_type"] = "int" if isinstance(point.value, int) else "double"
@@ -439,13 +459,16 @@ def main() -> int:
     meter_provider = MeterProvider(
         resource=resource,
         metric_readers=[reader],
-        views=[View(instrument_name="latency.exp", aggregation=ExponentialBucketHistogramAggregation())],
+        views=[
+            View(instrument_name="latency", attribute_keys={"route"}),
+            View(instrument_name="latency.exp", aggregation=ExponentialBucketHistogramAggregation()),
+        ],
     )
     logger = logger_provider.get_logger(SCOPE_NAME, SCOPE_VERSION)
 
-    run_traces(tracer_provider.get_tracer(SCOPE_NAME, SCOPE_VERSION), logger)
+    traced = run_traces(tracer_provider.get_tracer(SCOPE_NAME, SCOPE_VERSION), logger)
     run_logs(logger)
-    run_metrics(meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION))
+    run_metrics(meter_provider.get_meter(SCOPE_NAME, SCOPE_VERSION), traced)
 
     meter_provider.force_flush()
     for provider in (tracer_provider, logger_provider, meter_provider):

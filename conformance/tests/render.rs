@@ -6,7 +6,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    exponential_histogram_data_point::Buckets, metric, number_data_point,
+    Exemplar, exemplar, exponential_histogram_data_point::Buckets, metric, number_data_point,
 };
 use serde_json::{Map, Value, json};
 
@@ -120,6 +120,24 @@ fn number(value: &Option<number_data_point::Value>) -> (Value, Value) {
     }
 }
 
+fn exemplars(exemplars: &[Exemplar]) -> Value {
+    exemplars
+        .iter()
+        .map(|e| {
+            let (value_type, value) = match e.value {
+                Some(exemplar::Value::AsInt(i)) => (json!("int"), json!(i)),
+                Some(exemplar::Value::AsDouble(d)) => (json!("double"), json!(d)),
+                None => (Value::Null, Value::Null),
+            };
+            json!({
+                "time_unix_nano": e.time_unix_nano, "value_type": value_type, "value": value,
+                "trace_id": hex(&e.trace_id), "span_id": hex(&e.span_id),
+                "filtered_attributes": attributes(&e.filtered_attributes),
+            })
+        })
+        .collect()
+}
+
 fn buckets(b: &Option<Buckets>) -> Value {
     let b = b.clone().unwrap_or_default();
     json!({ "offset": b.offset, "bucket_counts": b.bucket_counts })
@@ -141,26 +159,28 @@ pub(crate) fn metrics(stored: &[ExportMetricsServiceRequest]) -> Vec<(Value, Val
                             "type": "sum", "is_monotonic": s.is_monotonic, "aggregation_temporality": s.aggregation_temporality,
                             "points": s.data_points.iter().map(|p| { let (t, v) = number(&p.value); json!({
                                 "attributes": attributes(&p.attributes), "start_time_unix_nano": p.start_time_unix_nano,
-                                "time_unix_nano": p.time_unix_nano, "value_type": t, "value": v }) }).collect::<Vec<_>>(),
+                                "time_unix_nano": p.time_unix_nano, "value_type": t, "value": v,
+                                "exemplars": exemplars(&p.exemplars) }) }).collect::<Vec<_>>(),
                         }),
                         Some(metric::Data::Gauge(g)) => json!({
                             "type": "gauge",
                             "points": g.data_points.iter().map(|p| { let (t, v) = number(&p.value); json!({
                                 "attributes": attributes(&p.attributes), "start_time_unix_nano": p.start_time_unix_nano,
-                                "time_unix_nano": p.time_unix_nano, "value_type": t, "value": v }) }).collect::<Vec<_>>(),
+                                "time_unix_nano": p.time_unix_nano, "value_type": t, "value": v,
+                                "exemplars": exemplars(&p.exemplars) }) }).collect::<Vec<_>>(),
                         }),
                         Some(metric::Data::Histogram(h)) => json!({
                             "type": "histogram", "aggregation_temporality": h.aggregation_temporality,
                             "points": h.data_points.iter().map(|p| json!({
                                 "attributes": attributes(&p.attributes), "start_time_unix_nano": p.start_time_unix_nano,
-                                "time_unix_nano": p.time_unix_nano, "count": p.count, "sum": p.sum, "min": p.min, "max": p.max,
+                                "time_unix_nano": p.time_unix_nano, "exemplars": exemplars(&p.exemplars), "count": p.count, "sum": p.sum, "min": p.min, "max": p.max,
                                 "bucket_counts": p.bucket_counts, "explicit_bounds": p.explicit_bounds })).collect::<Vec<_>>(),
                         }),
                         Some(metric::Data::ExponentialHistogram(h)) => json!({
                             "type": "exponential_histogram", "aggregation_temporality": h.aggregation_temporality,
                             "points": h.data_points.iter().map(|p| json!({
                                 "attributes": attributes(&p.attributes), "start_time_unix_nano": p.start_time_unix_nano,
-                                "time_unix_nano": p.time_unix_nano, "count": p.count, "sum": p.sum, "min": p.min, "max": p.max,
+                                "time_unix_nano": p.time_unix_nano, "exemplars": exemplars(&p.exemplars), "count": p.count, "sum": p.sum, "min": p.min, "max": p.max,
                                 "scale": p.scale, "zero_count": p.zero_count,
                                 "positive": buckets(&p.positive), "negative": buckets(&p.negative) })).collect::<Vec<_>>(),
                         }),

@@ -259,6 +259,36 @@ async fn assert_queryable(server: &Server, tenant: &str, sent: &Value) {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     assert_eq!(counts, exported, "{service}: metric points in SQL");
+    // Exemplars by their point (metric, time, attributes), in stored order.
+    let point_key =
+        |r: &Value, time: &str| format!("{} {} {}", r["name"], r[time], r["attributes"]);
+    let mut exemplars: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in server
+        .sql(
+            tenant,
+            &format!(
+                "SELECT name, point_time, attributes, arrow_cast(e['time'], 'Int64') AS time, \
+                 e['value'] AS value, e['int_value'] AS int_value, e['trace_id'] AS trace_id, \
+                 e['span_id'] AS span_id, e['filtered_attributes'] AS filtered_attributes \
+                 FROM (SELECT name, arrow_cast(time, 'Int64') AS point_time, attributes, \
+                 unnest(exemplars) AS e FROM measures WHERE {of_service})"
+            ),
+        )
+        .await
+    {
+        let (value_type, value) = match &r["int_value"] {
+            Value::Null => ("double", &r["value"]),
+            int => ("int", int),
+        };
+        exemplars
+            .entry(point_key(&r, "point_time"))
+            .or_default()
+            .push(json!({
+                "time_unix_nano": r["time"], "value_type": value_type, "value": value,
+                "trace_id": id(&r["trace_id"]), "span_id": id(&r["span_id"]),
+                "filtered_attributes": r["filtered_attributes"],
+            }));
+    }
     // The last export's points, column by column.
     let points = server
         .sql(
@@ -302,6 +332,7 @@ async fn assert_queryable(server: &Server, tenant: &str, sent: &Value) {
                     "attributes": r["attributes"],
                     "start_time_unix_nano": r["start"],
                     "time_unix_nano": r["time"],
+                    "exemplars": exemplars.get(&point_key(r, "time")).cloned().unwrap_or_default(),
                 });
                 let fields = match kind {
                     "sum" | "gauge" if r["int_value"].is_null() => {
@@ -389,6 +420,21 @@ async fn python_sdk_over_grpc_and_http_protobuf() {
         &dir.path().join("http.json"),
     )
     .await;
+    for sent in [&grpc, &http] {
+        // The counter's and the histogram's measurements made in a span.
+        let exemplars: Vec<&Value> = sent["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .flat_map(|m| m["points"].as_array().expect("points"))
+            .flat_map(|p| p["exemplars"].as_array().expect("exemplars"))
+            .collect();
+        assert_eq!(
+            exemplars.len(),
+            2,
+            "the scenario's exemplars: {exemplars:?}"
+        );
+    }
     let lake = embedded_lake(&dir.path().join("data")).await;
     assert_stored(&lake, "default", &grpc).await;
     assert_stored(&lake, "default", &http).await;

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use self::postgres::PostgresCatalog;
+pub use self::sql::{Backend, SqlCatalog};
 pub use self::sqlite::SqliteCatalog;
 use crate::ids::{BlockId, BlockKind, PartitionId, ProcessId, SegmentId, StreamId, TenantId};
 use crate::segment::{Codec, IndexEntry};
@@ -437,60 +438,5 @@ pub async fn open(url: &str) -> Result<Arc<dyn Catalog>> {
         Err(Error::InvalidInput(format!(
             "database url {url:?}: expected postgres://… or sqlite://path"
         )))
-    }
-}
-
-/// Rows are read back through this, so both backends check them the same way.
-pub(crate) struct RawBlock {
-    pub(crate) block_id: Vec<u8>,
-    pub(crate) kind: i16,
-    pub(crate) format: i16,
-    pub(crate) process_id: Vec<u8>,
-    pub(crate) stream_id: Vec<u8>,
-    pub(crate) segment_id: Vec<u8>,
-    pub(crate) byte_offset: i64,
-    pub(crate) byte_length: i64,
-    pub(crate) uncompressed_length: i64,
-    pub(crate) codec: i16,
-    pub(crate) checksum: i64,
-    pub(crate) event_count: i64,
-    pub(crate) min_time: i64,
-    pub(crate) max_time: i64,
-    pub(crate) insert_time: i64,
-    pub(crate) segment_object: Option<String>,
-    pub(crate) segment_offset: Option<i64>,
-    pub(crate) quarantine_error: Option<String>,
-}
-
-impl TryFrom<RawBlock> for BlockRecord {
-    type Error = Error;
-
-    fn try_from(r: RawBlock) -> Result<Self> {
-        let narrow = |v: i64, what: &str| {
-            u32::try_from(v)
-                .map_err(|_| Error::InvalidInput(format!("catalog {what} out of range: {v}")))
-        };
-        Ok(BlockRecord {
-            block_id: BlockId::from_slice(&r.block_id)?,
-            kind: BlockKind::from_code(r.kind)?,
-            format: r.format,
-            process_id: ProcessId::from_slice(&r.process_id)?,
-            stream_id: StreamId::from_slice(&r.stream_id)?,
-            segment_id: SegmentId::from_slice(&r.segment_id)?,
-            offset: r.byte_offset as u64,
-            length: narrow(r.byte_length, "block length")?,
-            uncompressed_length: narrow(r.uncompressed_length, "uncompressed length")?,
-            codec: Codec::from_code(r.codec as u8)?,
-            checksum: r.checksum as u64,
-            event_count: narrow(r.event_count, "event count")?,
-            min_time: r.min_time,
-            max_time: r.max_time,
-            insert_time: r.insert_time,
-            segment_log: r.segment_object.map(|object| LogLocation {
-                object,
-                offset: r.segment_offset.unwrap_or(0) as u64,
-            }),
-            quarantine: r.quarantine_error,
-        })
     }
 }

@@ -4,23 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
 use sqlx::{ConnectOptions, PgPool, Postgres, QueryBuilder};
 
 use super::sql::{
-    INSERT_BLOCKS, INSERT_CHUNK, INSERT_PROCESSES, INSERT_SEGMENTS, INSERT_STREAMS,
-    impl_sql_catalog,
+    Backend, INSERT_BLOCKS, INSERT_CHUNK, INSERT_PROCESSES, INSERT_SEGMENTS, INSERT_STREAMS,
+    SqlCatalog,
 };
 use super::{BlockingCommits, TenantCommit};
 use crate::Result;
 
 /// A catalog in PostgreSQL.
-#[derive(Debug, Clone)]
-pub struct PostgresCatalog {
-    pool: PgPool,
-}
+pub type PostgresCatalog = SqlCatalog<Postgres>;
 
-impl PostgresCatalog {
+impl SqlCatalog<Postgres> {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self> {
         let options: PgConnectOptions = url
@@ -32,12 +29,22 @@ impl PostgresCatalog {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresCatalog { pool })
+        Ok(SqlCatalog::new(pool, ()))
     }
+}
+
+// Claims lock their rows (skipping those another maintainer holds); a view
+// snapshot reads partitions and pending blocks as of one moment. Commits go
+// over the network, through the pool.
+impl Backend for Postgres {
+    const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+    const SNAPSHOT: Option<&'static str> =
+        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+    type Commits = ();
 
     /// Records a flush's segments, processes, streams and blocks in one transaction.
-    async fn commit_rows(&self, commits: &[TenantCommit]) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+    async fn commit(pool: &PgPool, (): &(), commits: &[TenantCommit]) -> Result<u64> {
+        let mut tx = pool.begin().await?;
         let mut new_blocks = 0;
         for c in commits {
             let tenant = c.tenant.as_str();
@@ -107,18 +114,11 @@ impl PostgresCatalog {
         Ok(new_blocks)
     }
 
-    /// Commits go over the network: [`PostgresCatalog::commit_rows`] serves them.
-    /// Commits go over the network: no blocking path.
-    fn blocking_commits_of(&self) -> Option<Arc<dyn BlockingCommits>> {
+    fn blocking_commits((): &()) -> Option<Arc<dyn BlockingCommits>> {
         None
     }
-}
 
-// Claims lock their blocks (skipping those another maintainer holds); a view
-// snapshot reads partitions and pending blocks as of one moment.
-impl_sql_catalog!(
-    PostgresCatalog,
-    Postgres,
-    claim_lock: " FOR UPDATE SKIP LOCKED",
-    snapshot: Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-);
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}

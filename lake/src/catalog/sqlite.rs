@@ -5,11 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{TransactionBehavior, params};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
+};
 use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 
 use super::sql::{
-    INSERT_BLOCKS, INSERT_PROCESSES, INSERT_SEGMENTS, INSERT_STREAMS, impl_sql_catalog,
+    Backend, INSERT_BLOCKS, INSERT_PROCESSES, INSERT_SEGMENTS, INSERT_STREAMS, SqlCatalog,
 };
 use super::{BlockingCommits, TenantCommit};
 use crate::{Error, Result};
@@ -18,20 +21,9 @@ use crate::{Error, Result};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A catalog in one SQLite file.
-#[derive(Debug, Clone)]
-pub struct SqliteCatalog {
-    pool: SqlitePool,
-    /// The writer's group commits, on a connection of their own used in the
-    /// calling thread ([`Catalog::blocking_commits`](super::Catalog::blocking_commits)):
-    /// a flush writes its segment and commits its rows in one blocking task,
-    /// where sqlx's connections run each statement on a worker thread (two
-    /// thread wake-ups per statement, a dozen per commit). Being one
-    /// connection, its page cache also stays valid from one commit to the next
-    /// (a connection that another one wrote behind reads its pages again).
-    commits: Arc<Mutex<rusqlite::Connection>>,
-}
+pub type SqliteCatalog = SqlCatalog<Sqlite>;
 
-impl SqliteCatalog {
+impl SqlCatalog<Sqlite> {
     /// Opens (creating if needed) the catalog file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -66,23 +58,39 @@ impl SqliteCatalog {
         commits.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
         )?;
-        Ok(SqliteCatalog {
-            pool,
-            commits: Arc::new(Mutex::new(commits)),
-        })
+        Ok(SqlCatalog::new(pool, Arc::new(Mutex::new(commits))))
     }
+}
+
+// No row locks: a claim checks at commit that its rows are still as it read
+// them. A transaction's reads share one snapshot in WAL mode.
+impl Backend for Sqlite {
+    const CLAIM_LOCK: &'static str = "";
+    const SNAPSHOT: Option<&'static str> = None;
+    /// The writer's group commits, on a connection of their own used in the
+    /// calling thread ([`Catalog::blocking_commits`](super::Catalog::blocking_commits)):
+    /// a flush writes its segment and commits its rows in one blocking task,
+    /// where sqlx's connections run each statement on a worker thread (two
+    /// thread wake-ups per statement, a dozen per commit). Being one
+    /// connection, its page cache also stays valid from one commit to the next
+    /// (a connection that another one wrote behind reads its pages again).
+    type Commits = Arc<Mutex<rusqlite::Connection>>;
 
     /// Commits on a blocking thread (the writer commits in its own, through
-    /// [`SqliteCatalog::blocking_commits_of`]).
-    async fn commit_rows(&self, commits: &[TenantCommit]) -> Result<u64> {
-        let (conn, commits) = (Arc::clone(&self.commits), commits.to_vec());
+    /// [`Backend::blocking_commits`]).
+    async fn commit(_: &SqlitePool, conn: &Self::Commits, commits: &[TenantCommit]) -> Result<u64> {
+        let (conn, commits) = (Arc::clone(conn), commits.to_vec());
         tokio::task::spawn_blocking(move || commit_on(&conn, &commits))
             .await
             .map_err(|e| Error::task("catalog commit", e))?
     }
 
-    fn blocking_commits_of(&self) -> Option<Arc<dyn BlockingCommits>> {
-        Some(Arc::new(Commits(Arc::clone(&self.commits))))
+    fn blocking_commits(conn: &Self::Commits) -> Option<Arc<dyn BlockingCommits>> {
+        Some(Arc::new(Commits(Arc::clone(conn))))
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 
@@ -176,7 +184,3 @@ fn commit_on(conn: &Mutex<rusqlite::Connection>, commits: &[TenantCommit]) -> Re
     tx.commit()?;
     Ok(new_blocks)
 }
-
-// No row locks: a claim checks at commit that its blocks are still pending.
-// A transaction's reads share one snapshot in WAL mode.
-impl_sql_catalog!(SqliteCatalog, Sqlite, claim_lock: "", snapshot: None::<&str>);
