@@ -648,7 +648,7 @@ where
             pool: self.pool.clone(),
             tx,
             tenant: tenant.clone(),
-            blocks: records(rows)?,
+            rows: records::<_, BlockRecord>(rows)?,
         }))
     }
 
@@ -734,11 +734,11 @@ where
             .push(" LIMIT ")
             .push_bind(filter.limit as i64);
         let (tx, rows) = claim_rows::<DB, RawPartition>(&self.pool, &mut q).await?;
-        Ok(Box::new(SqlPartitionClaim {
+        Ok(Box::new(SqlClaim {
             pool: self.pool.clone(),
             tx,
             tenant: tenant.clone(),
-            partitions: records(rows)?,
+            rows: records::<_, PartitionRecord>(rows)?,
         }))
     }
 
@@ -863,27 +863,40 @@ where
     }
 }
 
-/// Blocks claimed for materialization.
-struct SqlClaim<DB: Backend> {
+/// Rows a maintainer claimed: blocks to materialize, partitions to compact or reduce.
+struct SqlClaim<DB: Backend, T> {
     pool: Pool<DB>,
-    /// The transaction holding the blocks' row locks, if the backend locks rows.
+    /// The transaction holding the rows' locks, if the backend locks rows.
     tx: Option<Transaction<'static, DB>>,
     tenant: TenantId,
-    blocks: Vec<BlockRecord>,
+    rows: Vec<T>,
 }
 
-impl<DB: Backend> fmt::Debug for SqlClaim<DB> {
+impl<DB: Backend, T> SqlClaim<DB, T> {
+    /// The transaction the claim commits in: the one holding its row locks, or a new one.
+    async fn begin(
+        tx: Option<Transaction<'static, DB>>,
+        pool: &Pool<DB>,
+    ) -> Result<Transaction<'static, DB>> {
+        Ok(match tx {
+            Some(tx) => tx,
+            None => pool.begin().await?,
+        })
+    }
+}
+
+impl<DB: Backend, T> fmt::Debug for SqlClaim<DB, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlClaim")
             .field("tenant", &self.tenant)
-            .field("blocks", &self.blocks.len())
+            .field("rows", &self.rows.len())
             .field("locked", &self.tx.is_some())
             .finish()
     }
 }
 
 #[async_trait]
-impl<DB: Backend> Claim for SqlClaim<DB>
+impl<DB: Backend> Claim for SqlClaim<DB, BlockRecord>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'t> &'t str: Encode<'t, DB> + Type<DB>,
@@ -892,25 +905,22 @@ where
     for<'t> i16: Encode<'t, DB> + Type<DB>,
 {
     fn blocks(&self) -> &[BlockRecord] {
-        &self.blocks
+        &self.rows
     }
 
     fn truncate(&mut self, n: usize) {
-        self.blocks.truncate(n);
+        self.rows.truncate(n);
     }
 
     async fn commit(self: Box<Self>, partition: &PartitionRecord) -> Result<bool> {
-        let mut tx = match self.tx {
-            Some(tx) => tx,
-            None => self.pool.begin().await?,
-        };
+        let mut tx = Self::begin(self.tx, &self.pool).await?;
         let tenant = self.tenant.as_str();
         insert_partitions::<DB>(tenant, [partition])
             .build()
             .execute(&mut *tx)
             .await?;
         let mut updated = 0;
-        for chunk in self.blocks.chunks(INSERT_CHUNK) {
+        for chunk in self.rows.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<DB>::new("UPDATE blocks SET partition_id = ");
             q.push_bind(partition.partition_id.as_bytes().as_slice())
                 .push(" WHERE tenant = ")
@@ -923,7 +933,7 @@ where
             q.push(")");
             updated += DB::rows_affected(&q.build().execute(&mut *tx).await?);
         }
-        if updated != self.blocks.len() as u64 {
+        if updated != self.rows.len() as u64 {
             // Another maintainer materialized some of them first.
             tx.rollback().await?;
             return Ok(false);
@@ -934,37 +944,15 @@ where
 
     async fn quarantine(self: Box<Self>, block: BlockId, reason: &str) -> Result<()> {
         // In the claim's transaction: its row locks end with it.
-        let mut tx = match self.tx {
-            Some(tx) => tx,
-            None => self.pool.begin().await?,
-        };
+        let mut tx = Self::begin(self.tx, &self.pool).await?;
         quarantine_block::<DB>(&mut tx, &self.tenant, block, reason).await?;
         tx.commit().await?;
         Ok(())
     }
 }
 
-/// Partitions claimed for compaction or reduction.
-struct SqlPartitionClaim<DB: Backend> {
-    pool: Pool<DB>,
-    /// The transaction holding the partitions' row locks, if the backend locks rows.
-    tx: Option<Transaction<'static, DB>>,
-    tenant: TenantId,
-    partitions: Vec<PartitionRecord>,
-}
-
-impl<DB: Backend> fmt::Debug for SqlPartitionClaim<DB> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqlPartitionClaim")
-            .field("tenant", &self.tenant)
-            .field("partitions", &self.partitions.len())
-            .field("locked", &self.tx.is_some())
-            .finish()
-    }
-}
-
 #[async_trait]
-impl<DB: Backend> PartitionClaim for SqlPartitionClaim<DB>
+impl<DB: Backend> PartitionClaim for SqlClaim<DB, PartitionRecord>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'t> &'t str: Encode<'t, DB> + Type<DB>,
@@ -974,14 +962,11 @@ where
     for<'r> (i64,): FromRow<'r, DB::Row>,
 {
     fn partitions(&self) -> &[PartitionRecord] {
-        &self.partitions
+        &self.rows
     }
 
     async fn commit(self: Box<Self>, change: &PartitionChange) -> Result<bool> {
-        let mut tx = match self.tx {
-            Some(tx) => tx,
-            None => self.pool.begin().await?,
-        };
+        let mut tx = Self::begin(self.tx, &self.pool).await?;
         let tenant = self.tenant.as_str();
         // Writes come before the checks: once a write holds SQLite's
         // lock, what the checks read is current.
@@ -1021,7 +1006,7 @@ where
             push_ids(&mut q, "partition_id", &r.inputs);
             q.build().execute(&mut *tx).await?;
             let garbage: Vec<String> = self
-                .partitions
+                .rows
                 .iter()
                 .filter(|p| r.inputs.contains(&p.partition_id))
                 .map(|p| p.path(&self.tenant).to_string())
