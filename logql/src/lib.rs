@@ -13,5 +13,5 @@ mod parser;
 mod units;
 
 pub use crate::ast::*;
-pub use crate::parser::{ParseError, parse};
+pub use crate::parser::{ParseError, parse, parse_labels};
 pub use crate::units::{parse_bytes, parse_duration, parse_range};

@@ -32,6 +32,33 @@ pub fn parse(query: &str) -> Result<Expr, ParseError> {
     Ok(expr)
 }
 
+/// A label set as Loki's push protocol writes a stream's labels:
+/// `{a="b", c="d"}` (names unique, values Go-quoted strings).
+pub fn parse_labels(text: &str) -> Result<Vec<(String, String)>, ParseError> {
+    let mut p = Parser {
+        tokens: tokens(text)?,
+        pos: 0,
+    };
+    p.expect_sym("{")?;
+    let mut labels: Vec<(String, String)> = Vec::new();
+    while !p.is_sym("}") {
+        let at = p.peek().clone();
+        let name = p.ident("a label name")?;
+        p.expect_sym("=")?;
+        let value = p.string("a string")?;
+        if labels.iter().any(|(n, _)| *n == name) {
+            return Err(p.error_at(&at, format!("duplicate label name {name:?}")));
+        }
+        labels.push((name, value));
+        if !p.eat_sym(",") {
+            break;
+        }
+    }
+    p.expect_sym("}")?;
+    p.expect_eof()?;
+    Ok(labels)
+}
+
 /// The message of a selector that would match every stream.
 const EMPTY_SELECTOR: &str = "queries require at least one regexp or equality matcher that does \
      not have an empty-compatible value. For instance, app=~\".*\" does not meet this \

@@ -355,3 +355,22 @@ fn fuzz_body_over_the_seeds_and_their_cuts() {
         }
     }
 }
+
+#[test]
+fn push_label_sets() {
+    assert_eq!(
+        parse_labels(r#"{a="b", c="d \"q\""}"#).expect("parses"),
+        vec![("a".into(), "b".into()), ("c".into(), "d \"q\"".into())]
+    );
+    assert_eq!(parse_labels("{}").expect("parses"), vec![]);
+    for (bad, col) in [
+        (r#"{a="b""#, 7),
+        (r#"a="b""#, 1),
+        (r#"{a=b}"#, 4),
+        (r#"{a="b", a="c"}"#, 9),
+        (r#"{a="b"} x"#, 9),
+    ] {
+        let e = parse_labels(bad).expect_err(bad);
+        assert_eq!(e.col, col, "{bad}: {e}");
+    }
+}
