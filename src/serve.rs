@@ -95,7 +95,11 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         });
         let service = Arc::new(QueryService { engine, tenancy });
         let listener = bind("query-http", settings.query_addr()).await?;
-        let router = framelake_query::http::router(service);
+        let mut router = framelake_query::http::router(service);
+        if let Some((_, _, ingest)) = &receiver {
+            // Loki clients push and read at one URL.
+            router = router.merge(framelake_receiver::http::loki_router(Arc::clone(ingest)));
+        }
         let stopped = stop.clone().cancelled_owned();
         tracker.spawn(async move {
             if let Err(e) = axum::serve(listener, router)
@@ -139,14 +143,14 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
     tracing::info!("shutting down: finishing in-flight requests");
     // Requests waiting for their group commit get it now, not at the end of
     // the flush interval: the listeners drain within the grace period.
-    if let Some((writer, _)) = &receiver {
+    if let Some((writer, _, _)) = &receiver {
         writer.drain();
     }
     stop.cancel();
     if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
         tracing::warn!("listeners did not finish within {GRACE:?}");
     }
-    if let Some((writer, runtime)) = receiver {
+    if let Some((writer, runtime, _)) = receiver {
         writer.shutdown().await;
         // Its listeners and the writer are done: nothing is left to wait for.
         drop(runtime);
@@ -169,7 +173,7 @@ async fn start_receiver(
     tenancy: &Tenancy,
     stop: &CancellationToken,
     tracker: &TaskTracker,
-) -> anyhow::Result<(Arc<Writer>, IngestRuntime)> {
+) -> anyhow::Result<(Arc<Writer>, IngestRuntime, Arc<Ingest>)> {
     // Before taking writes: stored segments whose commit was lost are recorded.
     // If the store or the database does not answer, the receiver starts anyway
     // (writes are refused, retryably, until they do) and tries again in the background.
@@ -235,7 +239,7 @@ async fn start_receiver(
             tracing::error!(error = %e, "otlp-grpc listener failed");
         }
     }));
-    Ok((writer, runtime))
+    Ok((writer, runtime, ingest))
 }
 
 async fn bind(role: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {

@@ -5,6 +5,7 @@ mod cli;
 mod durability;
 mod flightsql;
 mod hostile;
+mod loki;
 mod native;
 mod render;
 mod sdk;

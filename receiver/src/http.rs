@@ -1,6 +1,7 @@
 //! HTTP ingest on :4318: OTLP/HTTP (`POST /v1/logs`, `/v1/metrics`,
 //! `/v1/traces`, protobuf or JSON, optionally gzip, deflate or zstd), the
-//! native protocol (`POST /v1/native/{process,stream,block}`) and `GET /ready`.
+//! native protocol (`POST /v1/native/{process,stream,block}`), Loki's push
+//! API (`POST /loki/api/v1/push`) and `GET /ready`.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use http::{HeaderMap, StatusCode, header};
 
 use crate::admission::Ticket;
 use crate::error::IngestError;
+use crate::loki::{self, PushFormat};
 use crate::native::NativeMessage;
 use crate::otlp::{Encoding, Signal};
 use crate::{ContentEncoding, Ingest};
@@ -42,7 +44,70 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
             post(|s, h, b| native(s, h, b, NativeMessage::Block)),
         )
         .route("/ready", get(ready))
+        .route("/loki/api/v1/push", post(loki_push))
         .with_state(ingest)
+}
+
+/// Loki's push route alone, for the query listener (Loki clients push and
+/// read at one URL).
+pub fn loki_router(ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route("/loki/api/v1/push", post(loki_push))
+        .with_state(ingest)
+}
+
+/// A Loki push: 204 once stored, else the status and a plain-text reason.
+async fn loki_push(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let result = async {
+        let tenant = ingest.authorize(&headers)?;
+        let format = PushFormat::from_content_type(header(header::CONTENT_TYPE.as_str()))?;
+        let encoding =
+            header(header::CONTENT_ENCODING.as_str()).map(|v| v.trim().to_ascii_lowercase());
+        let compression = match (format, encoding.as_deref()) {
+            // Protobuf pushes are snappy-compressed whatever the header says.
+            (PushFormat::Protobuf, None | Some("" | "snappy" | "identity")) => {
+                ContentEncoding::Identity
+            }
+            (PushFormat::Protobuf, Some(other)) => {
+                return Err(IngestError::BadRequest(format!(
+                    "unsupported Content-Encoding {other:?}: a protobuf push is snappy-compressed"
+                )));
+            }
+            (PushFormat::Json, encoding) => ContentEncoding::from_header(encoding)
+                .map_err(|e| IngestError::BadRequest(e.to_string()))?,
+        };
+        let (body, mut ticket) = read_body(&ingest, &headers, body).await?;
+        let limit = ingest.limits.max_decoded_bytes;
+        let (request, ticket) = tokio::task::spawn_blocking(move || {
+            let body = compression.decode(body, limit, &mut ticket)?;
+            let request = loki::to_otlp(format, &body, limit)?;
+            ticket.grow(request.len())?;
+            Ok::<_, IngestError>((request, ticket))
+        })
+        .await
+        .map_err(|e| IngestError::Internal(format!("decoding task failed: {e}")))??;
+        ingest
+            .export(
+                tenant,
+                Signal::Logs,
+                Encoding::Protobuf,
+                ContentEncoding::Identity,
+                request,
+                ticket,
+            )
+            .await
+    }
+    .await;
+    match result {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            if e.http_status().is_server_error() {
+                tracing::warn!(error = %e, "Loki push failed");
+            }
+            e.into_text()
+        }
+    }
 }
 
 async fn export(

@@ -9,6 +9,7 @@ mod decompress;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod loki;
 pub mod native;
 pub mod otlp;
 pub mod recovery;

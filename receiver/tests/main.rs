@@ -3,6 +3,7 @@
 
 mod grpc;
 mod http;
+mod loki;
 mod native;
 mod recovery;
 mod unavailable;
