@@ -1,9 +1,100 @@
 //! Loki push through the binary: on the ingest listener and on the query
-//! listener (Loki clients push and read at one URL), read back over SQL.
+//! listener (Loki clients push and read at one URL), from real Loki clients
+//! (`python-logging-loki`: JSON; `winston-loki`: snappy protobuf), read back
+//! over SQL.
 
 use reqwest::StatusCode;
+use serde_json::{Value, json};
 
+use crate::sdk::{node, python, send};
 use crate::{Server, data_dir_args};
+
+/// The lines of a tenant over SQL, oldest first: line, labels (the resource's
+/// attributes, `service.name` as `service_name`) and time.
+async fn lines(server: &Server, tenant: &str) -> Vec<Value> {
+    server
+        .sql(
+            tenant,
+            "SELECT body, attributes_json(resource_attributes) AS labels, \
+             arrow_cast(time, 'Int64') AS time FROM log_entries ORDER BY time",
+        )
+        .await
+        .into_iter()
+        .map(|r| {
+            let mut labels: serde_json::Map<String, Value> =
+                serde_json::from_str(r["labels"].as_str().expect("labels")).expect("JSON labels");
+            let service = labels.remove("service.name").expect("a service name");
+            labels.insert("service_name".into(), service);
+            json!({ "line": r["body"], "labels": labels, "time_unix_nano": r["time"] })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn python_logging_loki_and_winston_loki_push_and_read_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(
+        "serve",
+        &data_dir_args(&dir.path().join("data")),
+        &dir.path().join("log"),
+    )
+    .await;
+    let query_url = format!("http://127.0.0.1:{}", server.query_port);
+
+    // python-logging-loki: JSON, one push per line, times taken by the handler.
+    let sent = send(
+        &python(),
+        "conformance/python/loki_push.py",
+        &["--url", &server.http_url(), "--org-id", "py"],
+        &dir.path().join("py.json"),
+    )
+    .await;
+    let stored = lines(&server, "py").await;
+    let sent = sent["lines"].as_array().expect("lines");
+    assert_eq!(stored.len(), sent.len(), "{stored:?}");
+    for (stored, sent) in stored.iter().zip(sent) {
+        assert_eq!(stored["line"], sent["line"]);
+        let mut labels = sent["labels"].clone();
+        // Loki 3's service name rule: from `application`.
+        labels["service_name"] = json!("py-loki");
+        labels
+            .as_object_mut()
+            .expect("labels")
+            .remove("application");
+        let mut stored_labels = stored["labels"].clone();
+        assert_eq!(stored_labels["application"], json!("py-loki"));
+        stored_labels
+            .as_object_mut()
+            .expect("labels")
+            .remove("application");
+        assert_eq!(stored_labels, labels, "labels of {}", sent["line"]);
+    }
+
+    // winston-loki: one snappy protobuf batch, explicit times, on the query listener.
+    let sent = send(
+        &node(),
+        "conformance/js/loki_push.mjs",
+        &["--url", &query_url, "--org-id", "js"],
+        &dir.path().join("js.json"),
+    )
+    .await;
+    let expected: Vec<Value> = sent["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| {
+            let mut labels = l["labels"].clone();
+            labels["service_name"] = labels["app"].clone();
+            json!({
+                "line": l["line"],
+                "labels": labels,
+                "time_unix_nano": l["time_unix_nano"].as_str().expect("time").parse::<u64>().expect("ns"),
+            })
+        })
+        .collect();
+    assert_eq!(lines(&server, "js").await, expected);
+    assert!(server.terminate().success(), "a clean shutdown exits 0");
+}
 
 #[tokio::test]
 async fn pushes_on_both_listeners_are_queryable() {

@@ -50,7 +50,7 @@ pub(crate) fn python() -> std::path::PathBuf {
     python
 }
 
-fn node() -> std::path::PathBuf {
+pub(crate) fn node() -> std::path::PathBuf {
     let modules = framelake_testkit::workspace_root().join("conformance/js/node_modules");
     assert!(
         modules.is_dir(),
