@@ -22,12 +22,7 @@ fn sql(server: &Server, args: &[&str]) -> (bool, String, String) {
 #[tokio::test]
 async fn sql_command_prints_tables_csv_and_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        "serve",
-        &data_dir_args(&dir.path().join("data")),
-        &dir.path().join("log"),
-    )
-    .await;
+    let server = Server::serve_in(dir.path()).await;
     let logs = serde_json::json!({"resourceLogs": [{
         "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
         "scopeLogs": [{"logRecords": [{

@@ -26,12 +26,7 @@ fn sent_span_ids(sent: &Value) -> Vec<Value> {
 #[tokio::test]
 async fn adbc_and_pyarrow_flight_read_what_the_sdk_sent() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        "serve",
-        &data_dir_args(&dir.path().join("data")),
-        &dir.path().join("log"),
-    )
-    .await;
+    let server = Server::serve_in(dir.path()).await;
     let sent = send(
         &python(),
         "conformance/python/send.py",

@@ -6,8 +6,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::Server;
 use crate::sdk::{node, python, send};
-use crate::{Server, data_dir_args};
 
 /// The lines of a tenant over SQL, oldest first: line, labels (the resource's
 /// attributes, `service.name` as `service_name`) and time.
@@ -33,13 +33,8 @@ async fn lines(server: &Server, tenant: &str) -> Vec<Value> {
 #[tokio::test]
 async fn python_logging_loki_and_winston_loki_push_and_read_back() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        "serve",
-        &data_dir_args(&dir.path().join("data")),
-        &dir.path().join("log"),
-    )
-    .await;
-    let query_url = format!("http://127.0.0.1:{}", server.query_port);
+    let server = Server::serve_in(dir.path()).await;
+    let query_url = server.query_url();
 
     // python-logging-loki: JSON, one push per line, times taken by the handler.
     let sent = send(
@@ -99,13 +94,8 @@ async fn python_logging_loki_and_winston_loki_push_and_read_back() {
 #[tokio::test]
 async fn pushes_on_both_listeners_are_queryable() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        "serve",
-        &data_dir_args(&dir.path().join("data")),
-        &dir.path().join("log"),
-    )
-    .await;
-    let query_url = format!("http://127.0.0.1:{}", server.query_port);
+    let server = Server::serve_in(dir.path()).await;
+    let query_url = server.query_url();
     for (n, base) in [server.http_url(), query_url].into_iter().enumerate() {
         let body = format!(
             r#"{{"streams":[{{"stream":{{"app":"shop","listener":"{n}"}},"values":[["{}","line {n}",{{"trace_id":"t{n}"}}]]}}]}}"#,

@@ -97,6 +97,15 @@ impl Server {
         }
     }
 
+    /// `framelake serve` on the embedded default, its data and log under `dir`.
+    pub(crate) async fn serve_in(dir: &Path) -> Server {
+        Server::start("serve", &data_dir_args(&dir.join("data")), &dir.join("log")).await
+    }
+
+    pub(crate) fn query_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.query_port)
+    }
+
     pub(crate) fn http_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::{Server, data_dir_args};
+use crate::Server;
 
 fn framelake(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_framelake"))
@@ -28,12 +28,7 @@ fn framelake(args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_game_instrumented_with_the_sdk_reads_back_exactly_and_opens_in_perfetto() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        "serve",
-        &data_dir_args(&dir.path().join("data")),
-        &dir.path().join("log"),
-    )
-    .await;
+    let server = Server::serve_in(dir.path()).await;
     let summary_file = dir.path().join("summary.json");
     framelake(&[
         "demo",

@@ -11,7 +11,7 @@ use framelake_lake::{Lake, LakeConfig};
 use serde_json::{Value, json};
 
 use crate::render::{self, assert_matches};
-use crate::{Server, data_dir_args, embedded_lake, stored};
+use crate::{Server, embedded_lake, stored};
 
 /// Runs a sender script and returns what it says it sent.
 pub(crate) async fn send(program: &Path, script: &str, args: &[&str], out: &Path) -> Value {
@@ -400,12 +400,7 @@ fn assert_rows(sent: &[Value], rows: &[Value], key: &str, what: &str) {
 #[tokio::test]
 async fn python_sdk_over_grpc_and_http_protobuf() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        "serve",
-        &data_dir_args(&dir.path().join("data")),
-        &dir.path().join("log"),
-    )
-    .await;
+    let server = Server::serve_in(dir.path()).await;
     let grpc = send(
         &python(),
         "conformance/python/send.py",
@@ -446,12 +441,7 @@ async fn python_sdk_over_grpc_and_http_protobuf() {
 #[tokio::test]
 async fn js_sdk_over_http_json() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(
-        "serve",
-        &data_dir_args(&dir.path().join("data")),
-        &dir.path().join("log"),
-    )
-    .await;
+    let server = Server::serve_in(dir.path()).await;
     let args = [
         "--endpoint",
         &server.http_url(),
