@@ -96,10 +96,22 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
         let service = Arc::new(QueryService { engine, tenancy });
         let listener = bind("query-http", settings.query_addr()).await?;
         let mut router = framelake_query::http::router(service);
-        if let Some((_, _, ingest)) = &receiver {
+        router = match &receiver {
             // Loki clients push and read at one URL.
-            router = router.merge(framelake_receiver::http::loki_router(Arc::clone(ingest)));
-        }
+            Some((_, _, ingest)) => {
+                router.merge(framelake_receiver::http::loki_router(Arc::clone(ingest)))
+            }
+            None => router.route(
+                "/loki/api/v1/push",
+                axum::routing::post(|| async {
+                    (
+                        axum::http::StatusCode::NOT_FOUND,
+                        "this process runs the query role without a receiver: push to a \
+                         receiver's ingest listener (/loki/api/v1/push on :4318)\n",
+                    )
+                }),
+            ),
+        };
         let stopped = stop.clone().cancelled_owned();
         tracker.spawn(async move {
             if let Err(e) = axum::serve(listener, router)

@@ -575,6 +575,22 @@ async fn receiver_role_on_postgres_and_s3_with_tokens() {
         403,
         "a writer's token cannot read"
     );
+    // Without a receiver in the process, a Loki push is told where to go.
+    let push = reqwest::Client::new()
+        .post(format!("{}/loki/api/v1/push", query.query_url()))
+        .header("content-type", "application/json")
+        .body(r#"{"streams":[]}"#)
+        .send()
+        .await
+        .expect("the query role answers");
+    assert_eq!(push.status().as_u16(), 404);
+    assert!(
+        push.text()
+            .await
+            .expect("body")
+            .contains("push to a receiver"),
+        "the answer names the receiver"
+    );
 
     // The maintain role, with its flag, materializes what the receiver stored.
     let mut maintain_args = args.clone();
