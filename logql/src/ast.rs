@@ -443,8 +443,13 @@ fn quoted(s: &str) -> String {
     out
 }
 
-fn list(labels: &[String]) -> String {
-    labels.join(", ")
+/// Items as LogQL lists them: `a, b, c`.
+fn list<T: Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Display for Expr {
@@ -506,13 +511,6 @@ impl Display for Extraction {
     }
 }
 
-fn extractions(list: &[Extraction]) -> String {
-    list.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 impl Display for LabelSelector {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match &self.matcher {
@@ -520,13 +518,6 @@ impl Display for LabelSelector {
             None => f.write_str(&self.name),
         }
     }
-}
-
-fn selectors(list: &[LabelSelector]) -> String {
-    list.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Display for Stage {
@@ -537,7 +528,7 @@ impl Display for Stage {
                 write!(f, "{op} {}", patterns.join(" or "))
             }
             Stage::Json(e) if e.is_empty() => f.write_str("| json"),
-            Stage::Json(e) => write!(f, "| json {}", extractions(e)),
+            Stage::Json(e) => write!(f, "| json {}", list(e)),
             Stage::Logfmt {
                 strict,
                 keep_empty,
@@ -551,7 +542,7 @@ impl Display for Stage {
                     f.write_str(" --keep-empty")?;
                 }
                 if !e.is_empty() {
-                    write!(f, " {}", extractions(e))?;
+                    write!(f, " {}", list(e))?;
                 }
                 Ok(())
             }
@@ -572,8 +563,8 @@ impl Display for Stage {
                 write!(f, "| label_format {}", items.join(", "))
             }
             Stage::LabelFilter(filter) => write!(f, "| {filter}"),
-            Stage::Drop(list) => write!(f, "| drop {}", selectors(list)),
-            Stage::Keep(list) => write!(f, "| keep {}", selectors(list)),
+            Stage::Drop(list) => write!(f, "| drop {}", self::list(list)),
+            Stage::Keep(list) => write!(f, "| keep {}", self::list(list)),
             Stage::Decolorize => f.write_str("| decolorize"),
         }
     }

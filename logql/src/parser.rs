@@ -159,25 +159,24 @@ impl Parser {
     }
 
     fn ident(&mut self, what: &str) -> Result<String, ParseError> {
-        match &self.peek().tok {
-            Tok::Ident(s) => {
-                let s = s.clone();
-                self.next();
-                Ok(s)
-            }
-            _ => Err(self.unexpected(what)),
-        }
+        self.take(what, |t| match t {
+            Tok::Ident(s) => Some(s.clone()),
+            _ => None,
+        })
     }
 
     fn string(&mut self, what: &str) -> Result<String, ParseError> {
-        match &self.peek().tok {
-            Tok::Str(s) => {
-                let s = s.clone();
-                self.next();
-                Ok(s)
-            }
-            _ => Err(self.unexpected(what)),
-        }
+        self.take(what, |t| match t {
+            Tok::Str(s) => Some(s.clone()),
+            _ => None,
+        })
+    }
+
+    /// The next token's value if `read` takes it, else an error expecting `what`.
+    fn take<T>(&mut self, what: &str, read: impl Fn(&Tok) -> Option<T>) -> Result<T, ParseError> {
+        let value = read(&self.peek().tok).ok_or_else(|| self.unexpected(what))?;
+        self.next();
+        Ok(value)
     }
 
     fn number(&mut self, what: &str) -> Result<f64, ParseError> {

@@ -14,7 +14,7 @@ use http::{HeaderMap, StatusCode, header};
 
 use crate::admission::Ticket;
 use crate::error::IngestError;
-use crate::loki::{self, PushFormat};
+use crate::loki;
 use crate::native::NativeMessage;
 use crate::otlp::{Encoding, Signal};
 use crate::{ContentEncoding, Ingest};
@@ -61,20 +61,20 @@ async fn loki_push(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: 
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let result = async {
         let tenant = ingest.authorize(&headers)?;
-        let format = PushFormat::from_content_type(header(header::CONTENT_TYPE.as_str()))?;
+        let format = Encoding::from_content_type(header(header::CONTENT_TYPE.as_str()))?;
         let encoding =
             header(header::CONTENT_ENCODING.as_str()).map(|v| v.trim().to_ascii_lowercase());
         let compression = match (format, encoding.as_deref()) {
             // Protobuf pushes are snappy-compressed whatever the header says.
-            (PushFormat::Protobuf, None | Some("" | "snappy" | "identity")) => {
+            (Encoding::Protobuf, None | Some("" | "snappy" | "identity")) => {
                 ContentEncoding::Identity
             }
-            (PushFormat::Protobuf, Some(other)) => {
+            (Encoding::Protobuf, Some(other)) => {
                 return Err(IngestError::BadRequest(format!(
                     "unsupported Content-Encoding {other:?}: a protobuf push is snappy-compressed"
                 )));
             }
-            (PushFormat::Json, encoding) => ContentEncoding::from_header(encoding)
+            (Encoding::Json, encoding) => ContentEncoding::from_header(encoding)
                 .map_err(|e| IngestError::BadRequest(e.to_string()))?,
         };
         let (body, mut ticket) = read_body(&ingest, &headers, body).await?;

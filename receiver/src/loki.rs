@@ -21,6 +21,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use crate::error::IngestError;
+use crate::otlp::Encoding;
 
 /// `logproto.PushRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -83,31 +84,6 @@ const SERVICE_NAME_FROM: [&str; 12] = [
 /// The service name of streams that name none (Loki 3's).
 const UNKNOWN_SERVICE: &str = "unknown_service";
 
-/// The body formats of a push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushFormat {
-    /// `application/x-protobuf`: snappy block format around a `PushRequest`.
-    Protobuf,
-    /// `application/json`.
-    Json,
-}
-
-impl PushFormat {
-    pub fn from_content_type(value: Option<&str>) -> Result<Self, IngestError> {
-        let media = value
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase());
-        match media.as_deref() {
-            Some("application/x-protobuf") => Ok(PushFormat::Protobuf),
-            Some("application/json") => Ok(PushFormat::Json),
-            other => Err(IngestError::UnsupportedMediaType(format!(
-                "unsupported Content-Type {:?}: use application/x-protobuf (snappy) or application/json",
-                other.unwrap_or_default()
-            ))),
-        }
-    }
-}
-
 /// One stream of a push: its labels and entries.
 struct Stream {
     labels: BTreeMap<String, String>,
@@ -117,12 +93,13 @@ struct Stream {
 /// An entry: its time (ns since the epoch), line and structured metadata.
 type Entry = (u64, String, Vec<(String, String)>);
 
-/// A push body (already decompressed for JSON; snappy for protobuf) as the
-/// OTLP request it is stored as. `limit` bounds the snappy output.
-pub fn to_otlp(format: PushFormat, body: &[u8], limit: usize) -> Result<Bytes, IngestError> {
+/// A push body (already decompressed for JSON; snappy block format around a
+/// `PushRequest` for protobuf) as the OTLP request it is stored as. `limit`
+/// bounds the snappy output.
+pub fn to_otlp(format: Encoding, body: &[u8], limit: usize) -> Result<Bytes, IngestError> {
     let streams = match format {
-        PushFormat::Protobuf => protobuf_streams(body, limit)?,
-        PushFormat::Json => json_streams(body)?,
+        Encoding::Protobuf => protobuf_streams(body, limit)?,
+        Encoding::Json => json_streams(body)?,
     };
     let request = ExportLogsServiceRequest {
         resource_logs: streams.into_iter().map(resource_logs).collect(),
