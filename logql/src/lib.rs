@@ -5,9 +5,11 @@
 //! `parse error at line L, col C: …`. Printing a tree gives its canonical text,
 //! which parses back to the same tree.
 //!
-//! The query side compiles these trees into plans over the lake's views.
+//! [`eval`] runs a log pipeline line by line (filters, parsers, templates);
+//! the query side compiles the rest into plans over the lake's views.
 
 mod ast;
+pub mod eval;
 mod lexer;
 mod parser;
 mod units;

@@ -1,0 +1,499 @@
+//! The parser stages: `json`, `logfmt`, `regexp`, `pattern` and `unpack`.
+//! What they extract becomes parsed labels; a name that is already a stream
+//! label gets `_extracted` after it; a line a parser cannot read gets the
+//! `__error__` label (`JSONParserErr`, `LogfmtParserErr`).
+
+use serde_json::Value;
+
+use super::labels::{Category, Labels, sanitize};
+use crate::ast::Extraction;
+
+pub const JSON_ERROR: &str = "JSONParserErr";
+pub const LOGFMT_ERROR: &str = "LogfmtParserErr";
+
+/// Sets a parsed label under its name, or `<name>_extracted` when a stream
+/// label has the name.
+fn extracted(labels: &mut Labels, name: String, value: String) {
+    if labels.is_stream(&name) {
+        labels.set(Category::Parsed, &format!("{name}_extracted"), value);
+    } else {
+        labels.set(Category::Parsed, &name, value);
+    }
+}
+
+/// A JSON value as a label value: strings as they are, numbers and booleans
+/// as written, `null` empty, objects and arrays as JSON.
+fn json_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// `| json`: every field of a JSON object, nested ones joined with `_`
+/// (arrays are not extracted); or, with extractions, the fields they name.
+pub(super) fn json(line: &str, extractions: &[Extraction], labels: &mut Labels) {
+    let parsed: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => {
+            labels.set_error(JSON_ERROR, e.to_string());
+            return;
+        }
+    };
+    let Value::Object(fields) = parsed else {
+        labels.set_error(JSON_ERROR, "the line is not a JSON object");
+        return;
+    };
+    if extractions.is_empty() {
+        flatten(&mut String::new(), &fields, labels);
+        return;
+    }
+    let root = Value::Object(fields);
+    for e in extractions {
+        let path = e.expression.as_deref().unwrap_or(&e.label);
+        let value = json_path(path)
+            .and_then(|steps| lookup(&root, &steps))
+            .map(json_text)
+            .unwrap_or_default();
+        labels.set(Category::Parsed, &e.label, value);
+    }
+}
+
+fn flatten(prefix: &mut String, fields: &serde_json::Map<String, Value>, labels: &mut Labels) {
+    for (key, value) in fields {
+        let len = prefix.len();
+        if !prefix.is_empty() {
+            prefix.push('_');
+        }
+        prefix.push_str(&sanitize(key));
+        match value {
+            Value::Object(inner) => flatten(prefix, inner, labels),
+            Value::Array(_) => {}
+            other => extracted(labels, prefix.clone(), json_text(other)),
+        }
+        prefix.truncate(len);
+    }
+}
+
+/// One step of a JSON path: a field or an array index.
+#[derive(Debug, PartialEq)]
+enum Step {
+    Field(String),
+    Index(usize),
+}
+
+/// `a.b[0]["c d"]` as steps; `None` when it is not a path.
+fn json_path(path: &str) -> Option<Vec<Step>> {
+    let mut steps = Vec::new();
+    let mut rest = path.trim();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('[') {
+            let (inside, after) = r.split_once(']')?;
+            let inside = inside.trim();
+            if let Some(quoted) = inside
+                .strip_prefix('"')
+                .and_then(|s| s.strip_suffix('"'))
+                .or_else(|| inside.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
+            {
+                steps.push(Step::Field(quoted.replace("\\\"", "\"")));
+            } else {
+                steps.push(Step::Index(inside.parse().ok()?));
+            }
+            rest = after;
+        } else {
+            let r = rest.strip_prefix('.').unwrap_or(rest);
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            if end == 0 {
+                return None;
+            }
+            steps.push(Step::Field(r[..end].to_owned()));
+            rest = &r[end..];
+        }
+    }
+    (!steps.is_empty()).then_some(steps)
+}
+
+fn lookup<'a>(mut value: &'a Value, steps: &[Step]) -> Option<&'a Value> {
+    for step in steps {
+        value = match (step, value) {
+            (Step::Field(f), Value::Object(m)) => m.get(f)?,
+            (Step::Index(i), Value::Array(a)) => a.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+/// `| unpack`: the string fields of a JSON object (as Promtail's `pack`
+/// stage writes them); the `_entry` field becomes the line.
+pub(super) fn unpack(line: &mut String, labels: &mut Labels) {
+    let fields = match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => {
+            labels.set_error(JSON_ERROR, "the line is not a JSON object");
+            return;
+        }
+        Err(e) => {
+            labels.set_error(JSON_ERROR, e.to_string());
+            return;
+        }
+    };
+    let mut entry = None;
+    for (key, value) in fields {
+        let Value::String(value) = value else {
+            continue;
+        };
+        if key == "_entry" {
+            entry = Some(value);
+        } else {
+            extracted(labels, sanitize(&key), value);
+        }
+    }
+    if let Some(entry) = entry {
+        *line = entry;
+    }
+}
+
+/// `| logfmt`: `key=value` pairs (values bare or double-quoted). Without
+/// `--strict` a malformed pair is skipped; with it, parsing stops there with
+/// an error. A key without a value, or with an empty one, is kept only with
+/// `--keep-empty`.
+pub(super) fn logfmt(
+    line: &str,
+    strict: bool,
+    keep_empty: bool,
+    extractions: &[Extraction],
+    labels: &mut Labels,
+) {
+    let mut pairs = LogfmtPairs { rest: line };
+    while let Some(pair) = pairs.next() {
+        let (key, value) = match pair {
+            Ok(pair) => pair,
+            Err(message) if strict => {
+                labels.set_error(LOGFMT_ERROR, message);
+                return;
+            }
+            Err(_) => continue,
+        };
+        if extractions.is_empty() {
+            if value.is_empty() && !keep_empty {
+                continue;
+            }
+            extracted(labels, sanitize(key), value);
+        } else {
+            for e in extractions {
+                if e.expression.as_deref().unwrap_or(&e.label) == key {
+                    labels.set(Category::Parsed, &e.label, value.clone());
+                }
+            }
+        }
+    }
+}
+
+struct LogfmtPairs<'a> {
+    rest: &'a str,
+}
+
+impl<'a> LogfmtPairs<'a> {
+    fn next(&mut self) -> Option<Result<(&'a str, String), String>> {
+        self.rest = self.rest.trim_start();
+        if self.rest.is_empty() {
+            return None;
+        }
+        let key_end = self
+            .rest
+            .find(|c: char| c == '=' || c.is_whitespace() || c == '"')
+            .unwrap_or(self.rest.len());
+        let key = &self.rest[..key_end];
+        let after = &self.rest[key_end..];
+        if key.is_empty() {
+            // `=value` or a stray quote: skip the token.
+            let end = self
+                .rest
+                .find(char::is_whitespace)
+                .unwrap_or(self.rest.len());
+            let bad = &self.rest[..end];
+            self.rest = &self.rest[end..];
+            return Some(Err(format!("unexpected {bad:?}: a key must come first")));
+        }
+        let Some(value_text) = after.strip_prefix('=') else {
+            self.rest = after;
+            if after.starts_with('"') {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                self.rest = &after[end..];
+                return Some(Err(format!("unexpected quote after key {key:?}")));
+            }
+            return Some(Ok((key, String::new())));
+        };
+        if let Some(quoted) = value_text.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '"' => {
+                        self.rest = &quoted[i + 1..];
+                        return Some(Ok((key, value)));
+                    }
+                    '\\' => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, 't')) => value.push('\t'),
+                        Some((_, 'r')) => value.push('\r'),
+                        Some((_, other)) => value.push(other),
+                        None => break,
+                    },
+                    c => value.push(c),
+                }
+            }
+            self.rest = "";
+            return Some(Err(format!("unterminated quoted value of {key:?}")));
+        }
+        let end = value_text
+            .find(char::is_whitespace)
+            .unwrap_or(value_text.len());
+        let value = &value_text[..end];
+        self.rest = &value_text[end..];
+        if value.contains('"') {
+            return Some(Err(format!("unexpected quote in the value of {key:?}")));
+        }
+        Some(Ok((key, value.to_owned())))
+    }
+}
+
+/// `| regexp "…"`: the named groups of the first match.
+pub(super) fn regexp(re: &regex::Regex, line: &str, labels: &mut Labels) {
+    let Some(captures) = re.captures(line) else {
+        return;
+    };
+    for name in re.capture_names().flatten() {
+        if let Some(m) = captures.name(name) {
+            extracted(labels, name.to_owned(), m.as_str().to_owned());
+        }
+    }
+}
+
+/// A compiled `pattern` expression: literals and captures (`<name>`, `<_>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pattern {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Literal(String),
+    Capture(Option<String>),
+}
+
+impl Pattern {
+    /// Compiles a pattern; it needs a capture, and two captures need a
+    /// literal between them.
+    pub fn new(text: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('<') {
+            let after = &rest[open + 1..];
+            let name = after.split_once('>').map(|(n, _)| n).filter(|n| {
+                !n.is_empty()
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !n.starts_with(|c: char| c.is_ascii_digit())
+            });
+            literal.push_str(&rest[..open]);
+            match name {
+                Some(name) => {
+                    if !literal.is_empty() {
+                        parts.push(Part::Literal(std::mem::take(&mut literal)));
+                    }
+                    if matches!(parts.last(), Some(Part::Capture(_))) {
+                        return Err(format!(
+                            "pattern {text:?}: two captures need text between them"
+                        ));
+                    }
+                    parts.push(Part::Capture((name != "_").then(|| name.to_owned())));
+                    rest = &after[name.len() + 1..];
+                }
+                None => {
+                    literal.push('<');
+                    rest = after;
+                }
+            }
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        if !parts.iter().any(|p| matches!(p, Part::Capture(_))) {
+            return Err(format!("pattern {text:?} has no capture"));
+        }
+        Ok(Pattern { parts })
+    }
+
+    /// The captures of a line, from its start; `None` when it does not match.
+    pub fn captures<'a>(&'a self, line: &'a str) -> Option<Vec<(&'a str, &'a str)>> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut i = 0;
+        while i < self.parts.len() {
+            match &self.parts[i] {
+                Part::Literal(l) => {
+                    if !line[pos..].starts_with(l.as_str()) {
+                        return None;
+                    }
+                    pos += l.len();
+                }
+                Part::Capture(name) => {
+                    let end = match self.parts.get(i + 1) {
+                        Some(Part::Literal(l)) => {
+                            let at = pos + line[pos..].find(l.as_str())?;
+                            i += 1;
+                            let value = &line[pos..at];
+                            pos = at + l.len();
+                            if let Some(name) = name {
+                                out.push((name.as_str(), value));
+                            }
+                            i += 1;
+                            continue;
+                        }
+                        _ => line.len(),
+                    };
+                    if let Some(name) = name {
+                        out.push((name.as_str(), &line[pos..end]));
+                    }
+                    pos = end;
+                }
+            }
+            i += 1;
+        }
+        Some(out)
+    }
+
+    /// Whether the whole line fits the pattern (the `|>` line filter).
+    pub fn matches(&self, line: &str) -> bool {
+        self.captures(line).is_some()
+    }
+}
+
+/// `| pattern "…"`.
+pub(super) fn pattern(p: &Pattern, line: &str, labels: &mut Labels) {
+    if let Some(captures) = p.captures(line) {
+        for (name, value) in captures {
+            extracted(labels, name.to_owned(), value.to_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(f: impl FnOnce(&mut Labels)) -> Vec<(String, String)> {
+        let mut labels = Labels::stream([("app", "a")]);
+        f(&mut labels);
+        labels.sorted()
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn json_flattens_objects_and_skips_arrays() {
+        let got = run(|l| {
+            json(
+                r#"{"app":"x","req":{"method":"GET","status":500},"tags":[1],"ok":true,"n":null}"#,
+                &[],
+                l,
+            )
+        });
+        assert_eq!(
+            got,
+            pairs(&[
+                ("app", "a"),
+                ("app_extracted", "x"),
+                ("n", ""),
+                ("ok", "true"),
+                ("req_method", "GET"),
+                ("req_status", "500"),
+            ])
+        );
+        let got = run(|l| json("not json", &[], l));
+        assert_eq!(got[0], ("__error__".into(), JSON_ERROR.into()));
+        assert_eq!(got[1].0, "__error_details__");
+    }
+
+    #[test]
+    fn json_extractions_follow_paths() {
+        let e = |label: &str, expr: &str| Extraction {
+            label: label.into(),
+            expression: Some(expr.into()),
+        };
+        let got = run(|l| {
+            json(
+                r#"{"servers":["a","b"],"request":{"headers":{"User-Agent":"curl"}}}"#,
+                &[
+                    e("first", "servers[0]"),
+                    e("ua", r#"request.headers["User-Agent"]"#),
+                    e("none", "missing.x"),
+                ],
+                l,
+            )
+        });
+        assert_eq!(
+            got,
+            pairs(&[("app", "a"), ("first", "a"), ("none", ""), ("ua", "curl")])
+        );
+    }
+
+    #[test]
+    fn logfmt_reads_bare_and_quoted_values() {
+        let line = r#"level=info msg="hello \"you\"" empty= flag app=y =bad"#;
+        let got = run(|l| logfmt(line, false, false, &[], l));
+        assert_eq!(
+            got,
+            pairs(&[
+                ("app", "a"),
+                ("app_extracted", "y"),
+                ("level", "info"),
+                ("msg", "hello \"you\""),
+            ])
+        );
+        let got = run(|l| logfmt(line, false, true, &[], l));
+        assert!(got.contains(&("flag".into(), "".into())));
+        assert!(got.contains(&("empty".into(), "".into())));
+        let got = run(|l| logfmt(line, true, false, &[], l));
+        assert!(got.contains(&("__error__".into(), LOGFMT_ERROR.into())));
+    }
+
+    #[test]
+    fn patterns_capture_up_to_the_next_literal() {
+        let p = Pattern::new(r#"<ip> - <_> [<_>] "<method> <path> <_>" <status>"#)
+            .expect("the pattern compiles");
+        let line = r#"10.0.0.1 - - [10/Oct/2000:13:55:36] "GET /a HTTP/1.0" 200 2326"#;
+        assert_eq!(
+            p.captures(line).expect("the pattern compiles"),
+            vec![
+                ("ip", "10.0.0.1"),
+                ("method", "GET"),
+                ("path", "/a"),
+                ("status", "200 2326")
+            ]
+        );
+        assert!(p.captures("nothing like it").is_none());
+        assert!(Pattern::new("<a><b>").is_err());
+        assert!(Pattern::new("no captures").is_err());
+    }
+
+    #[test]
+    fn unpack_takes_string_fields_and_the_entry() {
+        let mut line = r#"{"_entry":"the line","pod":"p1","n":3}"#.to_owned();
+        let mut labels = Labels::default();
+        unpack(&mut line, &mut labels);
+        assert_eq!(line, "the line");
+        assert_eq!(labels.sorted(), pairs(&[("pod", "p1")]));
+    }
+}
