@@ -93,7 +93,11 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
                 tracing::error!(error = %e, "flightsql listener failed");
             }
         });
-        let service = Arc::new(QueryService { engine, tenancy });
+        let service = Arc::new(QueryService {
+            engine,
+            tenancy,
+            labels: settings.loki_labels(),
+        });
         let listener = bind("query-http", settings.query_addr()).await?;
         let mut router = framelake_query::http::router(service);
         router = match &receiver {

@@ -17,6 +17,7 @@ use framelake_lake::store::S3Options;
 use framelake_lake::writer::WriterConfig;
 use framelake_query::QueryLimits;
 use framelake_query::aggregate::{self, AggregateDefinition};
+use framelake_query::loki::streams::LabelMapping;
 use framelake_query::parse::SqlBounds;
 use framelake_receiver::Limits;
 use framelake_receiver::otlp::RecordLimits;
@@ -126,6 +127,9 @@ settings! {
     query_max_nesting: usize = "FRAMELAKE_QUERY_MAX_NESTING";
     /// Longest a query may run, in seconds [default: 60].
     query_timeout_s: f64 = "FRAMELAKE_QUERY_TIMEOUT_S";
+    /// Resource attributes that are Loki stream labels besides Loki 3's defaults
+    /// (`service.name`, `k8s.pod.name`, …), comma-separated: `team,host.name`.
+    loki_labels: String = "FRAMELAKE_LOKI_LABELS";
     /// Log format: text or json [default: text].
     log_format: String = "FRAMELAKE_LOG_FORMAT";
 }
@@ -268,6 +272,20 @@ impl Settings {
                 .map_or(d.timeout, Duration::from_secs_f64),
             ..d
         }
+    }
+
+    /// How logs look to Loki's API: the configured extra stream labels.
+    pub(crate) fn loki_labels(&self) -> LabelMapping {
+        let extra: Vec<String> = self
+            .loki_labels
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        LabelMapping::new(&extra)
     }
 
     pub(crate) fn ingest_addr(&self) -> SocketAddr {

@@ -10,7 +10,7 @@ use crate::Server;
 use crate::sdk::{node, python, send};
 
 /// The lines of a tenant over SQL, oldest first: line, labels (the resource's
-/// attributes, `service.name` as `service_name`) and time.
+/// attributes, `service.name` as `service_name`, without the push marker) and time.
 async fn lines(server: &Server, tenant: &str) -> Vec<Value> {
     server
         .sql(
@@ -25,6 +25,11 @@ async fn lines(server: &Server, tenant: &str) -> Vec<Value> {
                 serde_json::from_str(r["labels"].as_str().expect("labels")).expect("JSON labels");
             let service = labels.remove("service.name").expect("a service name");
             labels.insert("service_name".into(), service);
+            assert_eq!(
+                labels.remove("framelake.loki.push"),
+                Some(json!(true)),
+                "a pushed stream is marked"
+            );
             json!({ "line": r["body"], "labels": labels, "time_unix_nano": r["time"] })
         })
         .collect()

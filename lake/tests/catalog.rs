@@ -49,6 +49,35 @@ macro_rules! catalog_suite {
                     catalog.streams(&tenant("b")).await.expect("streams"),
                     b.streams
                 );
+                // Those with blocks of a kind in a time range (block i of
+                // `a` spans t0 + i s .. + 0.5 s).
+                let active = |kinds: &'static [BlockKind], range| {
+                    let catalog = &catalog;
+                    async move {
+                        catalog
+                            .active_processes(&tenant("a"), kinds, range)
+                            .await
+                            .expect("active processes")
+                    }
+                };
+                assert_eq!(
+                    active(&[BlockKind::OtlpSpans], (0, 1_000)).await,
+                    a.processes
+                );
+                assert_eq!(
+                    active(&[], (2_000_001_000, 2_000_001_000)).await,
+                    a.processes
+                );
+                assert!(active(&[BlockKind::OtlpSpans], (0, 999)).await.is_empty());
+                assert!(
+                    active(&[BlockKind::OtlpLogs], (0, i64::MAX))
+                        .await
+                        .is_empty()
+                );
+                assert!(
+                    active(&[], (1_500_001_001, 2_000_000_999)).await.is_empty(),
+                    "between blocks"
+                );
                 // One by id, within its tenant only.
                 let (p, s) = (&a.processes[0], &b.streams[0]);
                 assert_eq!(

@@ -399,19 +399,34 @@ impl Engine {
         sql: &str,
         parameters: Vec<ScalarValue>,
     ) -> Result<Rows, QueryError> {
-        let deadline = tokio::time::Instant::now() + self.limits.timeout;
-        let (ctx, sql, bounds) = (self.session(tenant)?, sql.to_owned(), self.limits.sql);
-        let warnings = ctx
-            .copied_config()
-            .get_extension::<Warnings>()
-            .expect("sessions keep warnings");
-        let planning = self.threads.spawn(async move {
+        let (sql, bounds) = (sql.to_owned(), self.limits.sql);
+        self.run(tenant, move |ctx| async move {
             let mut frame = plan(&ctx, &sql, bounds).await?;
             if !parameters.is_empty() {
                 frame = frame.with_param_values(parameters)?;
             }
-            Ok::<_, QueryError>(frame.execute_stream().await?)
-        });
+            Ok(frame)
+        })
+        .await
+    }
+
+    /// Plans (with `plan`, given a session of the tenant) and starts a
+    /// query, under the same limits as SQL: the APIs that build their plans
+    /// themselves (LogQL) run through here.
+    pub async fn run<P, F>(&self, tenant: &TenantId, plan: P) -> Result<Rows, QueryError>
+    where
+        P: FnOnce(SessionContext) -> F + Send + 'static,
+        F: Future<Output = Result<DataFrame, QueryError>> + Send,
+    {
+        let deadline = tokio::time::Instant::now() + self.limits.timeout;
+        let ctx = self.session(tenant)?;
+        let warnings = ctx
+            .copied_config()
+            .get_extension::<Warnings>()
+            .expect("sessions keep warnings");
+        let planning = self
+            .threads
+            .spawn(async move { Ok::<_, QueryError>(plan(ctx).await?.execute_stream().await?) });
         let mut stream = planning.until(deadline, self.limits.timeout).await??;
         let schema = stream.schema();
         // The rows are computed on the query threads and handed over one batch at a time.

@@ -283,6 +283,19 @@ pub(crate) fn map_json(map: &MapArray, row: usize) -> serde_json::Value {
     serde_json::Value::Object(object)
 }
 
+/// One row of an attributes map as (key, value as text) pairs, values as
+/// `attr` reads them.
+pub(crate) fn map_texts(map: &MapArray, row: usize) -> Vec<(String, String)> {
+    let keys = map.keys().as_string::<i32>();
+    let values = Values {
+        values: map.values().as_struct(),
+    };
+    let offsets = map.value_offsets();
+    (offsets[row] as usize..offsets[row + 1] as usize)
+        .filter_map(|i| Some((keys.value(i).to_owned(), values.text(i)?)))
+        .collect()
+}
+
 /// Whether a type is that of an attributes map (key -> typed value struct).
 pub(crate) fn is_attributes(t: &DataType) -> bool {
     match t {

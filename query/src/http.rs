@@ -33,6 +33,8 @@ use crate::{Engine, QueryError};
 pub struct QueryService {
     pub engine: Engine,
     pub tenancy: Tenancy,
+    /// How logs look to Loki's API (which resource attributes are labels).
+    pub labels: crate::loki::streams::LabelMapping,
 }
 
 /// The routes of the query listener.
@@ -44,6 +46,7 @@ pub fn router(service: Arc<QueryService>) -> Router {
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/perfetto", get(perfetto))
         .route("/ready", get(|| async { "ready\n" }))
+        .merge(crate::loki::http::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(service)
 }

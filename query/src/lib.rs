@@ -5,6 +5,7 @@
 //! - [`http`]: `POST /api/v1/sql` on the query listener.
 //! - [`parse`]: SQL text into a statement, within bounds on its size and nesting.
 //! - [`flight`]: Arrow FlightSQL.
+//! - [`loki`]: Loki's query API (LogQL) for Grafana's Loki datasource.
 //!
 //! The views are those of [`framelake_lake::view`]; [`functions`] lists the
 //! SQL functions added for them, [`quantiles`] the percentile functions.
@@ -17,6 +18,7 @@ mod error;
 pub mod flight;
 pub mod functions;
 pub mod http;
+pub mod loki;
 pub mod parse;
 pub mod perfetto;
 pub mod quantiles;

@@ -6,6 +6,7 @@ mod api;
 mod compaction;
 mod data;
 mod flight;
+mod loki;
 mod native;
 mod quarantine;
 mod sql;
@@ -119,6 +120,7 @@ impl Stack {
         let query = Arc::new(QueryService {
             engine: engine.clone(),
             tenancy,
+            labels: framelake_query::loki::streams::LabelMapping::default(),
         });
         let ingest_url = serve(framelake_receiver::http::router(ingest)).await;
         let query_url = serve(framelake_query::http::router(query)).await;

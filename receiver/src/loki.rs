@@ -6,7 +6,8 @@
 //! `logproto.PushRequest` or JSON (optionally gzip or deflate). Each stream
 //! becomes an OTLP resource whose attributes are its labels (`service_name`
 //! as `service.name`, the name the lake's views read; a stream without one
-//! gets the name Loki 3 gives it); each entry a log record whose body is the
+//! gets the name Loki 3 gives it) and `framelake.loki.push` (`true`, which
+//! tells Loki queries to read every attribute back as a label); each entry a log record whose body is the
 //! line and whose attributes are its structured metadata. The request then
 //! takes the OTLP path: the same validation, limits, durability and
 //! idempotence (a retried push is stored once).
@@ -19,6 +20,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+
+use framelake_lake::view::LOKI_PUSH_ATTRIBUTE;
 
 use crate::error::IngestError;
 use crate::otlp::Encoding;
@@ -274,7 +277,15 @@ fn resource_logs(stream: Stream) -> ResourceLogs {
         .find_map(|name| stream.labels.get(*name))
         .cloned()
         .unwrap_or_else(|| UNKNOWN_SERVICE.to_owned());
-    let attributes = std::iter::once(string_attribute("service.name", service))
+    let marker = KeyValue {
+        key: LOKI_PUSH_ATTRIBUTE.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::BoolValue(true)),
+        }),
+        ..KeyValue::default()
+    };
+    let attributes = [string_attribute("service.name", service), marker]
+        .into_iter()
         .chain(
             stream
                 .labels

@@ -39,6 +39,7 @@ fn strings(attributes: &[KeyValue]) -> Vec<(String, String)> {
         .map(|kv| {
             let value = match kv.value.as_ref().and_then(|v| v.value.clone()) {
                 Some(any_value::Value::StringValue(s)) => s,
+                Some(any_value::Value::BoolValue(b)) => b.to_string(),
                 other => panic!("{}: not a string: {other:?}", kv.key),
             };
             (kv.key.clone(), value)
@@ -111,7 +112,12 @@ async fn json_pushes_are_stored_as_log_records() {
         vec![
             (
                 // No service name: Loki 3's rule takes it from `job`.
-                pairs(&[("service.name", "api"), ("job", "api"), ("level", "info")]),
+                pairs(&[
+                    ("service.name", "api"),
+                    ("framelake.loki.push", "true"),
+                    ("job", "api"),
+                    ("level", "info")
+                ]),
                 vec![
                     (1_700_000_000_000_000_001, "first line".into(), vec![]),
                     (
@@ -122,7 +128,11 @@ async fn json_pushes_are_stored_as_log_records() {
                 ]
             ),
             (
-                pairs(&[("service.name", "web"), ("env", "prod")]),
+                pairs(&[
+                    ("service.name", "web"),
+                    ("framelake.loki.push", "true"),
+                    ("env", "prod")
+                ]),
                 vec![(1_700_000_000_000_000_003, "web line".into(), vec![])]
             ),
         ]
@@ -166,6 +176,7 @@ async fn snappy_protobuf_pushes_are_stored_with_structured_metadata() {
         vec![(
             pairs(&[
                 ("service.name", "shop"),
+                ("framelake.loki.push", "true"),
                 ("app", "shop"),
                 ("level", "error")
             ]),

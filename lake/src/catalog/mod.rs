@@ -403,6 +403,15 @@ pub trait Catalog: Debug + Send + Sync {
     /// Lists the processes of a tenant.
     async fn processes(&self, tenant: &TenantId) -> Result<Vec<ProcessRecord>>;
 
+    /// Lists the processes of a tenant with blocks of these kinds (any
+    /// kind when empty) whose events overlap a time range (inclusive).
+    async fn active_processes(
+        &self,
+        tenant: &TenantId,
+        kinds: &[BlockKind],
+        time_range: (i64, i64),
+    ) -> Result<Vec<ProcessRecord>>;
+
     /// One process of a tenant, if recorded.
     async fn process(&self, tenant: &TenantId, id: &ProcessId) -> Result<Option<ProcessRecord>>;
 

@@ -797,6 +797,32 @@ where
         records::<RawProcess, _>(q.build_query_as().fetch_all(&self.pool).await?)
     }
 
+    async fn active_processes(
+        &self,
+        tenant: &TenantId,
+        kinds: &[BlockKind],
+        time_range: (i64, i64),
+    ) -> Result<Vec<ProcessRecord>> {
+        let mut q = QueryBuilder::<DB>::new(SELECT_PROCESSES);
+        q.push_bind(tenant.as_str())
+            .push(" AND process_id IN (SELECT process_id FROM blocks WHERE tenant = ")
+            .push_bind(tenant.as_str());
+        if !kinds.is_empty() {
+            q.push(" AND kind IN (");
+            let mut list = q.separated(", ");
+            for kind in kinds {
+                list.push_bind(kind.code());
+            }
+            q.push(")");
+        }
+        q.push(" AND max_time >= ")
+            .push_bind(time_range.0)
+            .push(" AND min_time <= ")
+            .push_bind(time_range.1)
+            .push(") ORDER BY insert_time, process_id");
+        records::<RawProcess, _>(q.build_query_as().fetch_all(&self.pool).await?)
+    }
+
     async fn process(&self, tenant: &TenantId, id: &ProcessId) -> Result<Option<ProcessRecord>> {
         let mut q = QueryBuilder::<DB>::new(SELECT_PROCESSES);
         q.push_bind(tenant.as_str())

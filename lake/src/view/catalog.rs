@@ -8,6 +8,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
@@ -107,32 +108,39 @@ fn times() -> TimestampNanosecondBuilder {
     TimestampNanosecondBuilder::new().with_timezone("UTC")
 }
 
+/// What a process says of itself, as OTLP attributes: an OTLP resource's
+/// attributes, or a native process's description
+/// (`processes.attributes`).
+pub fn process_attributes(r: &ProcessRecord) -> Result<Vec<KeyValue>> {
+    let corrupt = |reason: String| Error::Corrupt {
+        location: format!("process {}", r.process_id),
+        reason,
+    };
+    Ok(match r.source {
+        Source::Otlp => {
+            Resource::decode(&r.properties[..])
+                .map_err(|e| corrupt(e.to_string()))?
+                .attributes
+        }
+        Source::Native => {
+            let p = framelake_native_format::Process::decode(&r.properties)
+                .map_err(|e| corrupt(e.to_string()))?;
+            super::native::attributes(&p)
+        }
+    })
+}
+
 /// The `processes` rows of these records.
 pub fn processes(records: &[ProcessRecord]) -> Result<RecordBatch> {
     let (mut id, mut source, mut service) = (ids(), StringBuilder::new(), StringBuilder::new());
     let (mut attributes, mut insert) = (Attributes::default(), times());
     for r in records {
         append_id(&mut id, r.process_id.as_bytes());
-        match r.source {
-            Source::Otlp => {
-                source.append_value("otlp");
-                let resource = Resource::decode(&r.properties[..]).map_err(|e| Error::Corrupt {
-                    location: format!("process {}", r.process_id),
-                    reason: e.to_string(),
-                })?;
-                attributes.append(&resource.attributes);
-            }
-            Source::Native => {
-                source.append_value("native");
-                let p = framelake_native_format::Process::decode(&r.properties).map_err(|e| {
-                    Error::Corrupt {
-                        location: format!("process {}", r.process_id),
-                        reason: e.to_string(),
-                    }
-                })?;
-                attributes.append(&super::native::attributes(&p));
-            }
-        }
+        source.append_value(match r.source {
+            Source::Otlp => "otlp",
+            Source::Native => "native",
+        });
+        attributes.append(&process_attributes(r)?);
         service.append_value(&r.service_name);
         insert.append_value(r.insert_time);
     }

@@ -27,6 +27,12 @@ pub use self::thread_spans::span_id;
 use crate::ids::{BlockId, BlockKind, ProcessId, StreamId};
 use crate::{Error, Result};
 
+/// The resource attribute (`true`) of a stream pushed through Loki's push
+/// API: its other attributes are the stream's labels as sent
+/// (`service.name` for `service_name`), which Loki queries read back as
+/// they were.
+pub const LOKI_PUSH_ATTRIBUTE: &str = "framelake.loki.push";
+
 /// A view of events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum View {

@@ -1,0 +1,635 @@
+//! Loki's query API over the lake: LogQL compiled onto DataFusion scans of
+//! `log_entries`, with the rest of a query run on the lines they return.
+//!
+//! - A stream selector is matched against the catalog's processes (their
+//!   labels by [`streams::LabelMapping`]) that have log blocks in the
+//!   range: the scan reads `process_id IN (…)` only, which prunes blocks
+//!   and partitions before any is opened, besides the time range.
+//! - Line filters before the first stage that rewrites the line become the
+//!   scan's own predicates (`LIKE`, `regexp_like`); a log query whose
+//!   remaining stages drop no line also hands the scan its order and limit.
+//! - The other stages run line by line ([`framelake_logql::eval`]), then
+//!   range aggregations accumulate per series ([`metric`]) and vector
+//!   aggregations and binary operators combine whole series.
+//!
+//! Scans run through [`Engine::run`]: tenant scoping, pending blocks,
+//! memory and time limits are those of SQL.
+
+pub mod http;
+pub mod metric;
+pub mod streams;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Expr, SortExpr};
+use datafusion::prelude::{col, lit};
+use framelake_lake::ids::TenantId;
+use framelake_lake::view::View;
+use framelake_logql::eval::{Category, ERROR, Labels, Pipeline, Row, Selector, Unwrapper};
+use framelake_logql::{
+    Expr as LogQl, LineOp, LogExpr, LogRange, MatchOp, Matcher, MetricExpr, RangeOp, Stage,
+};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+
+use self::metric::{LabelSet, RangeAgg, Series, Steps, Value, Windows};
+use self::streams::{LabelMapping, LineBatch, METADATA_COLUMNS, Stream, StreamIndex};
+use crate::{Engine, QueryError};
+
+/// Most series a metric query may answer with (Loki's default).
+pub const MAX_SERIES: usize = 500;
+
+/// The order of a log query's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// A line a log query returns.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub stream: Arc<Stream>,
+    pub time: i64,
+    pub line: String,
+    pub labels: Labels,
+}
+
+/// Runs LogQL for one tenant.
+#[derive(Debug, Clone)]
+pub struct Loki {
+    engine: Engine,
+    mapping: Arc<LabelMapping>,
+}
+
+fn bad(e: impl std::fmt::Display) -> QueryError {
+    QueryError::BadQuery(e.to_string())
+}
+
+fn timestamp(ns: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(
+        Some(ns),
+        Some("UTC".into()),
+    ))
+}
+
+/// The scan predicate of a line filter, if it has one: `|=` and `!=` as
+/// `LIKE`, `|~` and `!~` as `regexp_like` (a line without a body is empty).
+fn line_predicate(op: LineOp, patterns: &[String]) -> Option<Expr> {
+    let negated = matches!(op, LineOp::NotContains | LineOp::NotRegex);
+    let any = patterns
+        .iter()
+        .map(|p| match op {
+            LineOp::Contains | LineOp::NotContains => {
+                let escaped = p
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                Some(Expr::Like(datafusion::logical_expr::Like::new(
+                    false,
+                    Box::new(col("body")),
+                    Box::new(lit(format!("%{escaped}%"))),
+                    Some('\\'),
+                    false,
+                )))
+            }
+            LineOp::Regex | LineOp::NotRegex => {
+                Some(datafusion::functions::regex::expr_fn::regexp_like(
+                    col("body"),
+                    lit(p.clone()),
+                    None,
+                ))
+            }
+            LineOp::Pattern | LineOp::NotPattern => None,
+        })
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .reduce(Expr::or)?;
+    Some(if negated {
+        col("body").is_null().or(Expr::Not(Box::new(any)))
+    } else {
+        any.and(col("body").is_not_null())
+    })
+}
+
+/// A pipeline split into the scan's predicates and the stages left to run
+/// line by line.
+struct Split {
+    predicates: Vec<Expr>,
+    rest: Vec<Stage>,
+}
+
+fn split(pipeline: &[Stage]) -> Split {
+    let mut predicates = Vec::new();
+    let mut rest = Vec::new();
+    let mut rewritten = false;
+    for stage in pipeline {
+        match stage {
+            Stage::LineFilter { op, patterns } if !rewritten => {
+                match line_predicate(*op, patterns) {
+                    Some(p) => predicates.push(p),
+                    None => rest.push(stage.clone()),
+                }
+            }
+            Stage::LineFormat(_) | Stage::Unpack | Stage::Decolorize => {
+                rewritten = true;
+                rest.push(stage.clone());
+            }
+            _ => rest.push(stage.clone()),
+        }
+    }
+    // `drop __error__` is a no-op when nothing before it can fail.
+    let fails = |s: &Stage| {
+        matches!(
+            s,
+            Stage::Json(_)
+                | Stage::Logfmt { .. }
+                | Stage::Unpack
+                | Stage::LineFormat(_)
+                | Stage::LabelFormat(_)
+                | Stage::LabelFilter(_)
+        )
+    };
+    if !rest.iter().any(fails) {
+        rest.retain(|s| !matches!(s, Stage::Drop(list) if list.iter().all(|l| l.name.starts_with("__error"))));
+    }
+    Split { predicates, rest }
+}
+
+/// Whether a stage may drop lines.
+fn filters(stage: &Stage) -> bool {
+    matches!(stage, Stage::LineFilter { .. } | Stage::LabelFilter(_))
+}
+
+/// What a scan reads besides `time` and `process_id`.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    body: bool,
+    metadata: bool,
+}
+
+/// How a scan orders its rows: newest first or not, and how many.
+type Order = Option<(Direction, Option<usize>)>;
+
+impl Loki {
+    pub fn new(engine: Engine, mapping: LabelMapping) -> Self {
+        Loki {
+            engine,
+            mapping: Arc::new(mapping),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The streams with logs in a time range (inclusive) that a selector
+    /// matches (every stream when `None`).
+    pub async fn streams(
+        &self,
+        tenant: &TenantId,
+        selector: Option<&Selector>,
+        range: (i64, i64),
+    ) -> Result<StreamIndex, QueryError> {
+        let records = self
+            .engine
+            .lake()
+            .catalog
+            .active_processes(tenant, View::LogEntries.kinds(), range)
+            .await?;
+        let mut streams = Vec::new();
+        for record in &records {
+            let stream = self.mapping.stream(record)?;
+            if selector.is_none_or(|s| s.matches(&stream.labels)) {
+                streams.push(stream);
+            }
+        }
+        Ok(StreamIndex::new(streams))
+    }
+
+    /// Scans the lines of some streams in a time range (inclusive).
+    async fn scan(
+        &self,
+        tenant: &TenantId,
+        streams: &StreamIndex,
+        range: (i64, i64),
+        predicates: Vec<Expr>,
+        columns: Columns,
+        order: Order,
+    ) -> Result<crate::Rows, QueryError> {
+        let ids: Vec<Expr> = streams
+            .ids()
+            .map(|id| {
+                lit(ScalarValue::FixedSizeBinary(
+                    16,
+                    Some(id.as_bytes().to_vec()),
+                ))
+            })
+            .collect();
+        let mut names = vec!["time", "process_id"];
+        if columns.body {
+            names.push("body");
+        }
+        if columns.metadata {
+            names.extend(METADATA_COLUMNS);
+        }
+        self.engine
+            .run(tenant, move |ctx| async move {
+                let mut predicate = col("time")
+                    .gt_eq(timestamp(range.0))
+                    .and(col("time").lt_eq(timestamp(range.1)))
+                    .and(col("process_id").in_list(ids, false));
+                for p in predicates {
+                    predicate = predicate.and(p);
+                }
+                let mut frame = ctx
+                    .table(View::LogEntries.name())
+                    .await?
+                    .filter(predicate)?
+                    .select_columns(&names)?;
+                if let Some((direction, limit)) = order {
+                    frame = frame.sort(vec![SortExpr::new(
+                        col("time"),
+                        direction == Direction::Forward,
+                        false,
+                    )])?;
+                    if let Some(limit) = limit {
+                        frame = frame.limit(0, Some(limit))?;
+                    }
+                }
+                Ok(frame)
+            })
+            .await
+    }
+
+    /// The lines of a log query in `[start, end)`, in `direction`, at most `limit`.
+    pub async fn select(
+        &self,
+        tenant: &TenantId,
+        expr: &LogExpr,
+        start: i64,
+        end: i64,
+        limit: usize,
+        direction: Direction,
+    ) -> Result<Vec<LogLine>, QueryError> {
+        if end <= start || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let selector = Selector::new(&expr.selector).map_err(bad)?;
+        let streams = self
+            .streams(tenant, Some(&selector), (start, end - 1))
+            .await?;
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Split { predicates, rest } = split(&expr.pipeline);
+        let pipeline = Pipeline::new(&rest).map_err(bad)?;
+        let pushed_limit = (!rest.iter().any(filters)).then_some(limit);
+        let columns = Columns {
+            body: true,
+            metadata: true,
+        };
+        let mut rows = self
+            .scan(
+                tenant,
+                &streams,
+                (start, end - 1),
+                predicates,
+                columns,
+                Some((direction, pushed_limit)),
+            )
+            .await?;
+        let mut lines = Vec::new();
+        while let Some(batch) = rows.stream.next().await {
+            let batch = LineBatch::new(&batch?)?;
+            for i in 0..batch.len {
+                let Some((_, stream)) = streams.get(batch.process(i)) else {
+                    continue;
+                };
+                let mut row = Row {
+                    time: batch.time(i),
+                    line: batch.line(i).to_owned(),
+                    labels: batch.labels(i, stream),
+                };
+                if pipeline.process(&mut row) {
+                    lines.push(LogLine {
+                        stream: Arc::clone(stream),
+                        time: row.time,
+                        line: row.line,
+                        labels: row.labels,
+                    });
+                    if lines.len() == limit {
+                        return Ok(lines);
+                    }
+                }
+            }
+        }
+        Ok(lines)
+    }
+
+    /// A metric query's value at each step.
+    pub async fn evaluate(
+        &self,
+        tenant: &TenantId,
+        expr: &MetricExpr,
+        steps: Steps,
+    ) -> Result<Value, QueryError> {
+        let mut names = BTreeSet::new();
+        grouping_names(expr, &mut names);
+        let value = self.eval(tenant, expr, steps, &names).await?;
+        if matches!(&value, Value::Vector(series) if series.len() > MAX_SERIES) {
+            return Err(bad(format!(
+                "maximum number of series ({MAX_SERIES}) reached for a single query; \
+                 consider aggregating by fewer labels (sum by (…))"
+            )));
+        }
+        Ok(value)
+    }
+
+    fn eval<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        expr: &'a MetricExpr,
+        steps: Steps,
+        names: &'a BTreeSet<String>,
+    ) -> BoxFuture<'a, Result<Value, QueryError>> {
+        Box::pin(async move {
+            Ok(match expr {
+                MetricExpr::Literal(v) => Value::Scalar(vec![*v; steps.count]),
+                MetricExpr::Vector1(v) => Value::Vector(vec![Series {
+                    labels: Vec::new(),
+                    points: vec![Some(*v); steps.count],
+                }]),
+                MetricExpr::Range {
+                    op,
+                    param,
+                    range,
+                    grouping,
+                } => Value::Vector(
+                    self.range(tenant, *op, *param, range, grouping.as_ref(), steps, names)
+                        .await?,
+                ),
+                MetricExpr::Vector {
+                    op,
+                    param,
+                    inner,
+                    grouping,
+                } => {
+                    let Value::Vector(series) = self.eval(tenant, inner, steps, names).await?
+                    else {
+                        return Err(bad(format!("{} expects a vector, not a scalar", op.name())));
+                    };
+                    Value::Vector(metric::aggregate(
+                        *op,
+                        *param,
+                        grouping.as_ref(),
+                        series,
+                        steps.count,
+                    ))
+                }
+                MetricExpr::Binary {
+                    op,
+                    lhs,
+                    rhs,
+                    modifier,
+                } => {
+                    let l = self.eval(tenant, lhs, steps, names).await?;
+                    let r = self.eval(tenant, rhs, steps, names).await?;
+                    metric::binary(*op, modifier, l, r, steps.count).map_err(bad)?
+                }
+                MetricExpr::LabelReplace {
+                    inner,
+                    dst,
+                    replacement,
+                    src,
+                    regex,
+                } => {
+                    let Value::Vector(series) = self.eval(tenant, inner, steps, names).await?
+                    else {
+                        return Err(bad("label_replace expects a vector"));
+                    };
+                    let re = framelake_logql::eval::anchored(regex).map_err(bad)?;
+                    Value::Vector(metric::label_replace(series, dst, replacement, src, &re))
+                }
+            })
+        })
+    }
+
+    /// A range aggregation's series.
+    #[allow(clippy::too_many_arguments)]
+    async fn range(
+        &self,
+        tenant: &TenantId,
+        op: RangeOp,
+        param: Option<f64>,
+        range: &LogRange,
+        grouping: Option<&framelake_logql::Grouping>,
+        steps: Steps,
+        names: &BTreeSet<String>,
+    ) -> Result<Vec<Series>, QueryError> {
+        let windows = Windows::new(steps, range.range);
+        let (from, to) = windows.span();
+        let (from, to) = (from - range.offset, to - range.offset);
+        let selector = Selector::new(&range.log.selector).map_err(bad)?;
+        let streams = self.streams(tenant, Some(&selector), (from, to)).await?;
+        let Split { predicates, rest } = split(&range.log.pipeline);
+        let pipeline = Pipeline::new(&rest).map_err(bad)?;
+        let unwrap = range
+            .unwrap
+            .as_ref()
+            .map(Unwrapper::new)
+            .transpose()
+            .map_err(bad)?;
+        // Lines need labels of their own when stages run, values are
+        // unwrapped, or the query groups by a label some stream lacks
+        // (structured metadata).
+        let by = grouping.filter(|g| !g.without).map(|g| g.labels.iter());
+        let metadata = names
+            .iter()
+            .chain(by.into_iter().flatten())
+            .any(|name| streams.all().iter().any(|s| s.labels.get(name).is_none()));
+        let per_line = !rest.is_empty() || unwrap.is_some() || metadata;
+        let bytes = matches!(op, RangeOp::BytesOverTime | RangeOp::BytesRate);
+        let absent = op == RangeOp::AbsentOverTime;
+        let counting = if absent { RangeOp::CountOverTime } else { op };
+        let mut agg = RangeAgg::new(counting, param, windows, unwrap.is_some());
+        if !streams.is_empty() {
+            let columns = Columns {
+                body: per_line || bytes,
+                metadata: per_line,
+            };
+            let mut rows = self
+                .scan(tenant, &streams, (from, to), predicates, columns, None)
+                .await?;
+            // Series of whole streams, when lines need no labels of their own.
+            let mut by_stream: Vec<Option<usize>> = vec![None; streams.all().len()];
+            while let Some(batch) = rows.stream.next().await {
+                let batch = LineBatch::new(&batch?)?;
+                for i in 0..batch.len {
+                    let Some((index, stream)) = streams.get(batch.process(i)) else {
+                        continue;
+                    };
+                    let t = batch.time(i) + range.offset;
+                    if !per_line {
+                        let id = *by_stream[index].get_or_insert_with(|| {
+                            let labels = stream.labels.sorted();
+                            agg.series(match grouping {
+                                Some(g) => metric::group_labels(&labels, Some(g)),
+                                None => labels,
+                            })
+                        });
+                        let v = if bytes {
+                            batch.line(i).len() as f64
+                        } else {
+                            1.0
+                        };
+                        agg.add(id, t, v);
+                        continue;
+                    }
+                    let mut row = Row {
+                        time: batch.time(i),
+                        line: batch.line(i).to_owned(),
+                        labels: batch.labels(i, stream),
+                    };
+                    if !pipeline.process(&mut row) {
+                        continue;
+                    }
+                    let v = match &unwrap {
+                        Some(u) => match u.sample(&mut row.labels) {
+                            Some(v) => v,
+                            None => continue,
+                        },
+                        None if bytes => row.line.len() as f64,
+                        None => 1.0,
+                    };
+                    let labels = series_labels(&row.labels, names, grouping)?;
+                    let id = agg.series(labels);
+                    agg.add(id, t, v);
+                }
+            }
+        }
+        let series: Vec<Series> = agg
+            .finish()
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect();
+        if !absent {
+            return Ok(series);
+        }
+        let points: Vec<Option<f64>> = (0..steps.count)
+            .map(|k| (!series.iter().any(|s| s.points[k].is_some())).then_some(1.0))
+            .collect();
+        if points.iter().all(Option::is_none) {
+            return Ok(Vec::new());
+        }
+        let mut labels: LabelSet = range
+            .log
+            .selector
+            .iter()
+            .filter(|m| m.op == MatchOp::Eq)
+            .map(|m| (m.name.clone(), m.value.clone()))
+            .collect();
+        labels.sort();
+        labels.dedup_by(|a, b| a.0 == b.0);
+        Ok(vec![Series { labels, points }])
+    }
+}
+
+/// A line's series: its stream and parsed labels, and the structured
+/// metadata the query groups by; or what a range aggregation's own
+/// grouping keeps. A line still carrying `__error__` fails the query, as in
+/// Loki.
+fn series_labels(
+    labels: &Labels,
+    names: &BTreeSet<String>,
+    grouping: Option<&framelake_logql::Grouping>,
+) -> Result<LabelSet, QueryError> {
+    if let Some(error) = labels.error() {
+        let mut all = labels.sorted();
+        all.retain(|(n, _)| n != ERROR && !n.starts_with("__error_details"));
+        return Err(bad(format!(
+            "pipeline error: '{error}' for series: '{}'.\nUse a label filter to intentionally skip \
+             this error. (e.g | __error__!=\"{error}\").\nTo skip all potential errors you can \
+             match empty errors.(e.g __error__=\"\")\nThe label filter can also be specified \
+             after unwrap. (e.g | unwrap latency | __error__=\"\" )",
+            metric::labels_text(&all)
+        )));
+    }
+    let mut set: LabelSet = labels
+        .iter()
+        .filter(|l| l.category != Category::Metadata || names.contains(&l.name))
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect();
+    set.sort();
+    Ok(match grouping {
+        Some(g) => {
+            if !g.without {
+                // `by` reads structured metadata too.
+                let mut kept: LabelSet = labels
+                    .iter()
+                    .filter(|l| g.labels.contains(&l.name))
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect();
+                kept.sort();
+                kept
+            } else {
+                metric::group_labels(&set, Some(g))
+            }
+        }
+        None => set,
+    })
+}
+
+/// The label names a query groups or matches by (`by (…)`, `on (…)`,
+/// `group_left (…)`, `label_replace`'s source): structured metadata of
+/// these names joins a series' labels.
+fn grouping_names(expr: &MetricExpr, names: &mut BTreeSet<String>) {
+    let mut add = |g: Option<&framelake_logql::Grouping>| {
+        if let Some(g) = g.filter(|g| !g.without) {
+            names.extend(g.labels.iter().cloned());
+        }
+    };
+    match expr {
+        MetricExpr::Range { grouping, .. } => add(grouping.as_ref()),
+        MetricExpr::Vector {
+            inner, grouping, ..
+        } => {
+            add(grouping.as_ref());
+            grouping_names(inner, names);
+        }
+        MetricExpr::Binary {
+            lhs, rhs, modifier, ..
+        } => {
+            if let Some(m) = modifier.matching.as_ref().filter(|m| m.on) {
+                names.extend(m.labels.iter().cloned());
+            }
+            if let Some(g) = &modifier.group {
+                names.extend(g.include.iter().cloned());
+            }
+            grouping_names(lhs, names);
+            grouping_names(rhs, names);
+        }
+        MetricExpr::LabelReplace { inner, src, .. } => {
+            names.insert(src.clone());
+            grouping_names(inner, names);
+        }
+        MetricExpr::Literal(_) | MetricExpr::Vector1(_) => {}
+    }
+}
+
+/// Parses a query, errors as Loki words them (with the position).
+pub fn parse(query: &str) -> Result<LogQl, QueryError> {
+    framelake_logql::parse(query).map_err(bad)
+}
+
+/// Parses a stream selector (`{app="a"}`) as the metadata endpoints take it.
+pub fn parse_selector(query: &str) -> Result<Vec<Matcher>, QueryError> {
+    match parse(query)? {
+        LogQl::Log(log) => Ok(log.selector),
+        LogQl::Metric(_) => Err(bad(format!(
+            "{query:?} is not a stream selector: a log query ({{…}}) is expected"
+        ))),
+    }
+}

@@ -1,0 +1,661 @@
+//! Loki's query API over known lines, each answer worked out by hand: lines
+//! pushed through Loki's push API and sent over OTLP, read back with LogQL
+//! through `/loki/api/v1/…`.
+
+use framelake_lake::tenancy::Tenancy;
+use framelake_query::QueryLimits;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use serde_json::{Value as Json, json};
+
+use crate::Stack;
+use crate::data::kv;
+
+/// The lines' base time, in seconds.
+const T0: i64 = 1_700_000_000;
+
+fn ns(seconds: f64) -> i64 {
+    T0 * 1_000_000_000 + (seconds * 1e9) as i64
+}
+
+/// `web`: logfmt lines; `api`: JSON lines (the last one not JSON, with a
+/// trace id as structured metadata); `checkout`: two OTLP records.
+async fn lines() -> Stack {
+    let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
+    let web = [
+        (
+            1.0,
+            r#"level=info msg="GET /a" status=200 dur=15ms size=1KB"#,
+        ),
+        (
+            2.0,
+            r#"level=error msg="GET /b" status=500 dur=1.5s size=3KB"#,
+        ),
+        (
+            3.0,
+            r#"level=warn msg="GET /c" status=404 dur=250ms size=512B"#,
+        ),
+    ];
+    let api = [
+        (
+            1.5,
+            r#"{"level":"info","status":200,"req":{"path":"/x","ms":12}}"#,
+        ),
+        (
+            2.5,
+            r#"{"level":"error","status":502,"req":{"path":"/y","ms":340}}"#,
+        ),
+    ];
+    let values = |lines: &[(f64, &str)]| -> Vec<Json> {
+        lines
+            .iter()
+            .map(|(t, l)| json!([ns(*t).to_string(), l]))
+            .collect()
+    };
+    let mut api_values = values(&api);
+    api_values.push(json!([ns(3.5).to_string(), "not json at all", {"trace_id": "abc"}]));
+    let push = json!({"streams": [
+        {"stream": {"app": "web", "env": "prod"}, "values": values(&web)},
+        {"stream": {"app": "api", "env": "dev"}, "values": api_values},
+    ]});
+    let response = stack
+        .client
+        .post(format!("{}/loki/api/v1/push", stack.ingest_url))
+        .json(&push)
+        .send()
+        .await
+        .expect("push answered");
+    assert_eq!(response.status(), 204);
+
+    let record = |t: f64, severity: i32, text: &str, body: &str| LogRecord {
+        time_unix_nano: ns(t) as u64,
+        severity_number: severity,
+        severity_text: text.into(),
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(body.into())),
+        }),
+        attributes: vec![kv("user", Value::StringValue("alice".into()))],
+        trace_id: vec![0xab; 16],
+        ..LogRecord::default()
+    };
+    let otlp = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", Value::StringValue("checkout".into())),
+                    kv("k8s.pod.name", Value::StringValue("pod-1".into())),
+                    kv("host.name", Value::StringValue("h1".into())),
+                ],
+                ..Resource::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    record(1.0, 9, "INFO", "order placed"),
+                    record(5.0, 17, "ERROR", "payment failed"),
+                ],
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    };
+    stack.send("default", "logs", otlp.encode_to_vec()).await;
+    stack
+}
+
+/// A Loki GET: status and body.
+async fn get(
+    stack: &Stack,
+    path: &str,
+    params: &[(&str, String)],
+    categorize: bool,
+) -> (u16, String) {
+    let mut request = stack
+        .client
+        .get(format!("{}/loki/api/v1/{path}", stack.query_url))
+        .query(params);
+    if categorize {
+        request = request.header("X-Loki-Response-Encoding-Flags", "categorize-labels");
+    }
+    let response = request.send().await.expect("query listener answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// A successful answer's `data`.
+async fn data(stack: &Stack, path: &str, params: &[(&str, String)], categorize: bool) -> Json {
+    let (status, body) = get(stack, path, params, categorize).await;
+    assert_eq!(status, 200, "{path} {params:?}: {body}");
+    let answer: Json = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(answer["status"], "success", "{body}");
+    answer["data"].clone()
+}
+
+fn range(
+    query: &str,
+    from: f64,
+    to: f64,
+    extra: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    let mut params = vec![
+        ("query", query.to_owned()),
+        ("start", ns(from).to_string()),
+        ("end", ns(to).to_string()),
+    ];
+    params.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    params
+}
+
+fn instant(query: &str, at: f64) -> Vec<(&'static str, String)> {
+    vec![("query", query.to_owned()), ("time", ns(at).to_string())]
+}
+
+/// A streams answer as (stream labels, [(time, line)]) in order.
+fn streams(data: &Json) -> Vec<(Json, Vec<(String, String)>)> {
+    assert_eq!(data["resultType"], "streams");
+    data["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|s| {
+            let values = s["values"]
+                .as_array()
+                .expect("values")
+                .iter()
+                .map(|v| {
+                    (
+                        v[0].as_str().expect("ns string").to_owned(),
+                        v[1].as_str().expect("line").to_owned(),
+                    )
+                })
+                .collect();
+            (s["stream"].clone(), values)
+        })
+        .collect()
+}
+
+/// A matrix or vector answer as (labels, [(seconds after T0, value)]).
+fn samples(data: &Json) -> Vec<(Json, Vec<(f64, String)>)> {
+    let point = |p: &Json| {
+        (
+            p[0].as_f64().expect("a number of seconds") - T0 as f64,
+            p[1].as_str().expect("a string value").to_owned(),
+        )
+    };
+    data["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|s| {
+            let points = match data["resultType"].as_str() {
+                Some("matrix") => s["values"]
+                    .as_array()
+                    .expect("values")
+                    .iter()
+                    .map(point)
+                    .collect(),
+                Some("vector") => vec![point(&s["value"])],
+                other => panic!("not a metric answer: {other:?}"),
+            };
+            (s["metric"].clone(), points)
+        })
+        .collect()
+}
+
+fn at(points: &[(f64, &str)]) -> Vec<(f64, String)> {
+    points.iter().map(|(t, v)| (*t, (*v).to_owned())).collect()
+}
+
+#[tokio::test]
+async fn log_queries_filter_parse_format_and_order_as_loki() {
+    let stack = lines().await;
+    let web = json!({"app": "web", "env": "prod", "service_name": "web"});
+
+    // Line filter pushed into the scan, logfmt, a numeric label filter; oldest first.
+    let query = r#"{app="web"} |= "GET" | logfmt | status >= 400"#;
+    let d = data(
+        &stack,
+        "query_range",
+        &range(
+            query,
+            0.0,
+            10.0,
+            &[("direction", "forward"), ("limit", "10")],
+        ),
+        false,
+    )
+    .await;
+    let got = streams(&d);
+    assert_eq!(
+        got.len(),
+        2,
+        "one stream per label set (parsed labels included): {d}"
+    );
+    assert_eq!(
+        got[0].1,
+        vec![(
+            ns(2.0).to_string(),
+            r#"level=error msg="GET /b" status=500 dur=1.5s size=3KB"#.to_owned()
+        )]
+    );
+    assert_eq!(got[0].0["status"], "500");
+    assert_eq!(
+        got[0].0["detected_level"], "error",
+        "structured metadata merged without the flag"
+    );
+    assert_eq!(got[1].0["msg"], "GET /c");
+    assert!(d.get("encodingFlags").is_none());
+
+    // Categorized: the stream holds its labels only; parsed and metadata per entry.
+    let d = data(
+        &stack,
+        "query_range",
+        &range(query, 0.0, 10.0, &[("direction", "forward")]),
+        true,
+    )
+    .await;
+    assert_eq!(d["encodingFlags"], json!(["categorize-labels"]));
+    assert_eq!(d["result"].as_array().map(Vec::len), Some(1));
+    assert_eq!(d["result"][0]["stream"], web);
+    let entry = &d["result"][0]["values"][1];
+    assert_eq!(entry.as_array().map(Vec::len), Some(3));
+    assert_eq!(entry[2]["parsed"]["status"], "404");
+    assert_eq!(entry[2]["parsed"]["dur"], "250ms");
+    assert_eq!(
+        entry[2]["structuredMetadata"],
+        json!({"detected_level": "warn"})
+    );
+
+    // Newest first, the limit over all streams; end is exclusive.
+    let d = data(
+        &stack,
+        "query_range",
+        &range(r#"{env=~"prod|dev"}"#, 0.0, 10.0, &[("limit", "2")]),
+        false,
+    )
+    .await;
+    let times: Vec<String> = streams(&d)
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|(t, _)| t.clone()))
+        .collect();
+    assert_eq!(times, vec![ns(3.5).to_string(), ns(3.0).to_string()]);
+    let d = data(
+        &stack,
+        "query_range",
+        &range(r#"{app="web"}"#, 1.0, 3.0, &[]),
+        false,
+    )
+    .await;
+    let times: Vec<String> = streams(&d)
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|(t, _)| t.clone()))
+        .collect();
+    assert_eq!(
+        times,
+        vec![ns(2.0).to_string(), ns(1.0).to_string()],
+        "start inclusive, end exclusive"
+    );
+
+    // JSON parser, error filter, line_format.
+    let query = r#"{app="api"} | json | __error__="" | line_format "{{.req_path}} {{.status}} {{ .level | ToUpper }}""#;
+    let d = data(
+        &stack,
+        "query_range",
+        &range(query, 0.0, 10.0, &[("direction", "forward")]),
+        false,
+    )
+    .await;
+    let lines: Vec<String> = streams(&d)
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|(_, l)| l.clone()))
+        .collect();
+    assert_eq!(lines, vec!["/x 200 INFO", "/y 502 ERROR"]);
+    // The line that is not JSON carries the parser's error.
+    let d = data(
+        &stack,
+        "query_range",
+        &range(r#"{app="api"} | json | __error__!="""#, 0.0, 10.0, &[]),
+        true,
+    )
+    .await;
+    let entry = &d["result"][0]["values"][0];
+    assert_eq!(entry[1], "not json at all");
+    assert_eq!(entry[2]["parsed"]["__error__"], "JSONParserErr");
+    assert_eq!(
+        entry[2]["structuredMetadata"]["trace_id"], "abc",
+        "pushed structured metadata"
+    );
+
+    // Grafana's trace-to-logs query: label_format with contains and `or`.
+    let query = r#"{app=~".+"} | label_format log_line_contains_trace_id=`{{ contains "GET /b" __line__  }}` | log_line_contains_trace_id="true" or trace_id="abc""#;
+    let d = data(
+        &stack,
+        "query_range",
+        &range(query, 0.0, 10.0, &[("direction", "forward")]),
+        true,
+    )
+    .await;
+    let lines: Vec<String> = streams(&d)
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|(_, l)| l.clone()))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.contains(&"not json at all".to_owned()));
+
+    // OTLP: promoted resource attributes are the stream, the rest metadata.
+    let d = data(
+        &stack,
+        "query_range",
+        &range(
+            r#"{service_name="checkout"}"#,
+            0.0,
+            10.0,
+            &[("direction", "forward")],
+        ),
+        true,
+    )
+    .await;
+    assert_eq!(
+        d["result"][0]["stream"],
+        json!({"k8s_pod_name": "pod-1", "service_name": "checkout"})
+    );
+    let metadata = &d["result"][0]["values"][0][2]["structuredMetadata"];
+    assert_eq!(metadata["host_name"], "h1");
+    assert_eq!(metadata["user"], "alice");
+    assert_eq!(metadata["severity_text"], "INFO");
+    assert_eq!(metadata["severity_number"], "9");
+    assert_eq!(metadata["detected_level"], "info");
+    assert_eq!(metadata["trace_id"], "ab".repeat(16));
+    assert_eq!(d["result"][0]["values"][1][1], "payment failed");
+}
+
+#[tokio::test]
+async fn metric_queries_window_aggregate_and_combine_as_loki() {
+    let stack = lines().await;
+    let web = json!({"app": "web", "env": "prod", "service_name": "web"});
+    let step = [("step", "1s")];
+
+    // Windows (t - 2s, t] at t = 1..4 s: {1}, {1, 2}, {2, 3}, {3}.
+    let d = data(
+        &stack,
+        "query_range",
+        &range(r#"count_over_time({app="web"}[2s])"#, 1.0, 4.0, &step),
+        false,
+    )
+    .await;
+    assert_eq!(d["resultType"], "matrix");
+    assert_eq!(
+        samples(&d),
+        vec![(
+            web.clone(),
+            at(&[(1.0, "1"), (2.0, "2"), (3.0, "2"), (4.0, "1")])
+        )]
+    );
+    // The same with the step as Grafana writes it, and as a number.
+    for step in ["1000ms", "1"] {
+        let d2 = data(
+            &stack,
+            "query_range",
+            &range(
+                r#"count_over_time({app="web"}[2s])"#,
+                1.0,
+                4.0,
+                &[("step", step)],
+            ),
+            false,
+        )
+        .await;
+        assert_eq!(d2, d, "step {step}");
+    }
+
+    // The log-volume query Grafana sends: by detected_level (metadata).
+    let query =
+        r#"sum by (level, detected_level) (count_over_time({app="web"} | drop __error__[10s]))"#;
+    let d = data(&stack, "query", &instant(query, 4.0), false).await;
+    let mut got = samples(&d);
+    got.sort_by_key(|(m, _)| m.to_string());
+    assert_eq!(
+        got,
+        vec![
+            (json!({"detected_level": "error"}), at(&[(4.0, "1")])),
+            (json!({"detected_level": "info"}), at(&[(4.0, "1")])),
+            (json!({"detected_level": "warn"}), at(&[(4.0, "1")])),
+        ]
+    );
+
+    // unwrap with conversions: durations in seconds, sizes in bytes.
+    let d = data(
+        &stack,
+        "query",
+        &instant(
+            r#"avg_over_time({app="web"} | logfmt | unwrap duration(dur) [10s]) by (env)"#,
+            4.0,
+        ),
+        false,
+    )
+    .await;
+    let value: f64 = samples(&d)[0].1[0].1.parse().expect("a number");
+    assert!((value - (0.015 + 1.5 + 0.25) / 3.0).abs() < 1e-9, "{value}");
+    assert_eq!(samples(&d)[0].0, json!({"env": "prod"}));
+    let d = data(
+        &stack,
+        "query",
+        &instant(
+            r#"sum(sum_over_time({app="web"} | logfmt | unwrap bytes(size) [10s]))"#,
+            4.0,
+        ),
+        false,
+    )
+    .await;
+    assert_eq!(samples(&d), vec![(json!({}), at(&[(4.0, "4512")]))]);
+    let d = data(
+        &stack,
+        "query",
+        &instant(
+            r#"max(max_over_time({app="web"} | logfmt | status >= 400 | unwrap status [10s]))"#,
+            4.0,
+        ),
+        false,
+    )
+    .await;
+    assert_eq!(samples(&d)[0].1, at(&[(4.0, "500")]));
+
+    // A parser error left in a metric query fails it, as in Loki.
+    let (status, body) = get(
+        &stack,
+        "query",
+        &instant(r#"count_over_time({app="api"} | json [10s])"#, 4.0),
+        false,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("pipeline error: 'JSONParserErr'"), "{body}");
+    let d = data(
+        &stack,
+        "query",
+        &instant(
+            r#"sum(count_over_time({app="api"} | json | __error__="" [10s]))"#,
+            4.0,
+        ),
+        false,
+    )
+    .await;
+    assert_eq!(samples(&d)[0].1, at(&[(4.0, "2")]));
+
+    // Binary operators, vector(), topk, rates, absent_over_time.
+    let d = data(
+        &stack,
+        "query",
+        &instant(
+            r#"sum(count_over_time({app="web"}[10s])) / sum(count_over_time({env=~".+"}[10s]))"#,
+            4.0,
+        ),
+        false,
+    )
+    .await;
+    assert_eq!(samples(&d)[0].1, at(&[(4.0, "0.5")]));
+    let d = data(&stack, "query", &instant("vector(1)+vector(1)", 4.0), true).await;
+    assert_eq!(samples(&d), vec![(json!({}), at(&[(4.0, "2")]))]);
+    let d = data(
+        &stack,
+        "query",
+        &instant(
+            r#"topk(1, sum by (app) (count_over_time({env=~".+"} |= "GET" [10s])))"#,
+            4.0,
+        ),
+        false,
+    )
+    .await;
+    assert_eq!(
+        samples(&d),
+        vec![(json!({"app": "web"}), at(&[(4.0, "3")]))]
+    );
+    let d = data(
+        &stack,
+        "query",
+        &instant(
+            r#"sum by (service_name) (rate({service_name="checkout"}[10s]))"#,
+            5.0,
+        ),
+        false,
+    )
+    .await;
+    assert_eq!(
+        samples(&d),
+        vec![(json!({"service_name": "checkout"}), at(&[(5.0, "0.2")]))]
+    );
+    let d = data(
+        &stack,
+        "query_range",
+        &range(r#"absent_over_time({app="nope"}[1s])"#, 1.0, 2.0, &step),
+        false,
+    )
+    .await;
+    assert_eq!(
+        samples(&d),
+        vec![(json!({"app": "nope"}), at(&[(1.0, "1"), (2.0, "1")]))]
+    );
+    let d = data(
+        &stack,
+        "query",
+        &instant(r#"sum(count_over_time({app="web"}[10s])) > bool 5"#, 4.0),
+        false,
+    )
+    .await;
+    assert_eq!(samples(&d)[0].1, at(&[(4.0, "0")]));
+    let d = data(
+        &stack,
+        "query",
+        &instant(r#"sum(count_over_time({app="web"}[10s])) > 5"#, 4.0),
+        false,
+    )
+    .await;
+    assert_eq!(d["result"], json!([]), "an empty result is [], never null");
+    // Pure scalars answer a scalar.
+    let d = data(&stack, "query", &instant("1 + 2 * 3", 4.0), false).await;
+    assert_eq!(d, json!({"resultType": "scalar", "result": [T0 + 4, "7"]}));
+}
+
+#[tokio::test]
+async fn metadata_endpoints_and_errors() {
+    let stack = lines().await;
+    let window = vec![
+        ("start", ns(0.0).to_string()),
+        ("end", ns(10.0).to_string()),
+    ];
+    let d = data(&stack, "labels", &window, false).await;
+    assert_eq!(d, json!(["app", "env", "k8s_pod_name", "service_name"]));
+    let mut with_query = window.clone();
+    with_query.push(("query", r#"{app="web"}"#.into()));
+    assert_eq!(
+        data(&stack, "labels", &with_query, false).await,
+        json!(["app", "env", "service_name"])
+    );
+    assert_eq!(
+        data(&stack, "label/app/values", &window, false).await,
+        json!(["api", "web"])
+    );
+    assert_eq!(
+        data(&stack, "label/service_name/values", &with_query, false).await,
+        json!(["web"])
+    );
+    let mut series = window.clone();
+    series.push(("match[]", r#"{app="web"}"#.into()));
+    series.push(("match[]", r#"{service_name="checkout"}"#.into()));
+    assert_eq!(
+        data(&stack, "series", &series, false).await,
+        json!([
+            {"app": "web", "env": "prod", "service_name": "web"},
+            {"k8s_pod_name": "pod-1", "service_name": "checkout"},
+        ])
+    );
+    // RFC 3339 times, as Logs Drilldown sends them; a range without lines.
+    let rfc = vec![
+        ("start", "2023-11-14T22:13:00Z".to_owned()),
+        ("end", "2023-11-14T22:14:00Z".to_owned()),
+    ];
+    assert_eq!(
+        data(&stack, "labels", &rfc, false)
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
+    let before = vec![("start", "1000".to_owned()), ("end", "2000".to_owned())];
+    assert_eq!(data(&stack, "labels", &before, false).await, json!([]));
+
+    // Errors: text with the reason and Loki's status.
+    for (path, params, words) in [
+        (
+            "query_range",
+            range(r#"{app="web"} |= "#, 0.0, 10.0, &[]),
+            "parse error at line 1, col 16",
+        ),
+        (
+            "query_range",
+            range(r#"{app=~".*"}"#, 0.0, 10.0, &[]),
+            "at least one",
+        ),
+        (
+            "query",
+            instant(r#"{app="web"}"#, 4.0),
+            "instant query type",
+        ),
+        (
+            "query_range",
+            range(r#"rate({app="web"}[1s])"#, 10.0, 0.0, &[]),
+            "end timestamp",
+        ),
+        (
+            "query_range",
+            range(r#"rate({app="web"}[1s])"#, 0.0, 10.0, &[("step", "0")]),
+            "zero or negative",
+        ),
+        (
+            "query_range",
+            range(
+                r#"rate({app="web"}[1s])"#,
+                0.0,
+                100_000.0,
+                &[("step", "1ms")],
+            ),
+            "11,000 points",
+        ),
+        (
+            "query_range",
+            range(r#"{app="web"}"#, 0.0, 10.0, &[("limit", "-1")]),
+            "limit",
+        ),
+        (
+            "query_range",
+            vec![("query", r#"{app="web"}"#.into()), ("start", "soon".into())],
+            "invalid start",
+        ),
+    ] {
+        let (status, body) = get(&stack, path, &params, false).await;
+        assert_eq!(status, 400, "{path} {params:?}: {body}");
+        assert!(body.contains(words), "{path} {params:?}: {body}");
+    }
+}
