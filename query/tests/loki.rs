@@ -606,6 +606,144 @@ async fn metadata_endpoints_and_errors() {
     let before = vec![("start", "1000".to_owned()), ("end", "2000".to_owned())];
     assert_eq!(data(&stack, "labels", &before, false).await, json!([]));
 
+    // What the editor and Logs Drilldown ask.
+    let web_bytes: usize = [
+        r#"level=info msg="GET /a" status=200 dur=15ms size=1KB"#,
+        r#"level=error msg="GET /b" status=500 dur=1.5s size=3KB"#,
+        r#"level=warn msg="GET /c" status=404 dur=250ms size=512B"#,
+    ]
+    .iter()
+    .map(|l| l.len())
+    .sum();
+    let api_bytes = [
+        r#"{"level":"info","status":200,"req":{"path":"/x","ms":12}}"#,
+        r#"{"level":"error","status":502,"req":{"path":"/y","ms":340}}"#,
+        "not json at all",
+    ]
+    .iter()
+    .map(|l| l.len())
+    .sum::<usize>();
+    let mut web = window.clone();
+    web.push(("query", r#"{app="web"}"#.into()));
+    let (status, body) = get(&stack, "index/stats", &web, false).await;
+    assert_eq!(status, 200, "{body}");
+    let stats: Json = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(stats["streams"], 1);
+    assert_eq!(stats["entries"], 3);
+    assert_eq!(stats["bytes"], web_bytes);
+    assert!(stats["chunks"].as_u64().is_some_and(|c| c >= 1), "{stats}");
+    let mut all = window.clone();
+    all.push(("query", r#"{env=~".+"}"#.into()));
+    let d = data(&stack, "index/volume", &all, false).await;
+    assert_eq!(d["resultType"], "vector");
+    let expected = {
+        let mut v = vec![
+            (json!({"env": "prod"}), web_bytes),
+            (json!({"env": "dev"}), api_bytes),
+        ];
+        v.sort_by_key(|x| std::cmp::Reverse(x.1));
+        v.into_iter()
+            .map(|(m, b)| (m, at(&[(10.0, &b.to_string())])))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(samples(&d), expected, "largest first");
+    let mut ranged = all.clone();
+    ranged.push(("step", "2s".into()));
+    ranged.push(("targetLabels", "app".into()));
+    let d = data(&stack, "index/volume_range", &ranged, false).await;
+    assert_eq!(d["resultType"], "matrix");
+    let web_line = |i: usize| {
+        [
+            r#"level=info msg="GET /a" status=200 dur=15ms size=1KB"#,
+            r#"level=error msg="GET /b" status=500 dur=1.5s size=3KB"#,
+            r#"level=warn msg="GET /c" status=404 dur=250ms size=512B"#,
+        ][i]
+            .len()
+            .to_string()
+    };
+    let got = samples(&d);
+    let web_series = got
+        .iter()
+        .find(|(m, _)| m == &json!({"app": "web"}))
+        .expect("web");
+    // Steps at 0, 2, 4 … s; lines at 1 s → step 2, 2 s → step 2, 3 s → step 4.
+    let two = (web_line(0).parse::<usize>().expect("n") + web_line(1).parse::<usize>().expect("n"))
+        .to_string();
+    assert_eq!(web_series.1, at(&[(2.0, &two), (4.0, &web_line(2))]));
+
+    let (status, body) = get(&stack, "detected_fields", &web, false).await;
+    assert_eq!(status, 200, "{body}");
+    let fields: Json = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(fields["limit"], 1000);
+    let field = |name: &str| {
+        fields["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .find(|f| f["label"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no field {name}: {fields}"))
+    };
+    assert_eq!(
+        field("status"),
+        json!({"label": "status", "type": "int", "cardinality": 3, "parsers": ["logfmt"]})
+    );
+    assert_eq!(field("dur")["type"], "duration");
+    assert_eq!(field("size")["type"], "bytes");
+    assert_eq!(field("msg")["type"], "string");
+    assert_eq!(field("detected_level")["parsers"], Json::Null);
+    let mut api = window.clone();
+    api.push(("query", r#"{app="api"}"#.into()));
+    let (_, body) = get(&stack, "detected_fields", &api, false).await;
+    let api_fields: Json = serde_json::from_str(&body).expect("JSON");
+    let path = api_fields["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .find(|f| f["label"] == "req_path")
+        .cloned()
+        .expect("req_path");
+    assert_eq!(path["jsonPath"], json!(["req", "path"]));
+    assert_eq!(path["parsers"], json!(["json"]));
+    let (_, body) = get(&stack, "detected_field/status/values", &web, false).await;
+    assert_eq!(
+        serde_json::from_str::<Json>(&body).expect("JSON"),
+        json!({"values": ["200", "404", "500"], "limit": 1000})
+    );
+    let (_, body) = get(&stack, "detected_labels", &all, false).await;
+    assert_eq!(
+        serde_json::from_str::<Json>(&body).expect("JSON"),
+        json!({"detectedLabels": [
+            {"label": "app", "cardinality": 2},
+            {"label": "env", "cardinality": 2},
+            {"label": "service_name", "cardinality": 2},
+        ]})
+    );
+    let mut patterns = web.clone();
+    patterns.push(("step", "10s".into()));
+    let d = data(&stack, "patterns", &patterns, false).await;
+    let found: Vec<(String, String, Json)> = d
+        .as_array()
+        .expect("patterns")
+        .iter()
+        .map(|p| {
+            (
+                p["pattern"].as_str().expect("text").to_owned(),
+                p["level"].as_str().expect("level").to_owned(),
+                p["samples"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(found.len(), 3, "{d}");
+    assert!(
+        found.contains(&(
+            r#"level=error msg="GET /b" status=<_> dur=<_> size=<_>"#.to_owned(),
+            "error".to_owned(),
+            json!([[T0, 1]])
+        )),
+        "{d}"
+    );
+
     // Errors: text with the reason and Loki's status.
     for (path, params, words) in [
         (

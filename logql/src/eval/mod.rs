@@ -438,6 +438,14 @@ pub fn decolorize(line: &str) -> String {
     out
 }
 
+/// The fields of a logfmt line (as `| logfmt` extracts them, malformed
+/// pairs skipped).
+pub fn logfmt_fields(line: &str) -> Labels {
+    let mut labels = Labels::default();
+    parsers::logfmt(line, false, false, &[], &mut labels);
+    labels
+}
+
 /// `unwrap` compiled: the label a range aggregation reads its values from.
 #[derive(Debug, Clone)]
 pub struct Unwrapper {

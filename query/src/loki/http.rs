@@ -47,6 +47,22 @@ pub fn routes() -> Router<Arc<QueryService>> {
             get(label_values).post(label_values),
         )
         .route("/loki/api/v1/series", get(series).post(series))
+        .route(
+            "/loki/api/v1/index/stats",
+            get(index_stats).post(index_stats),
+        )
+        .route("/loki/api/v1/index/volume", get(volume).post(volume))
+        .route(
+            "/loki/api/v1/index/volume_range",
+            get(volume_range).post(volume_range),
+        )
+        .route("/loki/api/v1/detected_fields", get(detected_fields))
+        .route(
+            "/loki/api/v1/detected_field/{name}/values",
+            get(detected_field_values),
+        )
+        .route("/loki/api/v1/detected_labels", get(detected_labels))
+        .route("/loki/api/v1/patterns", get(patterns))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
 }
 
@@ -276,27 +292,7 @@ async fn query_range(
             Ok(json(streams_json(&lines, r.categorize)))
         }
         LogQl::Metric(metric) => {
-            let step = match r.params.get("step") {
-                Some(s) => parse_step(s).ok_or_else(|| {
-                    bad(format!(
-                        "invalid step {s:?}: a number of seconds or a duration such as 15s"
-                    ))
-                })?,
-                None => default_step(start, end),
-            };
-            if step <= 0 {
-                return Err(bad(
-                    "zero or negative query resolution step widths are not accepted. Try a positive integer",
-                )
-                .into());
-            }
-            if (end - start) / step > MAX_POINTS {
-                return Err(bad(
-                    "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
-                )
-                .into());
-            }
-            let steps = Steps::range(start, end, step);
+            let steps = range_steps(&r.params, start, end)?;
             let value = loki.evaluate(&r.tenant, &metric, steps).await?;
             Ok(json(matrix_json(value, steps)))
         }
@@ -405,6 +401,310 @@ async fn series(
         }
     }
     Ok(success(serde_json::json!(sets)))
+}
+
+/// `index/stats`: how much a selector's streams hold in the range.
+async fn index_stats(
+    State(service): State<Arc<QueryService>>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let r = request(&service, &method, query.as_deref(), &headers, &body)?;
+    let (start, end) = r.params.range(HOUR)?;
+    let streams = selected(&service, &r, Some(r.params.query()?)).await?;
+    let volumes = loki(&service)
+        .volume(&r.tenant, &streams, (start, end), None)
+        .await?;
+    let blocks = if streams.is_empty() {
+        0
+    } else {
+        let filter = framelake_lake::catalog::BlockFilter {
+            kinds: framelake_lake::view::View::LogEntries.kinds().to_vec(),
+            processes: streams.ids().collect(),
+            time_range: Some((start, end)),
+        };
+        service
+            .engine
+            .lake()
+            .catalog
+            .blocks(&r.tenant, &filter)
+            .await
+            .map_err(QueryError::from)?
+            .len()
+    };
+    let with_lines = volumes.iter().filter(|v| v.lines > 0).count();
+    Ok(json(
+        serde_json::json!({
+            "streams": with_lines,
+            "chunks": blocks,
+            "bytes": volumes.iter().map(|v| v.bytes).sum::<u64>(),
+            "entries": volumes.iter().map(|v| v.lines).sum::<u64>(),
+        })
+        .to_string(),
+    ))
+}
+
+/// The labels a volume is keyed by: `targetLabels`, else the selector's.
+fn volume_labels(r: &Request, query: &str) -> Result<Vec<String>, QueryError> {
+    if let Some(targets) = r.params.get("targetLabels") {
+        return Ok(targets
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect());
+    }
+    let mut names: Vec<String> = parse_selector(query)?.into_iter().map(|m| m.name).collect();
+    names.dedup();
+    Ok(names)
+}
+
+/// Bytes per label set (the volume labels of each stream) and step.
+async fn volumes(
+    service: &QueryService,
+    r: &Request,
+    steps: Option<Steps>,
+) -> Result<Vec<Series>, QueryError> {
+    let query = r.params.query()?;
+    let (start, end) = r.params.range(HOUR)?;
+    let names = volume_labels(r, query)?;
+    let by_labels = r.params.get("aggregateBy") == Some("labels");
+    let streams = selected(service, r, Some(query)).await?;
+    let volumes = loki(service)
+        .volume(&r.tenant, &streams, (start, end), steps)
+        .await?;
+    let count = steps.map_or(1, |s| s.count);
+    let mut series: BTreeMap<Vec<(String, String)>, Vec<Option<f64>>> = BTreeMap::new();
+    for v in volumes {
+        let stream = &streams.all()[v.stream];
+        let mut keys: Vec<Vec<(String, String)>> = Vec::new();
+        if by_labels {
+            for name in &names {
+                if stream.labels.get(name).is_some() {
+                    keys.push(vec![(name.clone(), String::new())]);
+                }
+            }
+        } else {
+            keys.push(
+                names
+                    .iter()
+                    .filter_map(|n| Some((n.clone(), stream.labels.get(n)?.to_owned())))
+                    .collect(),
+            );
+        }
+        let k = v.step.unwrap_or(0);
+        let Some(k) = usize::try_from(k).ok().filter(|k| *k < count) else {
+            continue;
+        };
+        for key in keys {
+            let points = series.entry(key).or_insert_with(|| vec![None; count]);
+            points[k] = Some(points[k].unwrap_or(0.0) + v.bytes as f64);
+        }
+    }
+    Ok(series
+        .into_iter()
+        .map(|(labels, points)| Series { labels, points })
+        .collect())
+}
+
+/// `index/volume`: bytes per label set over the range, largest first.
+async fn volume(
+    State(service): State<Arc<QueryService>>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let r = request(&service, &method, query.as_deref(), &headers, &body)?;
+    let (_, end) = r.params.range(HOUR)?;
+    let mut series = volumes(&service, &r, None).await?;
+    let total = |s: &Series| s.points[0].unwrap_or(0.0);
+    series.sort_by(|a, b| total(b).total_cmp(&total(a)));
+    series.truncate(r.params.limit()?);
+    Ok(json(instant_json(Value::Vector(series), end)))
+}
+
+/// `index/volume_range`: bytes per label set and step.
+async fn volume_range(
+    State(service): State<Arc<QueryService>>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let r = request(&service, &method, query.as_deref(), &headers, &body)?;
+    let (start, end) = r.params.range(HOUR)?;
+    let steps = range_steps(&r.params, start, end)?;
+    let mut series = volumes(&service, &r, Some(steps)).await?;
+    let total = |s: &Series| s.points.iter().flatten().sum::<f64>();
+    series.sort_by(|a, b| total(b).total_cmp(&total(a)));
+    series.truncate(r.params.limit()?);
+    Ok(json(matrix_json(Value::Vector(series), steps)))
+}
+
+/// The lines `detected_fields` and friends sample: the newest
+/// `line_limit` (1000 by default) of the query.
+async fn sample(service: &QueryService, r: &Request) -> Result<Vec<LogLine>, QueryError> {
+    let (start, end) = r.params.range(HOUR)?;
+    let LogQl::Log(log) = parse(r.params.query()?)? else {
+        return Err(bad("a log query is expected"));
+    };
+    let line_limit = match r.params.get("line_limit") {
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| bad(format!("invalid line_limit {v:?}")))?,
+        None => 1000,
+    };
+    loki(service)
+        .select(&r.tenant, &log, start, end, line_limit, Direction::Backward)
+        .await
+}
+
+fn field_limit(params: &Params) -> Result<usize, QueryError> {
+    match params.get("limit") {
+        Some(_) => params.limit(),
+        None => Ok(1000),
+    }
+}
+
+/// `detected_fields`: the fields of the sampled lines, their type and cardinality.
+async fn detected_fields(
+    State(service): State<Arc<QueryService>>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, LokiError> {
+    let r = request(&service, &method, query.as_deref(), &headers, &[])?;
+    let limit = field_limit(&r.params)?;
+    let lines = sample(&service, &r).await?;
+    let fields: Vec<serde_json::Value> = super::drilldown::detect_fields(&lines)
+        .into_iter()
+        .take(limit)
+        .map(|(label, field)| {
+            let mut f = serde_json::json!({
+                "label": label,
+                "type": field.kind(),
+                "cardinality": field.values.len(),
+                "parsers": if field.parsers.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::json!(field.parsers)
+                },
+            });
+            if let Some(path) = field.json_path {
+                f["jsonPath"] = serde_json::json!(path);
+            }
+            f
+        })
+        .collect();
+    Ok(json(
+        serde_json::json!({"fields": fields, "limit": limit}).to_string(),
+    ))
+}
+
+/// `detected_field/<name>/values`: the values of one field of the sampled lines.
+async fn detected_field_values(
+    State(service): State<Arc<QueryService>>,
+    Path(name): Path<String>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, LokiError> {
+    let r = request(&service, &method, query.as_deref(), &headers, &[])?;
+    let limit = field_limit(&r.params)?;
+    let lines = sample(&service, &r).await?;
+    let values: Vec<String> = super::drilldown::detect_fields(&lines)
+        .remove(&name)
+        .map(|f| f.values.into_iter().take(limit).collect())
+        .unwrap_or_default();
+    Ok(json(
+        serde_json::json!({"values": values, "limit": limit}).to_string(),
+    ))
+}
+
+/// `detected_labels`: the stream labels of the selected streams and their cardinality.
+async fn detected_labels(
+    State(service): State<Arc<QueryService>>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, LokiError> {
+    let r = request(&service, &method, query.as_deref(), &headers, &[])?;
+    let streams = selected(&service, &r, r.params.get("query")).await?;
+    let labels: Vec<serde_json::Value> = super::drilldown::detect_labels(
+        streams.all().iter().map(AsRef::as_ref),
+    )
+    .into_iter()
+    .map(|(label, cardinality)| serde_json::json!({"label": label, "cardinality": cardinality}))
+    .collect();
+    Ok(json(
+        serde_json::json!({"detectedLabels": labels}).to_string(),
+    ))
+}
+
+/// Lines `patterns` reads at most (the newest).
+const PATTERN_LINES: usize = 20_000;
+
+/// `patterns`: the patterns of the query's lines, counted per step.
+async fn patterns(
+    State(service): State<Arc<QueryService>>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, LokiError> {
+    let r = request(&service, &method, query.as_deref(), &headers, &[])?;
+    let (start, end) = r.params.range(HOUR)?;
+    let steps = range_steps(&r.params, start, end)?;
+    let LogQl::Log(log) = parse(r.params.query()?)? else {
+        return Err(bad("a log query is expected").into());
+    };
+    let lines = loki(&service)
+        .select(
+            &r.tenant,
+            &log,
+            start,
+            end,
+            PATTERN_LINES,
+            Direction::Backward,
+        )
+        .await?;
+    let data: Vec<serde_json::Value> = super::drilldown::patterns(&lines, start, steps.step, 300)
+        .into_iter()
+        .map(|p| {
+            let samples: Vec<serde_json::Value> = p
+                .samples
+                .iter()
+                .map(|(t, n)| serde_json::json!([t.div_euclid(1_000_000_000), n]))
+                .collect();
+            serde_json::json!({"pattern": p.pattern, "level": p.level, "samples": samples})
+        })
+        .collect();
+    Ok(success(serde_json::json!(data)))
+}
+
+/// The steps of a range request: its `step`, else Loki's default.
+fn range_steps(params: &Params, start: i64, end: i64) -> Result<Steps, QueryError> {
+    let step = match params.get("step") {
+        Some(s) => parse_step(s).ok_or_else(|| {
+            bad(format!(
+                "invalid step {s:?}: a number of seconds or a duration such as 15s"
+            ))
+        })?,
+        None => default_step(start, end),
+    };
+    if step <= 0 {
+        return Err(bad(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_POINTS {
+        return Err(bad(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    Ok(Steps::range(start, end, step))
 }
 
 async fn buildinfo() -> Response {

@@ -15,6 +15,7 @@
 //! Scans run through [`Engine::run`]: tenant scoping, pending blocks,
 //! memory and time limits are those of SQL.
 
+pub mod drilldown;
 pub mod http;
 pub mod metric;
 pub mod streams;
@@ -55,6 +56,17 @@ pub struct LogLine {
     pub time: i64,
     pub line: String,
     pub labels: Labels,
+}
+
+/// What a stream holds in a range (or one step of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// The stream's index in the [`StreamIndex`] asked about.
+    pub stream: usize,
+    /// The step, when asked per step.
+    pub step: Option<i64>,
+    pub bytes: u64,
+    pub lines: u64,
 }
 
 /// Runs LogQL for one tenant.
@@ -262,6 +274,101 @@ impl Loki {
                 Ok(frame)
             })
             .await
+    }
+
+    /// Lines and their bytes per stream (its index in `streams`) in a time
+    /// range (inclusive), and per step when `steps` is given (the step `k`
+    /// of a line at `t` being the first at or after `t`).
+    pub async fn volume(
+        &self,
+        tenant: &TenantId,
+        streams: &StreamIndex,
+        range: (i64, i64),
+        steps: Option<Steps>,
+    ) -> Result<Vec<Volume>, QueryError> {
+        use datafusion::arrow::datatypes::DataType;
+        use datafusion::functions_aggregate::expr_fn::{count, sum};
+        use datafusion::logical_expr::cast;
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Expr> = streams
+            .ids()
+            .map(|id| {
+                lit(ScalarValue::FixedSizeBinary(
+                    16,
+                    Some(id.as_bytes().to_vec()),
+                ))
+            })
+            .collect();
+        let mut rows = self
+            .engine
+            .run(tenant, move |ctx| async move {
+                let mut group = vec![col("process_id")];
+                if let Some(steps) = steps {
+                    let step = steps.step.max(1);
+                    group.push(
+                        ((cast(col("time"), DataType::Int64) - lit(steps.start - step + 1))
+                            / lit(step))
+                        .alias("k"),
+                    );
+                }
+                let bytes = datafusion::functions::string::expr_fn::octet_length(col("body"));
+                Ok(ctx
+                    .table(View::LogEntries.name())
+                    .await?
+                    .filter(
+                        col("time")
+                            .gt_eq(timestamp(range.0))
+                            .and(col("time").lt_eq(timestamp(range.1)))
+                            .and(col("process_id").in_list(ids, false)),
+                    )?
+                    .aggregate(
+                        group,
+                        vec![
+                            cast(sum(bytes), DataType::Int64).alias("bytes"),
+                            count(lit(1)).alias("lines"),
+                        ],
+                    )?)
+            })
+            .await?;
+        let mut out = Vec::new();
+        while let Some(batch) = rows.stream.next().await {
+            let batch = batch?;
+            let column = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .ok_or_else(|| QueryError::Internal(format!("volume without {name}")))
+            };
+            let ids = column("process_id")?
+                .as_any()
+                .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+                .ok_or_else(|| QueryError::Internal("volume ids".into()))?;
+            let int64 = |name: &str| -> Result<arrow::array::Int64Array, QueryError> {
+                column(name)?
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .cloned()
+                    .ok_or_else(|| QueryError::Internal(format!("volume {name} not Int64")))
+            };
+            let (bytes, lines) = (int64("bytes")?, int64("lines")?);
+            let k = match batch.column_by_name("k") {
+                Some(_) => Some(int64("k")?),
+                None => None,
+            };
+            for i in 0..batch.num_rows() {
+                let Some((stream, _)) = streams.get(ids.value(i)) else {
+                    continue;
+                };
+                out.push(Volume {
+                    stream,
+                    step: k.as_ref().map(|k| k.value(i)),
+                    bytes: bytes.value(i).max(0) as u64,
+                    lines: lines.value(i).max(0) as u64,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The lines of a log query in `[start, end)`, in `direction`, at most `limit`.
