@@ -242,6 +242,13 @@ macro_rules! catalog_suite {
                 };
                 let process = ProcessId::of(&[b"a", b"proc"]);
                 assert_eq!(list(of(vec![process])).await.len(), 10);
+                // By insert time (sample commits insert at 42).
+                let after = |t| BlockFilter {
+                    inserted_after: Some(t),
+                    ..BlockFilter::default()
+                };
+                assert_eq!(list(after(41)).await.len(), 10);
+                assert!(list(after(42)).await.is_empty());
                 let other = ProcessId::of(&[b"b", b"proc"]);
                 assert!(list(of(vec![other])).await.is_empty());
                 assert_eq!(list(of(vec![other, process])).await.len(), 10);

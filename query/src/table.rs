@@ -173,7 +173,7 @@ impl EventTable {
 /// A view's schema with its top-level strings as `Utf8View`, which DataFusion
 /// filters, compares and groups faster (and reads from Parquet without a copy
 /// per value). Stored Parquet and decoded blocks keep plain `Utf8`.
-fn query_schema(stored: &Schema) -> SchemaRef {
+pub(crate) fn query_schema(stored: &Schema) -> SchemaRef {
     let fields: Vec<Field> = stored
         .fields()
         .iter()
@@ -599,7 +599,7 @@ impl PartitionStream for BlockStream {
 }
 
 /// A decoded batch in the query schema (strings as views).
-fn cast_to(
+pub(crate) fn cast_to(
     schema: &SchemaRef,
     batch: arrow::array::RecordBatch,
 ) -> Result<arrow::array::RecordBatch> {

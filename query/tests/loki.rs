@@ -797,3 +797,160 @@ async fn metadata_endpoints_and_errors() {
         assert!(body.contains(words), "{path} {params:?}: {body}");
     }
 }
+
+/// The next text message of a WebSocket, as JSON (within a few seconds).
+async fn next_message<S>(socket: &mut S) -> Json
+where
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures::StreamExt;
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("JSON");
+        }
+    }
+}
+
+fn lines_of(message: &Json) -> Vec<String> {
+    message["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .flat_map(|s| s["values"].as_array().expect("values").iter())
+        .map(|v| v[1].as_str().expect("line").to_owned())
+        .collect()
+}
+
+async fn push_line(stack: &Stack, app: &str, line: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos();
+    let push = json!({"streams": [{"stream": {"app": app}, "values": [[now.to_string(), line]]}]});
+    let response = stack
+        .client
+        .post(format!("{}/loki/api/v1/push", stack.ingest_url))
+        .json(&push)
+        .send()
+        .await
+        .expect("push answered");
+    assert_eq!(response.status(), 204);
+}
+
+#[tokio::test]
+async fn tail_sends_the_recent_lines_then_each_new_one_once() {
+    let stack = lines().await;
+    push_line(&stack, "live", "before the tail").await;
+    let url = format!(
+        "{}/loki/api/v1/tail?query={}",
+        stack.query_url.replacen("http", "ws", 1),
+        urlencode(r#"{app="live"} != "skip""#)
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("upgrade");
+    let first = next_message(&mut socket).await;
+    assert_eq!(lines_of(&first), vec!["before the tail"]);
+    assert_eq!(first["streams"][0]["stream"]["app"], "live");
+    for line in ["one", "skip this", "two"] {
+        push_line(&stack, "live", line).await;
+        push_line(&stack, "other", line).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(lines_of(&next_message(&mut socket).await));
+    }
+    assert_eq!(got, vec!["one", "two"]);
+    push_line(&stack, "live", "three").await;
+    assert_eq!(
+        lines_of(&next_message(&mut socket).await),
+        vec!["three"],
+        "each line once"
+    );
+
+    // A query that does not parse is refused at the handshake.
+    let bad = format!(
+        "{}/loki/api/v1/tail?query={}",
+        stack.query_url.replacen("http", "ws", 1),
+        urlencode("{app=")
+    );
+    match tokio_tungstenite::connect_async(&bad).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 400);
+        }
+        other => panic!("the handshake is refused: {:?}", other.map(|_| ())),
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn a_slow_tail_reader_drops_lines_and_never_holds_up_pushes() {
+    let stack = lines().await;
+    let framelake_logql::Expr::Log(expr) =
+        framelake_logql::parse(r#"{app="slow"}"#).expect("parses")
+    else {
+        panic!("a log query")
+    };
+    let loki = framelake_query::loki::Loki::new(
+        stack.engine.clone(),
+        framelake_query::loki::streams::LabelMapping::default(),
+    );
+    // A reader that takes one message and then nothing.
+    let (out, mut messages) = tokio::sync::mpsc::channel(1);
+    let query = framelake_query::loki::tail::TailQuery {
+        expr,
+        start: 0,
+        limit: 10,
+        delay: std::time::Duration::ZERO,
+    };
+    let tail = tokio::spawn(framelake_query::loki::tail::follow(
+        loki,
+        framelake_lake::ids::TenantId::default_tenant(),
+        query,
+        out,
+    ));
+    // Pushes are acknowledged while the reader reads nothing.
+    for i in 0..6 {
+        push_line(&stack, "slow", &format!("line {i}")).await;
+        tokio::time::sleep(framelake_query::loki::tail::POLL * 3).await;
+    }
+    let rows = stack
+        .rows(
+            "SELECT count(*) AS n FROM log_entries WHERE attr(resource_attributes, 'app') = 'slow'",
+        )
+        .await;
+    assert_eq!(rows[0]["n"], 6);
+    let first = messages.recv().await.expect("a message");
+    assert!(first.dropped.is_empty());
+    // What did not fit was dropped, and is reported with the next message.
+    push_line(&stack, "slow", "last").await;
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), messages.recv())
+        .await
+        .expect("a message within 10 s")
+        .expect("the tail runs");
+    assert!(!next.dropped.is_empty(), "dropped lines are reported");
+    let delivered = first.lines.len() + next.lines.len() + next.dropped.len();
+    assert!(
+        delivered >= 6,
+        "every line is delivered or reported dropped: {delivered}"
+    );
+    drop(messages);
+    tokio::time::timeout(std::time::Duration::from_secs(5), tail)
+        .await
+        .expect("the tail ends when its reader goes")
+        .expect("no panic")
+        .expect("no error");
+}

@@ -322,6 +322,8 @@ pub struct BlockFilter {
     pub processes: Vec<ProcessId>,
     /// Only blocks whose event time range overlaps `[min_time, max_time]`.
     pub time_range: Option<(i64, i64)>,
+    /// Only blocks inserted after this time (exclusive).
+    pub inserted_after: Option<i64>,
 }
 
 /// The catalog interface. Every call is scoped to one tenant, except `commit`,

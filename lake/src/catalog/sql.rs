@@ -306,6 +306,7 @@ fn blocks_query<DB: Backend>(
     kinds: &[BlockKind],
     processes: &[ProcessId],
     time_range: Option<(i64, i64)>,
+    inserted_after: Option<i64>,
     pending: bool,
 ) -> QueryBuilder<DB>
 where
@@ -335,6 +336,9 @@ where
     if let Some((min, max)) = time_range {
         q.push(" AND max_time >= ").push_bind(min);
         q.push(" AND min_time <= ").push_bind(max);
+    }
+    if let Some(after) = inserted_after {
+        q.push(" AND insert_time > ").push_bind(after);
     }
     if pending {
         q.push(" AND partition_id IS NULL");
@@ -509,6 +513,7 @@ where
             &filter.kinds,
             &filter.processes,
             filter.time_range,
+            filter.inserted_after,
             false,
         );
         q.push(BLOCK_ORDER);
@@ -637,6 +642,7 @@ where
             &filter.kinds,
             &filter.processes,
             filter.time_range,
+            filter.inserted_after,
             true,
         );
         q.push(" AND quarantine_error IS NULL")
@@ -672,6 +678,7 @@ where
             request.kinds,
             request.processes,
             request.time_range,
+            None,
             true,
         );
         q.push(BLOCK_ORDER);

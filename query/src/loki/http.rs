@@ -63,6 +63,7 @@ pub fn routes() -> Router<Arc<QueryService>> {
         )
         .route("/loki/api/v1/detected_labels", get(detected_labels))
         .route("/loki/api/v1/patterns", get(patterns))
+        .route("/loki/api/v1/tail", get(tail))
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
 }
 
@@ -424,6 +425,7 @@ async fn index_stats(
             kinds: framelake_lake::view::View::LogEntries.kinds().to_vec(),
             processes: streams.ids().collect(),
             time_range: Some((start, end)),
+            ..Default::default()
         };
         service
             .engine
@@ -707,6 +709,99 @@ fn range_steps(params: &Params, start: i64, end: i64) -> Result<Steps, QueryErro
     Ok(Steps::range(start, end, step))
 }
 
+/// `tail`: a WebSocket of the query's lines as they are acknowledged.
+/// A bad query or time is refused before the upgrade.
+async fn tail(
+    State(service): State<Arc<QueryService>>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, LokiError> {
+    let r = request(&service, &Method::GET, query.as_deref(), &headers, &[])?;
+    let LogQl::Log(expr) = parse(r.params.query()?)? else {
+        return Err(bad("tail takes a log query").into());
+    };
+    let start = r.params.time("start")?.unwrap_or_else(|| now() - HOUR);
+    let limit = r.params.limit()?;
+    let delay = match r.params.get("delay_for") {
+        None => 0,
+        Some(v) => match v.parse::<u64>() {
+            Ok(s) if s <= 5 => s,
+            _ => return Err(bad("delay_for is a number of seconds from 0 to 5").into()),
+        },
+    };
+    let tail = super::tail::TailQuery {
+        expr,
+        start,
+        limit,
+        delay: std::time::Duration::from_secs(delay),
+    };
+    let loki = loki(&service);
+    Ok(ws.on_upgrade(move |socket| follow(socket, loki, r.tenant, tail)))
+}
+
+/// Runs a tail into a WebSocket until either side ends it.
+async fn follow(
+    mut socket: axum::extract::ws::WebSocket,
+    loki: Loki,
+    tenant: framelake_lake::ids::TenantId,
+    query: super::tail::TailQuery,
+) {
+    use axum::extract::ws::{CloseFrame, Message};
+    let (out, mut messages) = tokio::sync::mpsc::channel(super::tail::BUFFER);
+    let mut tail = tokio::spawn(super::tail::follow(loki, tenant, query, out));
+    let end = loop {
+        tokio::select! {
+            message = messages.recv() => {
+                let Some(message) = message else { continue };
+                let text = tail_json(&message);
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    break None;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
+                Some(Ok(_)) => {}
+            },
+            result = &mut tail => {
+                break match result {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(format!("the tail failed: {e}")),
+                };
+            }
+        }
+    };
+    tail.abort();
+    if let Some(reason) = end {
+        tracing::warn!(error = %reason, "Loki tail ended");
+        let frame = CloseFrame {
+            code: 1011,
+            reason: reason.chars().take(120).collect::<String>().into(),
+        };
+        let _ = socket.send(Message::Close(Some(frame))).await;
+    }
+}
+
+/// A tail message as Loki writes it: `{"streams": […], "dropped_entries": […]}`.
+fn tail_json(message: &super::tail::Message) -> String {
+    let mut out = format!(r#"{{"streams":{}"#, streams_result(&message.lines, false));
+    if !message.dropped.is_empty() {
+        let dropped: Vec<serde_json::Value> = message
+            .dropped
+            .iter()
+            .map(|(labels, time)| serde_json::json!({"labels": labels, "timestamp": time.to_string()}))
+            .collect();
+        let _ = write!(
+            out,
+            r#","dropped_entries":{}"#,
+            serde_json::Value::from(dropped)
+        );
+    }
+    out.push('}');
+    out
+}
+
 async fn buildinfo() -> Response {
     json(
         serde_json::json!({
@@ -822,6 +917,17 @@ fn instant_json(value: Value, time: i64) -> String {
 /// with `categorize-labels` the stream labels, each entry then carrying
 /// its structured metadata and parsed labels).
 pub fn streams_json(lines: &[LogLine], categorize: bool) -> String {
+    let mut out = String::from(r#"{"status":"success","data":{"resultType":"streams","result":"#);
+    out.push_str(&streams_result(lines, categorize));
+    if categorize {
+        out.push_str(r#","encodingFlags":["categorize-labels"]"#);
+    }
+    out.push_str("}}");
+    out
+}
+
+/// The `result` array of lines as streams.
+fn streams_result(lines: &[LogLine], categorize: bool) -> String {
     let mut order: Vec<Vec<(String, String)>> = Vec::new();
     let mut groups: std::collections::HashMap<Vec<(String, String)>, Vec<&LogLine>> =
         std::collections::HashMap::new();
@@ -842,7 +948,7 @@ pub fn streams_json(lines: &[LogLine], categorize: bool) -> String {
             })
             .push(line);
     }
-    let mut out = String::from(r#"{"status":"success","data":{"resultType":"streams","result":["#);
+    let mut out = String::from("[");
     for (i, key) in order.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -871,10 +977,6 @@ pub fn streams_json(lines: &[LogLine], categorize: bool) -> String {
         out.push_str("]}");
     }
     out.push(']');
-    if categorize {
-        out.push_str(r#","encodingFlags":["categorize-labels"]"#);
-    }
-    out.push_str("}}");
     out
 }
 

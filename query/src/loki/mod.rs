@@ -19,6 +19,7 @@ pub mod drilldown;
 pub mod http;
 pub mod metric;
 pub mod streams;
+pub mod tail;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
