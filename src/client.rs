@@ -1,4 +1,5 @@
-//! What the client commands (`framelake sql`, `framelake perfetto`) share:
+//! What the client commands (`framelake sql`, `framelake perfetto`,
+//! `framelake tail`) share:
 //! where the server's query listener is, and as whom to ask it.
 
 use anyhow::Context;
@@ -17,6 +18,48 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// A WebSocket connected to `path` (with its query) of the query
+    /// listener; the server's error message when it refuses the upgrade.
+    pub(crate) async fn websocket(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    > {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let base = self.url.trim_end_matches('/');
+        let url = match base.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}{path}"),
+            Some((_, rest)) => format!("ws://{rest}{path}"),
+            None => format!("ws://{base}{path}"),
+        };
+        let mut request = url.as_str().into_client_request()?;
+        if let Some(tenant) = &self.tenant {
+            request
+                .headers_mut()
+                .insert("x-scope-orgid", tenant.parse()?);
+        }
+        if let Some(token) = &self.token {
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse()?);
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => Ok(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).trim().to_owned())
+                    .unwrap_or_default();
+                anyhow::bail!("{}: {body}", response.status())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!("connecting to {url}"))),
+        }
+    }
+
     /// Sends a request to `path` of the query listener; the response when
     /// it succeeded, else the server's error message.
     pub(crate) async fn send(

@@ -2,10 +2,12 @@
 
 mod client;
 mod demo;
+mod forward;
 mod perfetto;
 mod serve;
 mod settings;
 mod sql;
+mod tail;
 
 use std::io::IsTerminal;
 
@@ -45,6 +47,8 @@ enum Command {
     Demo(demo::Args),
     /// Writes a native process's Perfetto trace from a running server to a file.
     Perfetto(perfetto::Args),
+    /// Follows a LogQL query on a running server, printing lines as they arrive.
+    Tail(tail::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,6 +90,13 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Demo(args) => tokio::task::spawn_blocking(move || demo::run(args)).await?,
+            Command::Tail(args) => {
+                if let Err(e) = tail::run(args).await {
+                    eprintln!("framelake tail: {e:#}");
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
             Command::Perfetto(args) => {
                 if let Err(e) = perfetto::run(args).await {
                     eprintln!("framelake perfetto: {e:#}");

@@ -105,16 +105,10 @@ pub(crate) async fn run(settings: Settings, roles: Roles) -> anyhow::Result<()> 
             Some((_, _, ingest)) => {
                 router.merge(framelake_receiver::http::loki_router(Arc::clone(ingest)))
             }
-            None => router.route(
-                "/loki/api/v1/push",
-                axum::routing::post(|| async {
-                    (
-                        axum::http::StatusCode::NOT_FOUND,
-                        "this process runs the query role without a receiver: push to a \
-                         receiver's ingest listener (/loki/api/v1/push on :4318)\n",
-                    )
-                }),
-            ),
+            None => router.merge(crate::forward::loki_push(
+                settings.receiver_url.clone(),
+                settings.limits().max_body_bytes,
+            )),
         };
         let stopped = stop.clone().cancelled_owned();
         tracker.spawn(async move {

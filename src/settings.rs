@@ -78,6 +78,9 @@ settings! {
     ingest_addr: SocketAddr = "FRAMELAKE_INGEST_ADDR";
     /// HTTP query listener: SQL [default: 127.0.0.1:8080].
     query_addr: SocketAddr = "FRAMELAKE_QUERY_ADDR";
+    /// Ingest listener of a receiver (http://host:4318) that a query process without
+    /// one forwards Loki pushes to: Loki clients push and read at one URL.
+    receiver_url: String = "FRAMELAKE_RECEIVER_URL";
     /// Arrow FlightSQL listener [default: 127.0.0.1:50051].
     flight_addr: SocketAddr = "FRAMELAKE_FLIGHT_ADDR";
     /// Token file (TOML): with it, every request needs a bearer token bound to a tenant.

@@ -591,6 +591,61 @@ async fn receiver_role_on_postgres_and_s3_with_tokens() {
             .contains("push to a receiver"),
         "the answer names the receiver"
     );
+    // With --receiver-url, it forwards the push (token and all) and reads
+    // it back through the Loki API.
+    let mut forwarding_args = args.clone();
+    forwarding_args.extend(["--receiver-url".to_owned(), server.http_url()]);
+    let forwarding = Server::start(
+        "query",
+        &forwarding_args,
+        &dir.path().join("query-forwarding.log"),
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos();
+    let body = serde_json::json!({"streams": [{"stream": {"app": "forwarded"},
+        "values": [[now.to_string(), "through the query listener"]]}]})
+    .to_string();
+    let push = |token: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/loki/api/v1/push", forwarding.query_url()))
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(
+        push("reader").await.expect("answers").status().as_u16(),
+        403,
+        "the receiver's answer: a reader cannot write"
+    );
+    assert_eq!(
+        push("sekret").await.expect("answers").status().as_u16(),
+        204
+    );
+    let read = reqwest::Client::new()
+        .get(format!(
+            "{}/loki/api/v1/query_range",
+            forwarding.query_url()
+        ))
+        .query(&[
+            ("query", r#"{app="forwarded"}"#.to_owned()),
+            ("start", (now - 1_000_000_000).to_string()),
+            ("end", (now + 1_000_000_000).to_string()),
+        ])
+        .bearer_auth("reader")
+        .send()
+        .await
+        .expect("answers")
+        .json::<Value>()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        read["data"]["result"][0]["values"][0][1],
+        "through the query listener"
+    );
 
     // The maintain role, with its flag, materializes what the receiver stored.
     let mut maintain_args = args.clone();
