@@ -6,6 +6,7 @@ mod durability;
 mod flightsql;
 mod hostile;
 mod loki;
+mod loki_contract;
 mod native;
 mod render;
 mod sdk;
