@@ -514,7 +514,7 @@ async fn grafana_loki_datasource_contract() {
     let q =
         format!(r#"{{service_name=~".+"}} | logfmt | json | drop __error__ | trace_id="{trace}""#);
     assert_eq!(entries(&loki.range(&q, &[], true).await).len(), 1, "F18");
-    let q = format!(r#"{{app=~".+"}} |= "aaaa""#);
+    let q = r#"{app=~".+"} |= "aaaa""#;
     assert_eq!(
         entries(&loki.range(&q, &[], true).await).len(),
         1,
