@@ -516,7 +516,7 @@ async fn grafana_loki_datasource_contract() {
     assert_eq!(entries(&loki.range(&q, &[], true).await).len(), 1, "F18");
     let q = r#"{app=~".+"} |= "aaaa""#;
     assert_eq!(
-        entries(&loki.range(&q, &[], true).await).len(),
+        entries(&loki.range(q, &[], true).await).len(),
         1,
         "F18 line filter"
     );
