@@ -410,6 +410,89 @@ async fn metric_queries_window_aggregate_and_combine_as_loki() {
         assert_eq!(d2, d, "step {step}");
     }
 
+    // A range that is not a multiple of the step: (t - 3s, t] at t = 0, 2, 4 s.
+    let d = data(
+        &stack,
+        "query_range",
+        &range(
+            r#"count_over_time({app="web"}[3s])"#,
+            0.0,
+            4.0,
+            &[("step", "2s")],
+        ),
+        false,
+    )
+    .await;
+    assert_eq!(
+        samples(&d),
+        vec![(web.clone(), at(&[(2.0, "2"), (4.0, "2")]))]
+    );
+    // offset: the window (t - 1s - 2s, t - 1s] at t = 4 s holds the lines at 2 and 3 s.
+    let d = data(
+        &stack,
+        "query",
+        &instant(r#"count_over_time({app="web"}[2s] offset 1s)"#, 4.0),
+        false,
+    )
+    .await;
+    assert_eq!(samples(&d), vec![(web.clone(), at(&[(4.0, "2")]))]);
+    // The same windows counted line by line (a stage that keeps every line).
+    let d = data(
+        &stack,
+        "query_range",
+        &range(
+            r#"count_over_time({app="web"} | label_format x="y" [3s])"#,
+            0.0,
+            4.0,
+            &[("step", "2s")],
+        ),
+        false,
+    )
+    .await;
+    let mut labelled = web.clone();
+    labelled["x"] = json!("y");
+    assert_eq!(samples(&d), vec![(labelled, at(&[(2.0, "2"), (4.0, "2")]))]);
+    let d = data(
+        &stack,
+        "query_range",
+        &range(
+            r#"sum(count_over_time({app="web"} | label_format x="y" [3s]))"#,
+            0.0,
+            4.0,
+            &[("step", "2s")],
+        ),
+        false,
+    )
+    .await;
+    assert_eq!(
+        samples(&d),
+        vec![(json!({}), at(&[(2.0, "2"), (4.0, "2")]))]
+    );
+    let d = data(
+        &stack,
+        "query_range",
+        &range(
+            r#"bytes_over_time({app="web"}[3s])"#,
+            0.0,
+            4.0,
+            &[("step", "2s")],
+        ),
+        false,
+    )
+    .await;
+    let line = |s: &str| s.len();
+    let two = line(r#"level=info msg="GET /a" status=200 dur=15ms size=1KB"#)
+        + line(r#"level=error msg="GET /b" status=500 dur=1.5s size=3KB"#);
+    let four = line(r#"level=error msg="GET /b" status=500 dur=1.5s size=3KB"#)
+        + line(r#"level=warn msg="GET /c" status=404 dur=250ms size=512B"#);
+    assert_eq!(
+        samples(&d),
+        vec![(
+            web.clone(),
+            at(&[(2.0, &two.to_string()), (4.0, &four.to_string())])
+        )]
+    );
+
     // The log-volume query Grafana sends: by detected_level (metadata).
     let query =
         r#"sum by (level, detected_level) (count_over_time({app="web"} | drop __error__[10s]))"#;

@@ -102,6 +102,36 @@ impl Windows {
         }
     }
 
+    /// [`Windows::interval`] as a DataFusion expression of a time column
+    /// (nanoseconds since the epoch, `offset` added), for plans that count
+    /// per interval themselves.
+    pub fn interval_expr(
+        &self,
+        time: datafusion::prelude::Expr,
+        offset: i64,
+    ) -> datafusion::prelude::Expr {
+        use datafusion::logical_expr::{cast, when};
+        use datafusion::prelude::lit;
+        // Kept positive before dividing: scanned times are after start - range.
+        let k = self.q + 1;
+        let shifted = cast(time, arrow::datatypes::DataType::Int64)
+            + lit(offset - self.start + k * self.step);
+        let m = (shifted.clone() + lit(self.step - 1)) / lit(self.step) - lit(k);
+        if self.r == 0 {
+            return m;
+        }
+        let u = shifted - lit(k * self.step);
+        let bound = m.clone() * lit(self.step) - lit(self.r);
+        when(u.lt_eq(bound), m.clone() * lit(2i64) - lit(1i64))
+            .otherwise(m * lit(2i64))
+            .unwrap_or_else(|e| {
+                datafusion::prelude::Expr::Literal(
+                    datafusion::common::ScalarValue::Utf8(Some(e.to_string())),
+                    None,
+                )
+            })
+    }
+
     /// The intervals window `k` is made of.
     fn window(&self, k: usize) -> std::ops::RangeInclusive<i64> {
         let k = k as i64;
@@ -225,6 +255,18 @@ impl RangeAgg {
             .entry(interval)
             .or_insert_with(|| Acc::new(keep))
             .add(t, v);
+    }
+
+    /// Adds `count` samples of a series in one interval, summing to `sum`
+    /// (lines counted per interval by the scan; count and byte functions).
+    pub fn add_interval(&mut self, series: usize, interval: i64, count: u64, sum: f64) {
+        let keep = self.keep;
+        let acc = self.series[series]
+            .1
+            .entry(interval)
+            .or_insert_with(|| Acc::new(keep));
+        acc.count += count;
+        acc.sum += sum;
     }
 
     /// The series and their value at each step (`None` where the window is empty).

@@ -372,6 +372,55 @@ impl Loki {
         Ok(out)
     }
 
+    /// Lines per stream and window interval (`interval`, `lines`, and
+    /// `bytes` when `bytes`), counted by the scan.
+    #[allow(clippy::too_many_arguments)]
+    async fn interval_counts(
+        &self,
+        tenant: &TenantId,
+        streams: &StreamIndex,
+        range: (i64, i64),
+        predicates: Vec<Expr>,
+        windows: &Windows,
+        offset: i64,
+        bytes: bool,
+    ) -> Result<crate::Rows, QueryError> {
+        use datafusion::arrow::datatypes::DataType;
+        use datafusion::functions_aggregate::expr_fn::{count, sum};
+        use datafusion::logical_expr::cast;
+        let ids: Vec<Expr> = streams
+            .ids()
+            .map(|id| {
+                lit(ScalarValue::FixedSizeBinary(
+                    16,
+                    Some(id.as_bytes().to_vec()),
+                ))
+            })
+            .collect();
+        let interval = windows.interval_expr(col("time"), offset);
+        self.engine
+            .run(tenant, move |ctx| async move {
+                let mut predicate = col("time")
+                    .gt_eq(timestamp(range.0))
+                    .and(col("time").lt_eq(timestamp(range.1)))
+                    .and(col("process_id").in_list(ids, false));
+                for p in predicates {
+                    predicate = predicate.and(p);
+                }
+                let mut counts = vec![count(lit(1)).alias("lines")];
+                if bytes {
+                    let size = datafusion::functions::string::expr_fn::octet_length(col("body"));
+                    counts.push(cast(sum(size), DataType::Int64).alias("bytes"));
+                }
+                Ok(ctx
+                    .table(View::LogEntries.name())
+                    .await?
+                    .filter(predicate)?
+                    .aggregate(vec![col("process_id"), interval.alias("interval")], counts)?)
+            })
+            .await
+    }
+
     /// The lines of a log query in `[start, end)`, in `direction`, at most `limit`.
     pub async fn select(
         &self,
@@ -563,39 +612,74 @@ impl Loki {
         let absent = op == RangeOp::AbsentOverTime;
         let counting = if absent { RangeOp::CountOverTime } else { op };
         let mut agg = RangeAgg::new(counting, param, windows, unwrap.is_some());
-        if !streams.is_empty() {
+        if !streams.is_empty() && !per_line {
+            // Lines counted (and their bytes summed) per stream and interval
+            // by the scan itself.
+            let mut rows = self
+                .interval_counts(
+                    tenant,
+                    &streams,
+                    (from, to),
+                    predicates,
+                    &windows,
+                    range.offset,
+                    bytes,
+                )
+                .await?;
+            let mut by_stream: Vec<Option<usize>> = vec![None; streams.all().len()];
+            while let Some(batch) = rows.stream.next().await {
+                let batch = batch?;
+                let column = |name: &str| {
+                    batch.column_by_name(name).ok_or_else(|| {
+                        QueryError::Internal(format!("interval counts without {name}"))
+                    })
+                };
+                let ids = column("process_id")?
+                    .as_any()
+                    .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+                    .ok_or_else(|| QueryError::Internal("interval count ids".into()))?;
+                let int64 = |name: &str| -> Result<arrow::array::Int64Array, QueryError> {
+                    column(name)?
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .cloned()
+                        .ok_or_else(|| {
+                            QueryError::Internal(format!("interval count {name} not Int64"))
+                        })
+                };
+                let (intervals, lines) = (int64("interval")?, int64("lines")?);
+                let sizes = if bytes { Some(int64("bytes")?) } else { None };
+                for i in 0..batch.num_rows() {
+                    let Some((index, stream)) = streams.get(ids.value(i)) else {
+                        continue;
+                    };
+                    let id = *by_stream[index].get_or_insert_with(|| {
+                        let labels = stream.labels.sorted();
+                        agg.series(match grouping {
+                            Some(g) => metric::group_labels(&labels, Some(g)),
+                            None => labels,
+                        })
+                    });
+                    let n = lines.value(i).max(0) as u64;
+                    let sum = sizes.as_ref().map_or(n as f64, |s| s.value(i) as f64);
+                    agg.add_interval(id, intervals.value(i), n, sum);
+                }
+            }
+        } else if !streams.is_empty() {
             let columns = Columns {
-                body: per_line || bytes,
-                metadata: per_line,
+                body: true,
+                metadata: true,
             };
             let mut rows = self
                 .scan(tenant, &streams, (from, to), predicates, columns, None)
                 .await?;
-            // Series of whole streams, when lines need no labels of their own.
-            let mut by_stream: Vec<Option<usize>> = vec![None; streams.all().len()];
             while let Some(batch) = rows.stream.next().await {
                 let batch = LineBatch::new(&batch?)?;
                 for i in 0..batch.len {
-                    let Some((index, stream)) = streams.get(batch.process(i)) else {
+                    let Some((_, stream)) = streams.get(batch.process(i)) else {
                         continue;
                     };
                     let t = batch.time(i) + range.offset;
-                    if !per_line {
-                        let id = *by_stream[index].get_or_insert_with(|| {
-                            let labels = stream.labels.sorted();
-                            agg.series(match grouping {
-                                Some(g) => metric::group_labels(&labels, Some(g)),
-                                None => labels,
-                            })
-                        });
-                        let v = if bytes {
-                            batch.line(i).len() as f64
-                        } else {
-                            1.0
-                        };
-                        agg.add(id, t, v);
-                        continue;
-                    }
                     let mut row = Row {
                         time: batch.time(i),
                         line: batch.line(i).to_owned(),
