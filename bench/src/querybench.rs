@@ -310,6 +310,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     .await?;
     println!("| count per hour and service, from `log_stats` | {reduced:.3} | — | — |");
 
+    logql_questions(&engine, &tenant, args.runs).await?;
+
     // Trace by id: a sample of ids, each looked up.
     let sample = engine
         .sql(&tenant, "SELECT DISTINCT trace_id FROM spans LIMIT 50")
@@ -447,4 +449,132 @@ where
         times.push(started.elapsed().as_secs_f64());
     }
     Ok(clock::median(times))
+}
+
+/// Lines Loki read for each of the anchor's questions (host B).
+const LOKI_LINES: f64 = 1_630_000.0;
+
+/// The log questions in LogQL through the Loki API's engine, each beside
+/// the same question in hand-written SQL over the same views (run
+/// alternately), and Loki's lines per second on the same questions.
+async fn logql_questions(
+    engine: &Engine,
+    tenant: &framelake_lake::ids::TenantId,
+    runs: usize,
+) -> anyhow::Result<()> {
+    use framelake_query::loki::metric::Steps;
+    use framelake_query::loki::{Direction, Loki};
+    let loki = Loki::new(engine.clone(), Default::default());
+    let bounds = engine
+        .sql(
+            tenant,
+            "SELECT arrow_cast(max(time), 'Int64') AS t, count(*) AS n FROM log_entries",
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .stream
+        .try_collect::<Vec<_>>()
+        .await?;
+    let column = |i: usize| -> anyhow::Result<i64> {
+        let batch = bounds.first().context("bounds")?;
+        let c = arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Int64)?;
+        Ok(c.as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .context("int64")?
+            .value(0))
+    };
+    let (newest, lines) = (column(0)?, column(1)? as f64);
+    // Every line is within the hour before `at`.
+    let hour = 3_600_000_000_000i64;
+    let at = newest + 1;
+    let window = format!(
+        "time > arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))') AND time <= arrow_cast({at}, 'Timestamp(Nanosecond, Some(\"UTC\"))')",
+        at - hour
+    );
+    let metadata = "time, process_id, body, scope_name, scope_version, scope_attributes, attributes, \
+         severity_number, severity_text, trace_id, span_id, flags, observed_time, event_name, \
+         dropped_attributes_count";
+    // (question, LogQL, SQL twin, Loki's seconds on host B for its 1.63M lines)
+    let questions = [
+        (
+            "line filter, count per stream",
+            r#"count_over_time({service_name="checkout"} |= "slow query" [1h])"#.to_owned(),
+            format!("SELECT process_id, count(*) FROM log_entries WHERE service_name = 'checkout' AND body LIKE '%slow query%' AND {window} GROUP BY process_id"),
+            Some(5.0),
+        ),
+        (
+            "count by service",
+            r#"sum by (service_name) (count_over_time({service_name=~".+"}[1h]))"#.to_owned(),
+            format!("SELECT service_name, count(*) FROM log_entries WHERE {window} GROUP BY service_name"),
+            Some(7.5),
+        ),
+        (
+            "count all",
+            r#"sum(count_over_time({service_name=~".+"}[1h]))"#.to_owned(),
+            format!("SELECT count(*) FROM log_entries WHERE {window}"),
+            Some(6.5),
+        ),
+        (
+            "newest 1000 matching",
+            r#"{service_name=~".+"} |= "slow query""#.to_owned(),
+            format!("SELECT {metadata} FROM log_entries WHERE body LIKE '%slow query%' AND {window} ORDER BY time DESC LIMIT 1000"),
+            Some(0.71),
+        ),
+        (
+            "logfmt parser, numeric filter",
+            r#"sum(count_over_time({service_name=~".+"} | logfmt | took >= 500ms [1h]))"#.to_owned(),
+            format!("SELECT count(*) FROM log_entries WHERE {window} AND CAST(regexp_match(body, 'took=([0-9]+)ms')[1] AS BIGINT) >= 500"),
+            None,
+        ),
+    ];
+    println!();
+    println!("| LogQL over {lines} log rows | LogQL s | SQL twin s | LogQL / SQL | lines/s | Loki lines/s (host B) | × Loki |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, logql, sql, loki_s) in questions {
+        let expr = framelake_query::loki::parse(&logql).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (mut ours, mut twin) = (Vec::new(), Vec::new());
+        for run in 0..=runs {
+            let started = Instant::now();
+            match &expr {
+                framelake_logql::Expr::Log(log) => {
+                    let got = loki
+                        .select(tenant, log, at - hour + 1, at + 1, 1000, Direction::Backward)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    anyhow::ensure!(got.len() == 1000, "{name}: {} lines", got.len());
+                }
+                framelake_logql::Expr::Metric(metric) => {
+                    loki.evaluate(tenant, metric, Steps::instant(at))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+            }
+            let ours_s = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let rows = engine
+                .sql(tenant, &sql)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            rows.stream.try_collect::<Vec<_>>().await?;
+            if run > 0 {
+                ours.push(ours_s);
+                twin.push(started.elapsed().as_secs_f64());
+            }
+        }
+        let (ours, twin) = (clock::median(ours), clock::median(twin));
+        let (loki_rate, times) = match loki_s {
+            Some(s) => (
+                format!("{:.0}", LOKI_LINES / s),
+                format!("{:.0}", (lines / ours) / (LOKI_LINES / s)),
+            ),
+            None => ("—".to_owned(), "—".to_owned()),
+        };
+        println!(
+            "| `{}` ({name}) | {ours:.3} | {twin:.3} | {:.2} | {:.0} | {loki_rate} | {times} |",
+            logql.replace('|', "\\|"),
+            ours / twin,
+            lines / ours,
+        );
+    }
+    Ok(())
 }
