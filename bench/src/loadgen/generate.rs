@@ -112,6 +112,69 @@ impl Generator {
         }
     }
 
+    /// The same log records as a Loki push of one stream: snappy-compressed
+    /// protobuf `PushRequest`, the resource's attributes as labels, each
+    /// record's line, time and trace context (structured metadata).
+    pub(crate) fn loki_push(&mut self, count: usize) -> Vec<u8> {
+        use framelake_receiver::loki::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter};
+        let request = self.logs(count);
+        let resource = &request.resource_logs[0];
+        let text = |v: &Option<AnyValue>| match v.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => s.clone(),
+            Some(any_value::Value::IntValue(i)) => i.to_string(),
+            _ => String::new(),
+        };
+        let labels = resource
+            .resource
+            .as_ref()
+            .map(|r| {
+                let pairs: Vec<String> = r
+                    .attributes
+                    .iter()
+                    .map(|kv| format!("{}={:?}", kv.key.replace('.', "_"), text(&kv.value)))
+                    .collect();
+                format!("{{{}}}", pairs.join(", "))
+            })
+            .unwrap_or_default();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let entries = resource.scope_logs[0]
+            .log_records
+            .iter()
+            .map(|r| EntryAdapter {
+                timestamp: Some(prost_types::Timestamp {
+                    seconds: (r.time_unix_nano / 1_000_000_000) as i64,
+                    nanos: (r.time_unix_nano % 1_000_000_000) as i32,
+                }),
+                line: text(&r.body),
+                structured_metadata: if r.trace_id.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![
+                        LabelPairAdapter {
+                            name: "trace_id".into(),
+                            value: hex(&r.trace_id),
+                        },
+                        LabelPairAdapter {
+                            name: "span_id".into(),
+                            value: hex(&r.span_id),
+                        },
+                    ]
+                },
+                parsed: Vec::new(),
+            })
+            .collect();
+        let push = PushRequest {
+            streams: vec![StreamAdapter {
+                labels,
+                entries,
+                hash: 0,
+            }],
+        };
+        snap::raw::Encoder::new()
+            .compress_vec(&prost::Message::encode_to_vec(&push))
+            .expect("snappy compresses any input")
+    }
+
     /// A request of `count` spans in traces of 8 spans each.
     pub(crate) fn spans(&mut self, count: usize) -> ExportTraceServiceRequest {
         let mut spans = Vec::with_capacity(count);

@@ -304,7 +304,11 @@ impl Sender {
         tenant: &str,
     ) -> anyhow::Result<Self> {
         Ok(if protocol == "http" {
-            let url = format!("{http}/v1/{signal}");
+            let url = if signal == "loki" {
+                format!("{http}/loki/api/v1/push")
+            } else {
+                format!("{http}/v1/{signal}")
+            };
             Sender::Http {
                 client: reqwest::Client::new(),
                 url,
@@ -463,17 +467,32 @@ fn measure_references(
         match signal {
             "traces" => ExportTraceServiceRequest::decode(r.as_ref())
                 .map(|m| m.resource_spans[0].scope_spans[0].spans.len()),
+            // What Loki does first with a push: snappy, then prost.
+            "loki" => {
+                let raw = snap::raw::Decoder::new()
+                    .decompress_vec(r)
+                    .expect("generated pushes decompress");
+                framelake_receiver::loki::PushRequest::decode(raw.as_slice())
+                    .map(|m| m.streams[0].entries.len())
+            }
             _ => ExportLogsServiceRequest::decode(r.as_ref())
                 .map(|m| m.resource_logs[0].scope_logs[0].log_records.len()),
         }
         .expect("generated requests decode") as u64
     };
     let prepare = |r: &Bytes| {
+        // A Loki push is turned into the OTLP request it stands for first.
+        let otlp = if signal == "loki" {
+            framelake_receiver::loki::to_otlp(Encoding::Protobuf, r, 64 << 20)
+                .expect("generated pushes are valid")
+        } else {
+            r.clone()
+        };
         prepare(
             &tenant,
             kind,
             Encoding::Protobuf,
-            r.clone(),
+            otlp,
             compression,
             Default::default(),
         )

@@ -51,7 +51,8 @@ pub(crate) struct Args {
     /// Transports to test: grpc, http, or both.
     #[arg(long, default_value = "both")]
     protocol: String,
-    /// Signals to test: traces, logs, or both.
+    /// Signals to test: traces, logs, or both (OTLP); or loki (Loki push: snappy
+    /// protobuf over HTTP, the same log records).
     #[arg(long, default_value = "both")]
     signal: String,
     /// Concurrent exporters.
@@ -85,8 +86,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let compression = args.block_compression;
     let signals: Vec<&str> = match args.signal.as_str() {
         "both" => vec!["traces", "logs"],
-        s @ ("traces" | "logs") => vec![s],
-        other => anyhow::bail!("--signal {other:?}: use traces, logs or both"),
+        s @ ("traces" | "logs" | "loki") => vec![s],
+        other => anyhow::bail!("--signal {other:?}: use traces, logs, both or loki"),
     };
     if args.references_only {
         println!("host CPU: {}", crate::clock::cpu_model());
@@ -140,7 +141,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     println!("each phase after {} s of unmeasured load", args.warmup);
     let mut rows = Vec::new();
     for signal in &signals {
-        for protocol in &protocols {
+        // Loki pushes are HTTP only.
+        for protocol in protocols.iter().filter(|p| *signal != "loki" || **p == "http") {
             let phase = |seconds| Phase {
                 signal,
                 protocol,
@@ -174,6 +176,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 pub(crate) fn encode(generator: &mut Generator, signal: &str, batch: usize) -> Bytes {
     match signal {
         "traces" => generator.spans(batch).encode_to_vec().into(),
+        "loki" => generator.loki_push(batch).into(),
         _ => generator.logs(batch).encode_to_vec().into(),
     }
 }
