@@ -7,6 +7,7 @@ mod clock;
 mod loadgen;
 mod nativebench;
 mod querybench;
+mod tailbench;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ enum Command {
     Querybench(querybench::Args),
     /// Measures the native CPU-trace path (decode, store, bytes at rest) and prints tables.
     Nativebench(nativebench::Args),
+    /// Measures Loki's live tail: acknowledgement to delivery over the WebSocket.
+    Tailbench(tailbench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<()> {
             Command::Loadgen(args) => loadgen::run(args).await,
             Command::Querybench(args) => querybench::run(args).await,
             Command::Nativebench(args) => nativebench::run(args).await,
+            Command::Tailbench(args) => tailbench::run(args).await,
         }
     })
 }

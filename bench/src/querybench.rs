@@ -499,13 +499,17 @@ async fn logql_questions(
         (
             "line filter, count per stream",
             r#"count_over_time({service_name="checkout"} |= "slow query" [1h])"#.to_owned(),
-            format!("SELECT process_id, count(*) FROM log_entries WHERE service_name = 'checkout' AND body LIKE '%slow query%' AND {window} GROUP BY process_id"),
+            format!(
+                "SELECT process_id, count(*) FROM log_entries WHERE service_name = 'checkout' AND body LIKE '%slow query%' AND {window} GROUP BY process_id"
+            ),
             Some(5.0),
         ),
         (
             "count by service",
             r#"sum by (service_name) (count_over_time({service_name=~".+"}[1h]))"#.to_owned(),
-            format!("SELECT service_name, count(*) FROM log_entries WHERE {window} GROUP BY service_name"),
+            format!(
+                "SELECT service_name, count(*) FROM log_entries WHERE {window} GROUP BY service_name"
+            ),
             Some(7.5),
         ),
         (
@@ -517,18 +521,25 @@ async fn logql_questions(
         (
             "newest 1000 matching",
             r#"{service_name=~".+"} |= "slow query""#.to_owned(),
-            format!("SELECT {metadata} FROM log_entries WHERE body LIKE '%slow query%' AND {window} ORDER BY time DESC LIMIT 1000"),
+            format!(
+                "SELECT {metadata} FROM log_entries WHERE body LIKE '%slow query%' AND {window} ORDER BY time DESC LIMIT 1000"
+            ),
             Some(0.71),
         ),
         (
             "logfmt parser, numeric filter",
-            r#"sum(count_over_time({service_name=~".+"} | logfmt | took >= 500ms [1h]))"#.to_owned(),
-            format!("SELECT count(*) FROM log_entries WHERE {window} AND CAST(regexp_match(body, 'took=([0-9]+)ms')[1] AS BIGINT) >= 500"),
+            r#"sum(count_over_time({service_name=~".+"} | logfmt | took >= 500ms [1h]))"#
+                .to_owned(),
+            format!(
+                "SELECT count(*) FROM log_entries WHERE {window} AND CAST(regexp_match(body, 'took=([0-9]+)ms')[1] AS BIGINT) >= 500"
+            ),
             None,
         ),
     ];
     println!();
-    println!("| LogQL over {lines} log rows | LogQL s | SQL twin s | LogQL / SQL | lines/s | Loki lines/s (host B) | × Loki |");
+    println!(
+        "| LogQL over {lines} log rows | LogQL s | SQL twin s | LogQL / SQL | lines/s | Loki lines/s (host B) | × Loki |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (name, logql, sql, loki_s) in questions {
         let expr = framelake_query::loki::parse(&logql).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -538,7 +549,14 @@ async fn logql_questions(
             match &expr {
                 framelake_logql::Expr::Log(log) => {
                     let got = loki
-                        .select(tenant, log, at - hour + 1, at + 1, 1000, Direction::Backward)
+                        .select(
+                            tenant,
+                            log,
+                            at - hour + 1,
+                            at + 1,
+                            1000,
+                            Direction::Backward,
+                        )
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     anyhow::ensure!(got.len() == 1000, "{name}: {} lines", got.len());

@@ -106,6 +106,12 @@ impl From<framelake_lake::Error> for QueryError {
     }
 }
 
+impl From<arrow::error::ArrowError> for QueryError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        QueryError::Internal(e.to_string())
+    }
+}
+
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
         let message = e.strip_backtrace();

@@ -116,7 +116,9 @@ impl Generator {
     /// protobuf `PushRequest`, the resource's attributes as labels, each
     /// record's line, time and trace context (structured metadata).
     pub(crate) fn loki_push(&mut self, count: usize) -> Vec<u8> {
-        use framelake_receiver::loki::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter};
+        use framelake_receiver::loki::{
+            EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter,
+        };
         let request = self.logs(count);
         let resource = &request.resource_logs[0];
         let text = |v: &Option<AnyValue>| match v.as_ref().and_then(|v| v.value.as_ref()) {

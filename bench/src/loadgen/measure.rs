@@ -83,7 +83,7 @@ impl Drop for SpawnedServer {
 
 /// `N` distinct ports on 127.0.0.1 that were free a moment ago: all bound at
 /// once, so the kernel cannot hand the same one out twice, then released.
-fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+pub(crate) fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
     let listeners = (0..N)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<std::io::Result<Vec<_>>>()?;

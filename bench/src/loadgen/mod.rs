@@ -142,7 +142,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for signal in &signals {
         // Loki pushes are HTTP only.
-        for protocol in protocols.iter().filter(|p| *signal != "loki" || **p == "http") {
+        for protocol in protocols
+            .iter()
+            .filter(|p| *signal != "loki" || **p == "http")
+        {
             let phase = |seconds| Phase {
                 signal,
                 protocol,

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, SortExpr};
 use datafusion::prelude::{col, lit};
-use framelake_lake::ids::TenantId;
+use framelake_lake::ids::{ProcessId, TenantId};
 use framelake_lake::view::View;
 use framelake_logql::eval::{Category, ERROR, Labels, Pipeline, Row, Selector, Unwrapper};
 use framelake_logql::{
@@ -79,6 +79,28 @@ pub struct Loki {
 
 fn bad(e: impl std::fmt::Display) -> QueryError {
     QueryError::BadQuery(e.to_string())
+}
+
+/// The predicate of a scan of some streams over a time range (inclusive):
+/// the range, and the streams' processes unless they are every process
+/// with logs in it.
+fn scan_predicate(streams: &StreamIndex, range: (i64, i64)) -> Expr {
+    let mut predicate = col("time")
+        .gt_eq(timestamp(range.0))
+        .and(col("time").lt_eq(timestamp(range.1)));
+    if !streams.complete {
+        let ids: Vec<Expr> = streams
+            .ids()
+            .map(|id| {
+                lit(ScalarValue::FixedSizeBinary(
+                    16,
+                    Some(id.as_bytes().to_vec()),
+                ))
+            })
+            .collect();
+        predicate = predicate.and(col("process_id").in_list(ids, false));
+    }
+    predicate
 }
 
 fn timestamp(ns: i64) -> Expr {
@@ -219,7 +241,10 @@ impl Loki {
                 streams.push(stream);
             }
         }
-        Ok(StreamIndex::new(streams))
+        let complete = streams.len() == records.len();
+        let mut index = StreamIndex::new(streams);
+        index.complete = complete;
+        Ok(index)
     }
 
     /// Scans the lines of some streams in a time range (inclusive).
@@ -232,15 +257,7 @@ impl Loki {
         columns: Columns,
         order: Order,
     ) -> Result<crate::Rows, QueryError> {
-        let ids: Vec<Expr> = streams
-            .ids()
-            .map(|id| {
-                lit(ScalarValue::FixedSizeBinary(
-                    16,
-                    Some(id.as_bytes().to_vec()),
-                ))
-            })
-            .collect();
+        let scope = scan_predicate(streams, range);
         let mut names = vec!["time", "process_id"];
         if columns.body {
             names.push("body");
@@ -250,10 +267,7 @@ impl Loki {
         }
         self.engine
             .run(tenant, move |ctx| async move {
-                let mut predicate = col("time")
-                    .gt_eq(timestamp(range.0))
-                    .and(col("time").lt_eq(timestamp(range.1)))
-                    .and(col("process_id").in_list(ids, false));
+                let mut predicate = scope;
                 for p in predicates {
                     predicate = predicate.and(p);
                 }
@@ -293,15 +307,7 @@ impl Loki {
         if streams.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<Expr> = streams
-            .ids()
-            .map(|id| {
-                lit(ScalarValue::FixedSizeBinary(
-                    16,
-                    Some(id.as_bytes().to_vec()),
-                ))
-            })
-            .collect();
+        let scope = scan_predicate(streams, range);
         let mut rows = self
             .engine
             .run(tenant, move |ctx| async move {
@@ -318,12 +324,7 @@ impl Loki {
                 Ok(ctx
                     .table(View::LogEntries.name())
                     .await?
-                    .filter(
-                        col("time")
-                            .gt_eq(timestamp(range.0))
-                            .and(col("time").lt_eq(timestamp(range.1)))
-                            .and(col("process_id").in_list(ids, false)),
-                    )?
+                    .filter(scope)?
                     .aggregate(
                         group,
                         vec![
@@ -384,26 +385,22 @@ impl Loki {
         windows: &Windows,
         offset: i64,
         bytes: bool,
+        keys: Keys,
     ) -> Result<crate::Rows, QueryError> {
         use datafusion::arrow::datatypes::DataType;
         use datafusion::functions_aggregate::expr_fn::{count, sum};
         use datafusion::logical_expr::cast;
-        let ids: Vec<Expr> = streams
-            .ids()
-            .map(|id| {
-                lit(ScalarValue::FixedSizeBinary(
-                    16,
-                    Some(id.as_bytes().to_vec()),
-                ))
-            })
-            .collect();
+        let scope = scan_predicate(streams, range);
         let interval = windows.interval_expr(col("time"), offset);
+        let mut group = match keys {
+            Keys::Stream => vec![col("process_id")],
+            Keys::Service => vec![col("service_name")],
+            Keys::Nothing => Vec::new(),
+        };
+        group.push(interval.alias("interval"));
         self.engine
             .run(tenant, move |ctx| async move {
-                let mut predicate = col("time")
-                    .gt_eq(timestamp(range.0))
-                    .and(col("time").lt_eq(timestamp(range.1)))
-                    .and(col("process_id").in_list(ids, false));
+                let mut predicate = scope;
                 for p in predicates {
                     predicate = predicate.and(p);
                 }
@@ -416,7 +413,7 @@ impl Loki {
                     .table(View::LogEntries.name())
                     .await?
                     .filter(predicate)?
-                    .aggregate(vec![col("process_id"), interval.alias("interval")], counts)?)
+                    .aggregate(group, counts)?)
             })
             .await
     }
@@ -443,21 +440,108 @@ impl Loki {
         }
         let Split { predicates, rest } = split(&expr.pipeline);
         let pipeline = Pipeline::new(&rest).map_err(bad)?;
-        let pushed_limit = (!rest.iter().any(filters)).then_some(limit);
-        let columns = Columns {
+        let range = (start, end - 1);
+        if rest.iter().any(filters) {
+            // Stages may drop lines: read them in order until `limit` pass.
+            let all = Columns {
+                body: true,
+                metadata: true,
+            };
+            let rows = self
+                .scan(
+                    tenant,
+                    &streams,
+                    range,
+                    predicates,
+                    all,
+                    Some((direction, None)),
+                )
+                .await?;
+            return Self::lines(rows, &streams, &pipeline, limit).await;
+        }
+        // The scan finds the lines (its order and limit), reading their time,
+        // stream and line only; then their structured metadata is read for
+        // the time they span.
+        let narrow = Columns {
             body: true,
-            metadata: true,
+            metadata: false,
         };
         let mut rows = self
             .scan(
                 tenant,
                 &streams,
-                (start, end - 1),
-                predicates,
-                columns,
-                Some((direction, pushed_limit)),
+                range,
+                predicates.clone(),
+                narrow,
+                Some((direction, Some(limit))),
             )
             .await?;
+        let mut found: Vec<(Arc<Stream>, i64, String)> = Vec::new();
+        while let Some(batch) = rows.stream.next().await {
+            let batch = LineBatch::new(&batch?)?;
+            for i in 0..batch.len {
+                if let Some((_, stream)) = streams.get(batch.process(i)) {
+                    found.push((Arc::clone(stream), batch.time(i), batch.line(i).to_owned()));
+                }
+            }
+        }
+        let (Some(first), Some(last)) = (
+            found.iter().map(|(_, t, _)| *t).min(),
+            found.iter().map(|(_, t, _)| *t).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let all = Columns {
+            body: true,
+            metadata: true,
+        };
+        let mut rows = self
+            .scan(tenant, &streams, (first, last), predicates, all, None)
+            .await?;
+        let mut labels: std::collections::HashMap<(ProcessId, i64, String), Vec<Labels>> =
+            std::collections::HashMap::new();
+        while let Some(batch) = rows.stream.next().await {
+            let batch = LineBatch::new(&batch?)?;
+            for i in 0..batch.len {
+                if let Some((_, stream)) = streams.get(batch.process(i)) {
+                    labels
+                        .entry((stream.process_id, batch.time(i), batch.line(i).to_owned()))
+                        .or_default()
+                        .push(batch.labels(i, stream));
+                }
+            }
+        }
+        let mut lines = Vec::with_capacity(found.len());
+        for (stream, time, line) in found {
+            let key = (stream.process_id, time, line);
+            let line_labels = labels
+                .get_mut(&key)
+                .and_then(Vec::pop)
+                .unwrap_or_else(|| stream.labels.clone());
+            let mut row = Row {
+                time,
+                line: key.2,
+                labels: line_labels,
+            };
+            if pipeline.process(&mut row) {
+                lines.push(LogLine {
+                    stream,
+                    time: row.time,
+                    line: row.line,
+                    labels: row.labels,
+                });
+            }
+        }
+        Ok(lines)
+    }
+
+    /// The lines of a scan that pass a pipeline, at most `limit`.
+    async fn lines(
+        mut rows: crate::Rows,
+        streams: &StreamIndex,
+        pipeline: &Pipeline,
+        limit: usize,
+    ) -> Result<Vec<LogLine>, QueryError> {
         let mut lines = Vec::new();
         while let Some(batch) = rows.stream.next().await {
             let batch = LineBatch::new(&batch?)?;
@@ -525,8 +609,17 @@ impl Loki {
                     range,
                     grouping,
                 } => Value::Vector(
-                    self.range(tenant, *op, *param, range, grouping.as_ref(), steps, names)
-                        .await?,
+                    self.range(
+                        tenant,
+                        *op,
+                        *param,
+                        range,
+                        grouping.as_ref(),
+                        steps,
+                        names,
+                        Keys::Stream,
+                    )
+                    .await?,
                 ),
                 MetricExpr::Vector {
                     op,
@@ -534,9 +627,21 @@ impl Loki {
                     inner,
                     grouping,
                 } => {
-                    let Value::Vector(series) = self.eval(tenant, inner, steps, names).await?
-                    else {
-                        return Err(bad(format!("{} expects a vector, not a scalar", op.name())));
+                    let series = match summed(*op, inner, grouping.as_ref()) {
+                        // The sum of whole-stream counts: counted per what it keeps.
+                        Some((range_op, range, keys)) => {
+                            self.range(tenant, range_op, None, range, None, steps, names, keys)
+                                .await?
+                        }
+                        None => match self.eval(tenant, inner, steps, names).await? {
+                            Value::Vector(series) => series,
+                            Value::Scalar(_) => {
+                                return Err(bad(format!(
+                                    "{} expects a vector, not a scalar",
+                                    op.name()
+                                )));
+                            }
+                        },
                     };
                     Value::Vector(metric::aggregate(
                         *op,
@@ -585,6 +690,7 @@ impl Loki {
         grouping: Option<&framelake_logql::Grouping>,
         steps: Steps,
         names: &BTreeSet<String>,
+        keys: Keys,
     ) -> Result<Vec<Series>, QueryError> {
         let windows = Windows::new(steps, range.range);
         let (from, to) = windows.span();
@@ -613,8 +719,8 @@ impl Loki {
         let counting = if absent { RangeOp::CountOverTime } else { op };
         let mut agg = RangeAgg::new(counting, param, windows, unwrap.is_some());
         if !streams.is_empty() && !per_line {
-            // Lines counted (and their bytes summed) per stream and interval
-            // by the scan itself.
+            // Lines counted (and their bytes summed) per stream (or per what
+            // the enclosing sum keeps) and interval by the scan itself.
             let mut rows = self
                 .interval_counts(
                     tenant,
@@ -624,6 +730,7 @@ impl Loki {
                     &windows,
                     range.offset,
                     bytes,
+                    keys,
                 )
                 .await?;
             let mut by_stream: Vec<Option<usize>> = vec![None; streams.all().len()];
@@ -634,10 +741,23 @@ impl Loki {
                         QueryError::Internal(format!("interval counts without {name}"))
                     })
                 };
-                let ids = column("process_id")?
-                    .as_any()
-                    .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
-                    .ok_or_else(|| QueryError::Internal("interval count ids".into()))?;
+                let ids = match keys {
+                    Keys::Stream => Some(
+                        column("process_id")?
+                            .as_any()
+                            .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+                            .cloned()
+                            .ok_or_else(|| QueryError::Internal("interval count ids".into()))?,
+                    ),
+                    _ => None,
+                };
+                let services = match keys {
+                    Keys::Service => Some(arrow::compute::cast(
+                        column("service_name")?,
+                        &arrow::datatypes::DataType::Utf8,
+                    )?),
+                    _ => None,
+                };
                 let int64 = |name: &str| -> Result<arrow::array::Int64Array, QueryError> {
                     column(name)?
                         .as_any()
@@ -650,16 +770,26 @@ impl Loki {
                 let (intervals, lines) = (int64("interval")?, int64("lines")?);
                 let sizes = if bytes { Some(int64("bytes")?) } else { None };
                 for i in 0..batch.num_rows() {
-                    let Some((index, stream)) = streams.get(ids.value(i)) else {
-                        continue;
+                    let id = match (&ids, &services) {
+                        (Some(ids), _) => {
+                            let Some((index, stream)) = streams.get(ids.value(i)) else {
+                                continue;
+                            };
+                            *by_stream[index].get_or_insert_with(|| {
+                                let labels = stream.labels.sorted();
+                                agg.series(match grouping {
+                                    Some(g) => metric::group_labels(&labels, Some(g)),
+                                    None => labels,
+                                })
+                            })
+                        }
+                        (None, Some(services)) => {
+                            use arrow::array::AsArray;
+                            let service = services.as_string::<i32>().value(i).to_owned();
+                            agg.series(vec![("service_name".to_owned(), service)])
+                        }
+                        (None, None) => agg.series(Vec::new()),
                     };
-                    let id = *by_stream[index].get_or_insert_with(|| {
-                        let labels = stream.labels.sorted();
-                        agg.series(match grouping {
-                            Some(g) => metric::group_labels(&labels, Some(g)),
-                            None => labels,
-                        })
-                    });
                     let n = lines.value(i).max(0) as u64;
                     let sum = sizes.as_ref().map_or(n as f64, |s| s.value(i) as f64);
                     agg.add_interval(id, intervals.value(i), n, sum);
@@ -727,6 +857,51 @@ impl Loki {
         labels.dedup_by(|a, b| a.0 == b.0);
         Ok(vec![Series { labels, points }])
     }
+}
+
+/// What a whole-stream count is grouped by in the scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// Each stream (process): the range aggregation's own series.
+    Stream,
+    /// `service_name` (a column of the view): `sum by (service_name)`.
+    Service,
+    /// Nothing: `sum` without grouping.
+    Nothing,
+}
+
+/// A `sum` (without grouping, or `by (service_name)`) over a count, rate
+/// or byte aggregation of whole streams: the sum of the streams' counts in
+/// each window is the count of their lines, grouped the same way, so the
+/// scan counts per what the sum keeps. (When the aggregation needs its
+/// lines one by one, [`Loki::range`] keeps streams.)
+fn summed<'a>(
+    op: framelake_logql::VectorOp,
+    inner: &'a MetricExpr,
+    grouping: Option<&framelake_logql::Grouping>,
+) -> Option<(RangeOp, &'a LogRange, Keys)> {
+    let MetricExpr::Range {
+        op: range_op,
+        range,
+        grouping: None,
+        ..
+    } = inner
+    else {
+        return None;
+    };
+    let counting = matches!(
+        range_op,
+        RangeOp::CountOverTime | RangeOp::Rate | RangeOp::BytesOverTime | RangeOp::BytesRate
+    );
+    if op != framelake_logql::VectorOp::Sum || !counting || range.unwrap.is_some() {
+        return None;
+    }
+    let keys = match grouping {
+        None => Keys::Nothing,
+        Some(g) if !g.without && g.labels == ["service_name"] => Keys::Service,
+        Some(_) => return None,
+    };
+    Some((*range_op, range, keys))
 }
 
 /// A line's series: its stream and parsed labels, and the structured

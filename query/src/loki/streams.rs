@@ -389,6 +389,9 @@ impl LineBatch {
 pub struct StreamIndex {
     streams: Vec<Arc<Stream>>,
     by_id: std::collections::HashMap<ProcessId, usize>,
+    /// Every stream with logs in the range is here: a scan of the range
+    /// needs no filter on processes.
+    pub complete: bool,
 }
 
 impl StreamIndex {
@@ -401,6 +404,7 @@ impl StreamIndex {
         StreamIndex {
             streams: streams.into_iter().map(Arc::new).collect(),
             by_id,
+            complete: false,
         }
     }
 
