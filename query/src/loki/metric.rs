@@ -102,6 +102,12 @@ impl Windows {
         }
     }
 
+    /// The interval of every time the windows hold, when there is one
+    /// window of one interval (an instant query).
+    pub fn single_interval(&self) -> Option<i64> {
+        (self.count == 1 && self.q == 1 && self.r == 0).then_some(0)
+    }
+
     /// [`Windows::interval`] as a DataFusion expression of a time column
     /// (nanoseconds since the epoch, `offset` added), for plans that count
     /// per interval themselves.

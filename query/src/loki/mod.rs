@@ -88,7 +88,14 @@ fn scan_predicate(streams: &StreamIndex, range: (i64, i64)) -> Expr {
     let mut predicate = col("time")
         .gt_eq(timestamp(range.0))
         .and(col("time").lt_eq(timestamp(range.1)));
-    if !streams.complete {
+    if streams.complete {
+        return predicate;
+    }
+    if let Some(services) = &streams.services {
+        let names: Vec<Expr> = services.iter().map(|s| lit(s.clone())).collect();
+        return predicate.and(col("service_name").in_list(names, false));
+    }
+    {
         let ids: Vec<Expr> = streams
             .ids()
             .map(|id| {
@@ -242,8 +249,20 @@ impl Loki {
             }
         }
         let complete = streams.len() == records.len();
+        let services: BTreeSet<&str> = streams
+            .iter()
+            .filter_map(|s| s.labels.get("service_name"))
+            .collect();
+        let by_service = records
+            .iter()
+            .filter(|r| services.contains(r.service_name.as_str()))
+            .count()
+            == streams.len();
+        let services: Option<Vec<String>> =
+            by_service.then(|| services.iter().map(|s| s.to_string()).collect());
         let mut index = StreamIndex::new(streams);
         index.complete = complete;
+        index.services = services;
         Ok(index)
     }
 
@@ -397,7 +416,11 @@ impl Loki {
             Keys::Service => vec![col("service_name")],
             Keys::Nothing => Vec::new(),
         };
-        group.push(interval.alias("interval"));
+        // An instant query's one window needs no interval per line.
+        match windows.single_interval() {
+            Some(k) => group.push(lit(k).alias("interval")),
+            None => group.push(interval.alias("interval")),
+        }
         self.engine
             .run(tenant, move |ctx| async move {
                 let mut predicate = scope;

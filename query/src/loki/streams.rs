@@ -392,6 +392,10 @@ pub struct StreamIndex {
     /// Every stream with logs in the range is here: a scan of the range
     /// needs no filter on processes.
     pub complete: bool,
+    /// The service names of these streams, when the streams are exactly
+    /// those of the range with these names: a scan filters on the
+    /// `service_name` column instead of on processes.
+    pub services: Option<Vec<String>>,
 }
 
 impl StreamIndex {
@@ -405,6 +409,7 @@ impl StreamIndex {
             streams: streams.into_iter().map(Arc::new).collect(),
             by_id,
             complete: false,
+            services: None,
         }
     }
 
