@@ -283,15 +283,20 @@ pub(crate) fn map_json(map: &MapArray, row: usize) -> serde_json::Value {
     serde_json::Value::Object(object)
 }
 
-/// One row of an attributes map as (key, value as text) pairs, values as
-/// `attr` reads them.
-pub(crate) fn map_texts(map: &MapArray, row: usize) -> Vec<(String, String)> {
+/// The entries of one row of an attributes map whose key `keep` takes, as
+/// (key, value as text) pairs, values as `attr` reads them.
+pub(crate) fn map_texts_where(
+    map: &MapArray,
+    row: usize,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<(String, String)> {
     let keys = map.keys().as_string::<i32>();
     let values = Values {
         values: map.values().as_struct(),
     };
     let offsets = map.value_offsets();
     (offsets[row] as usize..offsets[row + 1] as usize)
+        .filter(|i| keep(keys.value(*i)))
         .filter_map(|i| Some((keys.value(i).to_owned(), values.text(i)?)))
         .collect()
 }

@@ -545,6 +545,53 @@ async fn metric_queries_window_aggregate_and_combine_as_loki() {
     .await;
     assert_eq!(samples(&d)[0].1, at(&[(4.0, "500")]));
 
+    // Aggregations over a parser's series, accumulated per group; structured
+    // metadata read by filters and templates.
+    let d = data(
+        &stack,
+        "query",
+        &instant(
+            r#"sum by (level) (count_over_time({app="web"} | logfmt [10s]))"#,
+            4.0,
+        ),
+        false,
+    )
+    .await;
+    let mut got = samples(&d);
+    got.sort_by_key(|(m, _)| m.to_string());
+    assert_eq!(
+        got,
+        vec![
+            (json!({"level": "error"}), at(&[(4.0, "1")])),
+            (json!({"level": "info"}), at(&[(4.0, "1")])),
+            (json!({"level": "warn"}), at(&[(4.0, "1")])),
+        ]
+    );
+    let d = data(
+        &stack,
+        "query",
+        &instant(
+            r#"min(min_over_time({app="web"} | logfmt | unwrap status [10s]))"#,
+            4.0,
+        ),
+        false,
+    )
+    .await;
+    assert_eq!(samples(&d), vec![(json!({}), at(&[(4.0, "200")]))]);
+    let d = data(
+        &stack,
+        "query",
+        &instant(
+            r#"sum(count_over_time({service_name="checkout"} | user="alice" [10s]))"#,
+            6.0,
+        ),
+        false,
+    )
+    .await;
+    assert_eq!(samples(&d), vec![(json!({}), at(&[(6.0, "2")]))]);
+    let d = data(&stack, "query", &instant(r#"sum(count_over_time({service_name="checkout"} | label_format u="{{.severity_text}}" | u="ERROR" [10s]))"#, 6.0), false).await;
+    assert_eq!(samples(&d), vec![(json!({}), at(&[(6.0, "1")]))]);
+
     // A parser error left in a metric query fails it, as in Loki.
     let (status, body) = get(
         &stack,

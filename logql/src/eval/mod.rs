@@ -7,6 +7,8 @@ mod labels;
 mod parsers;
 mod template;
 
+use std::collections::BTreeSet;
+
 use regex::Regex;
 
 pub use self::labels::{Category, ERROR, ERROR_DETAILS, Label, Labels, sanitize};
@@ -416,6 +418,42 @@ impl Pipeline {
     pub fn is_empty(&self) -> bool {
         self.stages.is_empty()
     }
+
+    /// The labels the stages read (label filters, templates, renames); `None`
+    /// when a template reads every label. Parsers read only stream labels.
+    pub fn reads(&self) -> Option<BTreeSet<String>> {
+        let mut names = BTreeSet::new();
+        for stage in &self.stages {
+            match stage {
+                Compiled::Filter(f) => filter_names(&f.0, &mut names),
+                Compiled::LineFormat(t) => names.extend(t.fields()?),
+                Compiled::LabelFormat(formats) => {
+                    for (_, format) in formats {
+                        match format {
+                            Format::Rename(from) => {
+                                names.insert(from.clone());
+                            }
+                            Format::Template(t) => names.extend(t.fields()?),
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(names)
+    }
+}
+
+fn filter_names(node: &FilterNode, names: &mut BTreeSet<String>) {
+    match node {
+        FilterNode::And(a, b) | FilterNode::Or(a, b) => {
+            filter_names(a, names);
+            filter_names(b, names);
+        }
+        FilterNode::Str(name, _) | FilterNode::Num(name, ..) => {
+            names.insert(name.clone());
+        }
+    }
 }
 
 /// The line without ANSI escape sequences (colours, cursor moves).
@@ -455,6 +493,15 @@ pub struct Unwrapper {
 }
 
 impl Unwrapper {
+    /// The labels `unwrap` and the filters after it read.
+    pub fn reads(&self) -> BTreeSet<String> {
+        let mut names = BTreeSet::from([self.label.clone()]);
+        for f in &self.filters {
+            filter_names(&f.0, &mut names);
+        }
+        names
+    }
+
     pub fn new(unwrap: &Unwrap) -> Result<Self, String> {
         Ok(Unwrapper {
             label: unwrap.label.clone(),

@@ -146,12 +146,47 @@ impl Template {
         Ok(Template { nodes })
     }
 
+    /// The labels the template reads; `None` when it reads them all (`{{.}}`).
+    pub fn fields(&self) -> Option<std::collections::BTreeSet<String>> {
+        let mut fields = std::collections::BTreeSet::new();
+        node_fields(&self.nodes, &mut fields).then_some(fields)
+    }
+
     /// The template's output.
     pub fn render(&self, scope: &Scope<'_>) -> Result<String, String> {
         let mut out = String::new();
         render(&self.nodes, scope, &mut out)?;
         Ok(out)
     }
+}
+
+/// Adds the labels nodes read to `fields`; false when they read them all.
+fn node_fields(nodes: &[Node], fields: &mut std::collections::BTreeSet<String>) -> bool {
+    nodes.iter().all(|node| match node {
+        Node::Text(_) => true,
+        Node::Action(p) => pipeline_fields(p, fields),
+        Node::If {
+            branches,
+            otherwise,
+        } => {
+            branches
+                .iter()
+                .all(|(c, body)| pipeline_fields(c, fields) && node_fields(body, fields))
+                && node_fields(otherwise, fields)
+        }
+    })
+}
+
+fn pipeline_fields(p: &Pipeline, fields: &mut std::collections::BTreeSet<String>) -> bool {
+    p.iter().flatten().all(|operand| match operand {
+        Operand::Field(name) => {
+            fields.insert(name.clone());
+            true
+        }
+        Operand::Dot => false,
+        Operand::Sub(inner) => pipeline_fields(inner, fields),
+        Operand::Value(_) | Operand::Func(_) => true,
+    })
 }
 
 fn render(nodes: &[Node], scope: &Scope<'_>, out: &mut String) -> Result<(), String> {

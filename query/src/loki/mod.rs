@@ -641,6 +641,7 @@ impl Loki {
                         steps,
                         names,
                         Keys::Stream,
+                        None,
                     )
                     .await?,
                 ),
@@ -650,11 +651,12 @@ impl Loki {
                     inner,
                     grouping,
                 } => {
-                    let series = match summed(*op, inner, grouping.as_ref()) {
-                        // The sum of whole-stream counts: counted per what it keeps.
-                        Some((range_op, range, keys)) => {
-                            self.range(tenant, range_op, None, range, None, steps, names, keys)
-                                .await?
+                    let series = match pushed_down(*op, inner, grouping.as_ref()) {
+                        Some((range_op, range, keys, outer)) => {
+                            self.range(
+                                tenant, range_op, None, range, None, steps, names, keys, outer,
+                            )
+                            .await?
                         }
                         None => match self.eval(tenant, inner, steps, names).await? {
                             Value::Vector(series) => series,
@@ -714,6 +716,7 @@ impl Loki {
         steps: Steps,
         names: &BTreeSet<String>,
         keys: Keys,
+        outer: Outer<'_>,
     ) -> Result<Vec<Series>, QueryError> {
         let windows = Windows::new(steps, range.range);
         let (from, to) = windows.span();
@@ -799,11 +802,14 @@ impl Loki {
                                 continue;
                             };
                             *by_stream[index].get_or_insert_with(|| {
-                                let labels = stream.labels.sorted();
-                                agg.series(match grouping {
-                                    Some(g) => metric::group_labels(&labels, Some(g)),
-                                    None => labels,
-                                })
+                                let mut labels = stream.labels.sorted();
+                                if let Some(g) = grouping {
+                                    labels = metric::group_labels(&labels, Some(g));
+                                }
+                                if let Some(g) = outer {
+                                    labels = metric::group_labels(&labels, g);
+                                }
+                                agg.series(labels)
                             })
                         }
                         (None, Some(services)) => {
@@ -823,6 +829,22 @@ impl Loki {
                 body: true,
                 metadata: true,
             };
+            // The structured metadata the query reads; all of it when a
+            // template reads every label or a grouping keeps all but some.
+            let without = |g: Option<&framelake_logql::Grouping>| g.is_some_and(|g| g.without);
+            let wanted = pipeline
+                .reads()
+                .filter(|_| !without(grouping) && !outer.flatten().is_some_and(|g| g.without))
+                .map(|mut w| {
+                    w.extend(names.iter().cloned());
+                    if let Some(u) = &unwrap {
+                        w.extend(u.reads());
+                    }
+                    for g in grouping.into_iter().chain(outer.flatten()) {
+                        w.extend(g.labels.iter().cloned());
+                    }
+                    w
+                });
             let mut rows = self
                 .scan(tenant, &streams, (from, to), predicates, columns, None)
                 .await?;
@@ -836,7 +858,7 @@ impl Loki {
                     let mut row = Row {
                         time: batch.time(i),
                         line: batch.line(i).to_owned(),
-                        labels: batch.labels(i, stream),
+                        labels: batch.labels_for(i, stream, wanted.as_ref()),
                     };
                     if !pipeline.process(&mut row) {
                         continue;
@@ -849,7 +871,10 @@ impl Loki {
                         None if bytes => row.line.len() as f64,
                         None => 1.0,
                     };
-                    let labels = series_labels(&row.labels, names, grouping)?;
+                    let mut labels = series_labels(&row.labels, names, grouping)?;
+                    if let Some(g) = outer {
+                        labels = metric::group_labels(&labels, g);
+                    }
                     let id = agg.series(labels);
                     agg.add(id, t, v);
                 }
@@ -893,16 +918,20 @@ enum Keys {
     Nothing,
 }
 
-/// A `sum` (without grouping, or `by (service_name)`) over a count, rate
-/// or byte aggregation of whole streams: the sum of the streams' counts in
-/// each window is the count of their lines, grouped the same way, so the
-/// scan counts per what the sum keeps. (When the aggregation needs its
-/// lines one by one, [`Loki::range`] keeps streams.)
-fn summed<'a>(
+/// A vector aggregation the range aggregation inside it can do itself: the
+/// sum of counts, rates, byte counts or unwrapped sums (and the max of
+/// maxima, the min of minima) of several series in each window is that of
+/// their samples together, so lines are accumulated straight into the
+/// aggregation's groups: the range aggregation's series (one per line's
+/// labels after a parser, often) are never built. Whole-stream counts of a
+/// `sum` without grouping or `by (service_name)` are even counted by the scan
+/// per what the sum keeps.
+fn pushed_down<'a>(
     op: framelake_logql::VectorOp,
     inner: &'a MetricExpr,
-    grouping: Option<&framelake_logql::Grouping>,
-) -> Option<(RangeOp, &'a LogRange, Keys)> {
+    grouping: Option<&'a framelake_logql::Grouping>,
+) -> Option<(RangeOp, &'a LogRange, Keys, Outer<'a>)> {
+    use framelake_logql::VectorOp;
     let MetricExpr::Range {
         op: range_op,
         range,
@@ -912,20 +941,33 @@ fn summed<'a>(
     else {
         return None;
     };
-    let counting = matches!(
-        range_op,
-        RangeOp::CountOverTime | RangeOp::Rate | RangeOp::BytesOverTime | RangeOp::BytesRate
-    );
-    if op != framelake_logql::VectorOp::Sum || !counting || range.unwrap.is_some() {
+    let fits = match op {
+        VectorOp::Sum => matches!(
+            range_op,
+            RangeOp::CountOverTime
+                | RangeOp::Rate
+                | RangeOp::BytesOverTime
+                | RangeOp::BytesRate
+                | RangeOp::SumOverTime
+        ),
+        VectorOp::Max => *range_op == RangeOp::MaxOverTime,
+        VectorOp::Min => *range_op == RangeOp::MinOverTime,
+        _ => false,
+    };
+    if !fits {
         return None;
     }
-    let keys = match grouping {
-        None => Keys::Nothing,
-        Some(g) if !g.without && g.labels == ["service_name"] => Keys::Service,
-        Some(_) => return None,
+    let keys = match (op, grouping) {
+        (VectorOp::Sum, None) => Keys::Nothing,
+        (VectorOp::Sum, Some(g)) if !g.without && g.labels == ["service_name"] => Keys::Service,
+        _ => Keys::Stream,
     };
-    Some((*range_op, range, keys))
+    Some((*range_op, range, keys, Some(grouping)))
 }
+
+/// The grouping of an enclosing aggregation done by a range aggregation
+/// (`Some(None)`: everything in one group).
+type Outer<'a> = Option<Option<&'a framelake_logql::Grouping>>;
 
 /// A line's series: its stream and parsed labels, and the structured
 /// metadata the query groups by; or what a range aggregation's own

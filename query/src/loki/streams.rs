@@ -33,7 +33,7 @@ use framelake_logql::eval::{
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
 use crate::QueryError;
-use crate::functions::map_texts;
+use crate::functions::map_texts_where;
 
 /// The resource attributes Loki 3 makes stream labels by default.
 pub const DEFAULT_PROMOTED: [&str; 18] = [
@@ -315,56 +315,81 @@ impl LineBatch {
     /// A line's labels: its stream's, and its structured metadata when the
     /// batch has the columns (with `detected_level`).
     pub fn labels(&self, row: usize, stream: &Stream) -> Labels {
+        self.labels_for(row, stream, None)
+    }
+
+    /// A line's labels with only the structured metadata `wanted` names
+    /// (all when `None`): what a query does not read is not built.
+    pub fn labels_for(
+        &self,
+        row: usize,
+        stream: &Stream,
+        wanted: Option<&std::collections::BTreeSet<String>>,
+    ) -> Labels {
         let mut labels = stream.labels.clone();
         let Some(m) = &self.columns else {
             return labels;
         };
-        let mut set = |name: &str, value: String| labels.set(Category::Metadata, name, value);
+        let level_wanted = wanted.is_none_or(|w| w.contains(DETECTED_LEVEL));
+        let want = |name: &str| {
+            wanted
+                .is_none_or(|w| w.contains(name) || (level_wanted && LEVEL_LABELS.contains(&name)))
+        };
+        if wanted.is_some_and(|w| w.is_empty()) {
+            return labels;
+        }
+        let mut set = |name: &str, value: &dyn Fn() -> String| {
+            if want(name) {
+                labels.set(Category::Metadata, name, value());
+            }
+        };
         for (name, value) in &stream.metadata {
-            set(name, value.clone());
+            set(name, &|| value.clone());
         }
         let text = |a: &StringViewArray| {
             (a.is_valid(row) && !a.value(row).is_empty()).then(|| a.value(row).to_owned())
         };
         if let Some(v) = text(&m.scope_name) {
-            set("scope_name", v);
+            set("scope_name", &|| v.clone());
         }
         if let Some(v) = text(&m.scope_version) {
-            set("scope_version", v);
+            set("scope_version", &|| v.clone());
         }
-        if m.scope_attributes.is_valid(row) {
-            for (k, v) in map_texts(&m.scope_attributes, row) {
-                set(&sanitize(&k), v);
-            }
-        }
-        if m.attributes.is_valid(row) {
-            for (k, v) in map_texts(&m.attributes, row) {
-                set(&sanitize(&k), v);
+        for map in [&m.scope_attributes, &m.attributes] {
+            if map.is_valid(row) {
+                for (k, v) in map_texts_where(map, row, |key| want(&sanitize(key))) {
+                    set(&sanitize(&k), &|| v.clone());
+                }
             }
         }
         let severity = m.severity_number.value(row);
         if severity != 0 {
-            set("severity_number", severity.to_string());
+            set("severity_number", &|| severity.to_string());
         }
         if let Some(v) = text(&m.severity_text) {
-            set("severity_text", v);
+            set("severity_text", &|| v.clone());
         }
         for (name, ids) in [("trace_id", &m.trace_id), ("span_id", &m.span_id)] {
             if ids.is_valid(row) && ids.value(row).iter().any(|b| *b != 0) {
-                set(name, hex(ids.value(row)));
+                set(name, &|| hex(ids.value(row)));
             }
         }
         if m.flags.value(row) != 0 {
-            set("flags", m.flags.value(row).to_string());
+            set("flags", &|| m.flags.value(row).to_string());
         }
         if m.observed.is_valid(row) && m.observed.value(row) != 0 {
-            set("observed_timestamp", m.observed.value(row).to_string());
+            set("observed_timestamp", &|| m.observed.value(row).to_string());
         }
         if let Some(v) = text(&m.event_name) {
-            set("event_name", v);
+            set("event_name", &|| v.clone());
         }
         if m.dropped.value(row) != 0 {
-            set("dropped_attributes_count", m.dropped.value(row).to_string());
+            set("dropped_attributes_count", &|| {
+                m.dropped.value(row).to_string()
+            });
+        }
+        if !level_wanted {
+            return labels;
         }
         let level = stream
             .level
