@@ -275,6 +275,23 @@ impl RangeAgg {
         acc.sum += sum;
     }
 
+    /// Adds what another aggregation of the same function and windows holds
+    /// (the lines of other batches).
+    pub fn merge(&mut self, other: RangeAgg) {
+        for (labels, intervals) in other.series {
+            let id = self.series(labels);
+            let mine = &mut self.series[id].1;
+            for (interval, acc) in intervals {
+                match mine.get_mut(&interval) {
+                    Some(a) => a.merge(&acc),
+                    None => {
+                        mine.insert(interval, acc);
+                    }
+                }
+            }
+        }
+    }
+
     /// The series and their value at each step (`None` where the window is empty).
     pub fn finish(self) -> Vec<(LabelSet, Vec<Option<f64>>)> {
         let seconds = self.windows.range as f64 / 1e9;
@@ -304,6 +321,8 @@ impl RangeAgg {
                 out.push((labels, points));
             }
         }
+        // In the order of their labels, however the lines came.
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 }

@@ -845,39 +845,40 @@ impl Loki {
                     }
                     w
                 });
-            let mut rows = self
+            let rows = self
                 .scan(tenant, &streams, (from, to), predicates, columns, None)
                 .await?;
-            while let Some(batch) = rows.stream.next().await {
-                let batch = LineBatch::new(&batch?)?;
-                for i in 0..batch.len {
-                    let Some((_, stream)) = streams.get(batch.process(i)) else {
-                        continue;
-                    };
-                    let t = batch.time(i) + range.offset;
-                    let mut row = Row {
-                        time: batch.time(i),
-                        line: batch.line(i).to_owned(),
-                        labels: batch.labels_for(i, stream, wanted.as_ref()),
-                    };
-                    if !pipeline.process(&mut row) {
-                        continue;
+            let lines = Arc::new(PerLine {
+                streams,
+                pipeline,
+                unwrap,
+                wanted,
+                names: names.clone(),
+                grouping: grouping.cloned(),
+                outer: outer.map(|g| g.cloned()),
+                bytes,
+                offset: range.offset,
+                agg: (counting, param, windows),
+            });
+            // Batches go through the stages on as many threads as the
+            // machine has, each into a partial aggregation.
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let mut partials = rows
+                .stream
+                .map(|batch| {
+                    let lines = Arc::clone(&lines);
+                    async move {
+                        let batch = batch?;
+                        tokio::task::spawn_blocking(move || lines.aggregate(&batch))
+                            .await
+                            .map_err(|e| {
+                                QueryError::Internal(format!("a LogQL task failed: {e}"))
+                            })?
                     }
-                    let v = match &unwrap {
-                        Some(u) => match u.sample(&mut row.labels) {
-                            Some(v) => v,
-                            None => continue,
-                        },
-                        None if bytes => row.line.len() as f64,
-                        None => 1.0,
-                    };
-                    let mut labels = series_labels(&row.labels, names, grouping)?;
-                    if let Some(g) = outer {
-                        labels = metric::group_labels(&labels, g);
-                    }
-                    let id = agg.series(labels);
-                    agg.add(id, t, v);
-                }
+                })
+                .buffer_unordered(threads);
+            while let Some(partial) = partials.next().await {
+                agg.merge(partial?);
             }
         }
         let series: Vec<Series> = agg
@@ -904,6 +905,84 @@ impl Loki {
         labels.sort();
         labels.dedup_by(|a, b| a.0 == b.0);
         Ok(vec![Series { labels, points }])
+    }
+}
+
+/// What running a range aggregation's lines one by one needs, shared by
+/// the threads that do it.
+struct PerLine {
+    streams: StreamIndex,
+    pipeline: Pipeline,
+    unwrap: Option<Unwrapper>,
+    wanted: Option<BTreeSet<String>>,
+    names: BTreeSet<String>,
+    grouping: Option<framelake_logql::Grouping>,
+    outer: Option<Option<framelake_logql::Grouping>>,
+    bytes: bool,
+    offset: i64,
+    /// The aggregation's function, parameter and windows.
+    agg: (RangeOp, Option<f64>, Windows),
+}
+
+impl PerLine {
+    /// The aggregation of one batch's lines.
+    fn aggregate(&self, batch: &arrow::array::RecordBatch) -> Result<RangeAgg, QueryError> {
+        let (op, param, windows) = self.agg;
+        let mut agg = RangeAgg::new(op, param, windows, self.unwrap.is_some());
+        let batch = LineBatch::new(batch)?;
+        let (grouping, outer) = (
+            self.grouping.as_ref(),
+            self.outer.as_ref().map(Option::as_ref),
+        );
+        for i in 0..batch.len {
+            let Some((_, stream)) = self.streams.get(batch.process(i)) else {
+                continue;
+            };
+            let t = batch.time(i) + self.offset;
+            let mut row = Row {
+                time: batch.time(i),
+                line: batch.line(i).to_owned(),
+                labels: batch.labels_for(i, stream, self.wanted.as_ref()),
+            };
+            if !self.pipeline.process(&mut row) {
+                continue;
+            }
+            let v = match &self.unwrap {
+                Some(u) => match u.sample(&mut row.labels) {
+                    Some(v) => v,
+                    None => continue,
+                },
+                None if self.bytes => row.line.len() as f64,
+                None => 1.0,
+            };
+            let labels = match (outer, grouping) {
+                // Straight to the enclosing aggregation's group.
+                (Some(g), None) if !g.is_some_and(|g| g.without) => {
+                    line_error(&row.labels)?;
+                    let mut kept: LabelSet = g
+                        .map(|g| {
+                            row.labels
+                                .iter()
+                                .filter(|l| g.labels.contains(&l.name))
+                                .map(|l| (l.name.clone(), l.value.clone()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    kept.sort();
+                    kept
+                }
+                _ => {
+                    let labels = series_labels(&row.labels, &self.names, grouping)?;
+                    match outer {
+                        Some(g) => metric::group_labels(&labels, g),
+                        None => labels,
+                    }
+                }
+            };
+            let id = agg.series(labels);
+            agg.add(id, t, v);
+        }
+        Ok(agg)
     }
 }
 
@@ -969,6 +1048,22 @@ fn pushed_down<'a>(
 /// (`Some(None)`: everything in one group).
 type Outer<'a> = Option<Option<&'a framelake_logql::Grouping>>;
 
+/// A line still carrying `__error__` fails a metric query, as in Loki.
+fn line_error(labels: &Labels) -> Result<(), QueryError> {
+    let Some(error) = labels.error() else {
+        return Ok(());
+    };
+    let mut all = labels.sorted();
+    all.retain(|(n, _)| n != ERROR && !n.starts_with("__error_details"));
+    Err(bad(format!(
+        "pipeline error: '{error}' for series: '{}'.\nUse a label filter to intentionally skip \
+         this error. (e.g | __error__!=\"{error}\").\nTo skip all potential errors you can \
+         match empty errors.(e.g __error__=\"\")\nThe label filter can also be specified \
+         after unwrap. (e.g | unwrap latency | __error__=\"\" )",
+        metric::labels_text(&all)
+    )))
+}
+
 /// A line's series: its stream and parsed labels, and the structured
 /// metadata the query groups by; or what a range aggregation's own
 /// grouping keeps. A line still carrying `__error__` fails the query, as in
@@ -978,17 +1073,7 @@ fn series_labels(
     names: &BTreeSet<String>,
     grouping: Option<&framelake_logql::Grouping>,
 ) -> Result<LabelSet, QueryError> {
-    if let Some(error) = labels.error() {
-        let mut all = labels.sorted();
-        all.retain(|(n, _)| n != ERROR && !n.starts_with("__error_details"));
-        return Err(bad(format!(
-            "pipeline error: '{error}' for series: '{}'.\nUse a label filter to intentionally skip \
-             this error. (e.g | __error__!=\"{error}\").\nTo skip all potential errors you can \
-             match empty errors.(e.g __error__=\"\")\nThe label filter can also be specified \
-             after unwrap. (e.g | unwrap latency | __error__=\"\" )",
-            metric::labels_text(&all)
-        )));
-    }
+    line_error(labels)?;
     let mut set: LabelSet = labels
         .iter()
         .filter(|l| l.category != Category::Metadata || names.contains(&l.name))
