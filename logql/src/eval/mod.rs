@@ -111,6 +111,8 @@ impl Selector {
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     stages: Vec<Compiled>,
+    /// The labels read after the parsers, when only those matter.
+    hints: Option<BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -339,7 +341,10 @@ impl Pipeline {
                 })
             })
             .collect::<Result<_, String>>()?;
-        Ok(Pipeline { stages })
+        Ok(Pipeline {
+            stages,
+            hints: None,
+        })
     }
 
     /// Runs a line through the stages; false when a filter drops it.
@@ -351,7 +356,9 @@ impl Pipeline {
                         return false;
                     }
                 }
-                Compiled::Json(e) => parsers::json(&row.line, e, &mut row.labels),
+                Compiled::Json(e) => {
+                    parsers::json(&row.line, e, &mut row.labels, self.hints.as_ref())
+                }
                 Compiled::Logfmt {
                     strict,
                     keep_empty,
@@ -362,6 +369,7 @@ impl Pipeline {
                     *keep_empty,
                     extractions,
                     &mut row.labels,
+                    self.hints.as_ref(),
                 ),
                 Compiled::Regexp(re) => parsers::regexp(re, &row.line, &mut row.labels),
                 Compiled::Pattern(p) => parsers::pattern(p, &row.line, &mut row.labels),
@@ -417,6 +425,15 @@ impl Pipeline {
 
     pub fn is_empty(&self) -> bool {
         self.stages.is_empty()
+    }
+
+    /// The same pipeline with its `json` and `logfmt` stages extracting
+    /// only these labels (and their errors): for a query that reads no other
+    /// label after them, and whose answer keeps no other (an aggregation
+    /// `by` some labels, or of everything).
+    pub fn with_hints(mut self, hints: BTreeSet<String>) -> Self {
+        self.hints = Some(hints);
+        self
     }
 
     /// The labels the stages read (label filters, templates, renames); `None`
@@ -480,7 +497,7 @@ pub fn decolorize(line: &str) -> String {
 /// pairs skipped).
 pub fn logfmt_fields(line: &str) -> Labels {
     let mut labels = Labels::default();
-    parsers::logfmt(line, false, false, &[], &mut labels);
+    parsers::logfmt(line, false, false, &[], &mut labels, None);
     labels
 }
 
@@ -581,9 +598,9 @@ pub fn detect_level(line: &str) -> &'static str {
     let trimmed = line.trim_start();
     let mut field = Labels::default();
     if trimmed.starts_with('{') {
-        parsers::json(trimmed, &[], &mut field);
+        parsers::json(trimmed, &[], &mut field, None);
     } else if trimmed.contains('=') {
-        parsers::logfmt(trimmed, false, false, &[], &mut field);
+        parsers::logfmt(trimmed, false, false, &[], &mut field, None);
     }
     if let Some(level) = LEVEL_LABELS.iter().find_map(|l| field.get(l)) {
         let level = normalize_level(level);

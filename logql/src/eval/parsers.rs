@@ -13,13 +13,20 @@ pub const LOGFMT_ERROR: &str = "LogfmtParserErr";
 
 /// Sets a parsed label under its name, or `<name>_extracted` when a stream
 /// label has the name.
-fn extracted(labels: &mut Labels, name: String, value: String) {
-    if labels.is_stream(&name) {
-        labels.set(Category::Parsed, &format!("{name}_extracted"), value);
+fn extracted(labels: &mut Labels, name: String, value: String, hints: Hints<'_>) {
+    let name = if labels.is_stream(&name) {
+        format!("{name}_extracted")
     } else {
+        name
+    };
+    if hints.is_none_or(|h| h.contains(&name)) {
         labels.set(Category::Parsed, &name, value);
     }
 }
+
+/// The labels a query reads after a parser, when it says: the parser
+/// extracts only those (Loki's parser hints).
+pub(super) type Hints<'a> = Option<&'a std::collections::BTreeSet<String>>;
 
 /// A JSON value as a label value: strings as they are, numbers and booleans
 /// as written, `null` empty, objects and arrays as JSON.
@@ -35,7 +42,7 @@ fn json_text(value: &Value) -> String {
 
 /// `| json`: every field of a JSON object, nested ones joined with `_`
 /// (arrays are not extracted); or, with extractions, the fields they name.
-pub(super) fn json(line: &str, extractions: &[Extraction], labels: &mut Labels) {
+pub(super) fn json(line: &str, extractions: &[Extraction], labels: &mut Labels, hints: Hints<'_>) {
     let parsed: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => {
@@ -48,7 +55,7 @@ pub(super) fn json(line: &str, extractions: &[Extraction], labels: &mut Labels) 
         return;
     };
     if extractions.is_empty() {
-        flatten(&mut String::new(), &fields, labels);
+        flatten(&mut String::new(), &fields, labels, hints);
         return;
     }
     let root = Value::Object(fields);
@@ -62,7 +69,12 @@ pub(super) fn json(line: &str, extractions: &[Extraction], labels: &mut Labels) 
     }
 }
 
-fn flatten(prefix: &mut String, fields: &serde_json::Map<String, Value>, labels: &mut Labels) {
+fn flatten(
+    prefix: &mut String,
+    fields: &serde_json::Map<String, Value>,
+    labels: &mut Labels,
+    hints: Hints<'_>,
+) {
     for (key, value) in fields {
         let len = prefix.len();
         if !prefix.is_empty() {
@@ -70,9 +82,9 @@ fn flatten(prefix: &mut String, fields: &serde_json::Map<String, Value>, labels:
         }
         prefix.push_str(&sanitize(key));
         match value {
-            Value::Object(inner) => flatten(prefix, inner, labels),
+            Value::Object(inner) => flatten(prefix, inner, labels, hints),
             Value::Array(_) => {}
-            other => extracted(labels, prefix.clone(), json_text(other)),
+            other => extracted(labels, prefix.clone(), json_text(other), hints),
         }
         prefix.truncate(len);
     }
@@ -149,7 +161,7 @@ pub(super) fn unpack(line: &mut String, labels: &mut Labels) {
         if key == "_entry" {
             entry = Some(value);
         } else {
-            extracted(labels, sanitize(&key), value);
+            extracted(labels, sanitize(&key), value, None);
         }
     }
     if let Some(entry) = entry {
@@ -167,6 +179,7 @@ pub(super) fn logfmt(
     keep_empty: bool,
     extractions: &[Extraction],
     labels: &mut Labels,
+    hints: Hints<'_>,
 ) {
     let mut pairs = LogfmtPairs { rest: line };
     while let Some(pair) = pairs.next() {
@@ -182,7 +195,7 @@ pub(super) fn logfmt(
             if value.is_empty() && !keep_empty {
                 continue;
             }
-            extracted(labels, sanitize(key), value);
+            extracted(labels, sanitize(key), value, hints);
         } else {
             for e in extractions {
                 if e.expression.as_deref().unwrap_or(&e.label) == key {
@@ -269,7 +282,7 @@ pub(super) fn regexp(re: &regex::Regex, line: &str, labels: &mut Labels) {
     };
     for name in re.capture_names().flatten() {
         if let Some(m) = captures.name(name) {
-            extracted(labels, name.to_owned(), m.as_str().to_owned());
+            extracted(labels, name.to_owned(), m.as_str().to_owned(), None);
         }
     }
 }
@@ -379,7 +392,7 @@ impl Pattern {
 pub(super) fn pattern(p: &Pattern, line: &str, labels: &mut Labels) {
     if let Some(captures) = p.captures(line) {
         for (name, value) in captures {
-            extracted(labels, name.to_owned(), value.to_owned());
+            extracted(labels, name.to_owned(), value.to_owned(), None);
         }
     }
 }
@@ -408,6 +421,7 @@ mod tests {
                 r#"{"app":"x","req":{"method":"GET","status":500},"tags":[1],"ok":true,"n":null}"#,
                 &[],
                 l,
+                None,
             )
         });
         assert_eq!(
@@ -421,7 +435,7 @@ mod tests {
                 ("req_status", "500"),
             ])
         );
-        let got = run(|l| json("not json", &[], l));
+        let got = run(|l| json("not json", &[], l, None));
         assert_eq!(got[0], ("__error__".into(), JSON_ERROR.into()));
         assert_eq!(got[1].0, "__error_details__");
     }
@@ -441,6 +455,7 @@ mod tests {
                     e("none", "missing.x"),
                 ],
                 l,
+                None,
             )
         });
         assert_eq!(
@@ -452,7 +467,7 @@ mod tests {
     #[test]
     fn logfmt_reads_bare_and_quoted_values() {
         let line = r#"level=info msg="hello \"you\"" empty= flag app=y =bad"#;
-        let got = run(|l| logfmt(line, false, false, &[], l));
+        let got = run(|l| logfmt(line, false, false, &[], l, None));
         assert_eq!(
             got,
             pairs(&[
@@ -462,11 +477,19 @@ mod tests {
                 ("msg", "hello \"you\""),
             ])
         );
-        let got = run(|l| logfmt(line, false, true, &[], l));
+        let got = run(|l| logfmt(line, false, true, &[], l, None));
         assert!(got.contains(&("flag".into(), "".into())));
         assert!(got.contains(&("empty".into(), "".into())));
-        let got = run(|l| logfmt(line, true, false, &[], l));
+        let got = run(|l| logfmt(line, true, false, &[], l, None));
         assert!(got.contains(&("__error__".into(), LOGFMT_ERROR.into())));
+        // With hints, only what the query reads.
+        let hints =
+            std::collections::BTreeSet::from(["level".to_owned(), "app_extracted".to_owned()]);
+        let got = run(|l| logfmt(line, false, false, &[], l, Some(&hints)));
+        assert_eq!(
+            got,
+            pairs(&[("app", "a"), ("app_extracted", "y"), ("level", "info")])
+        );
     }
 
     #[test]

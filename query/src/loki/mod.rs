@@ -848,6 +848,19 @@ impl Loki {
             let rows = self
                 .scan(tenant, &streams, (from, to), predicates, columns, None)
                 .await?;
+            // When the answer keeps only some labels (an aggregation by them,
+            // or of everything), parsers extract only those and what later
+            // stages read.
+            let grouped = |g: Option<&framelake_logql::Grouping>| g.is_none_or(|g| !g.without);
+            let keeps_some = match (grouping, outer) {
+                (Some(g), _) => !g.without,
+                (None, Some(g)) => grouped(g),
+                (None, None) => false,
+            };
+            let pipeline = match (&wanted, keeps_some) {
+                (Some(w), true) => pipeline.with_hints(w.clone()),
+                _ => pipeline,
+            };
             let lines = Arc::new(PerLine {
                 streams,
                 pipeline,
