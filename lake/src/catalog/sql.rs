@@ -317,14 +317,7 @@ where
 {
     let mut q = QueryBuilder::new(SELECT_BLOCKS);
     q.push_bind(tenant.as_str());
-    if !kinds.is_empty() {
-        q.push(" AND kind IN (");
-        let mut list = q.separated(", ");
-        for kind in kinds {
-            list.push_bind(kind.code());
-        }
-        q.push(")");
-    }
+    push_kinds(&mut q, kinds);
     if !processes.is_empty() {
         q.push(" AND process_id IN (");
         let mut list = q.separated(", ");
@@ -344,6 +337,22 @@ where
         q.push(" AND partition_id IS NULL");
     }
     q
+}
+
+/// ` AND kind IN (…)` of a blocks query, unless `kinds` is empty (all).
+fn push_kinds<DB: Backend>(q: &mut QueryBuilder<DB>, kinds: &[BlockKind])
+where
+    for<'t> i16: Encode<'t, DB> + Type<DB>,
+{
+    if kinds.is_empty() {
+        return;
+    }
+    q.push(" AND kind IN (");
+    let mut list = q.separated(", ");
+    for kind in kinds {
+        list.push_bind(kind.code());
+    }
+    q.push(")");
 }
 
 /// Partitions of a tenant: of one view (all when `None`), overlapping a
@@ -814,14 +823,7 @@ where
         q.push_bind(tenant.as_str())
             .push(" AND process_id IN (SELECT process_id FROM blocks WHERE tenant = ")
             .push_bind(tenant.as_str());
-        if !kinds.is_empty() {
-            q.push(" AND kind IN (");
-            let mut list = q.separated(", ");
-            for kind in kinds {
-                list.push_bind(kind.code());
-            }
-            q.push(")");
-        }
+        push_kinds(&mut q, kinds);
         q.push(" AND max_time >= ")
             .push_bind(time_range.0)
             .push(" AND min_time <= ")

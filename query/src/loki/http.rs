@@ -227,10 +227,36 @@ fn default_step(start: i64, end: i64) -> i64 {
     (((end - start) / 1_000_000_000 / 250).max(1)) * 1_000_000_000
 }
 
+/// A Loki API request: its tenant (token checked for reading), its
+/// parameters (URL and form body) and whether it asks for categorized labels.
 struct Request {
     tenant: framelake_lake::ids::TenantId,
     params: Params,
     categorize: bool,
+}
+
+impl axum::extract::FromRequest<Arc<QueryService>> for Request {
+    type Rejection = LokiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        service: &Arc<QueryService>,
+    ) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let body = Bytes::from_request(
+            axum::extract::Request::from_parts(parts.clone(), body),
+            service,
+        )
+        .await
+        .map_err(|e| QueryError::BadQuery(format!("reading the request body: {e}")))?;
+        Ok(self::request(
+            service,
+            &parts.method,
+            parts.uri.query(),
+            &parts.headers,
+            &body,
+        )?)
+    }
 }
 
 fn request(
@@ -269,12 +295,8 @@ fn json(body: String) -> Response {
 
 async fn query_range(
     State(service): State<Arc<QueryService>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &body)?;
     let (start, end) = r.params.range(HOUR)?;
     let expr = parse(r.params.query()?)?;
     let loki = loki(&service);
@@ -302,12 +324,8 @@ async fn query_range(
 
 async fn query(
     State(service): State<Arc<QueryService>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &body)?;
     let time = r.params.time("time")?.unwrap_or_else(now);
     match parse(r.params.query()?)? {
         LogQl::Log(_) => Err(bad(
@@ -345,12 +363,8 @@ fn success(data: serde_json::Value) -> Response {
 
 async fn labels(
     State(service): State<Arc<QueryService>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &body)?;
     let streams = selected(&service, &r, r.params.get("query")).await?;
     let names: std::collections::BTreeSet<&str> = streams
         .all()
@@ -363,12 +377,8 @@ async fn labels(
 async fn label_values(
     State(service): State<Arc<QueryService>>,
     Path(name): Path<String>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &body)?;
     let streams = selected(&service, &r, r.params.get("query")).await?;
     let values: std::collections::BTreeSet<&str> = streams
         .all()
@@ -380,12 +390,8 @@ async fn label_values(
 
 async fn series(
     State(service): State<Arc<QueryService>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &body)?;
     let matches: Vec<String> = r
         .params
         .all("match[]")
@@ -407,12 +413,8 @@ async fn series(
 /// `index/stats`: how much a selector's streams hold in the range.
 async fn index_stats(
     State(service): State<Arc<QueryService>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &body)?;
     let (start, end) = r.params.range(HOUR)?;
     let streams = selected(&service, &r, Some(r.params.query()?)).await?;
     let volumes = loki(&service)
@@ -514,12 +516,8 @@ async fn volumes(
 /// `index/volume`: bytes per label set over the range, largest first.
 async fn volume(
     State(service): State<Arc<QueryService>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &body)?;
     let (_, end) = r.params.range(HOUR)?;
     let mut series = volumes(&service, &r, None).await?;
     let total = |s: &Series| s.points[0].unwrap_or(0.0);
@@ -531,12 +529,8 @@ async fn volume(
 /// `index/volume_range`: bytes per label set and step.
 async fn volume_range(
     State(service): State<Arc<QueryService>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &body)?;
     let (start, end) = r.params.range(HOUR)?;
     let steps = range_steps(&r.params, start, end)?;
     let mut series = volumes(&service, &r, Some(steps)).await?;
@@ -574,11 +568,8 @@ fn field_limit(params: &Params) -> Result<usize, QueryError> {
 /// `detected_fields`: the fields of the sampled lines, their type and cardinality.
 async fn detected_fields(
     State(service): State<Arc<QueryService>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &[])?;
     let limit = field_limit(&r.params)?;
     let lines = sample(&service, &r).await?;
     let fields: Vec<serde_json::Value> = super::drilldown::detect_fields(&lines)
@@ -610,11 +601,8 @@ async fn detected_fields(
 async fn detected_field_values(
     State(service): State<Arc<QueryService>>,
     Path(name): Path<String>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &[])?;
     let limit = field_limit(&r.params)?;
     let lines = sample(&service, &r).await?;
     let values: Vec<String> = super::drilldown::detect_fields(&lines)
@@ -629,11 +617,8 @@ async fn detected_field_values(
 /// `detected_labels`: the stream labels of the selected streams and their cardinality.
 async fn detected_labels(
     State(service): State<Arc<QueryService>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &[])?;
     let streams = selected(&service, &r, r.params.get("query")).await?;
     let labels: Vec<serde_json::Value> = super::drilldown::detect_labels(
         streams.all().iter().map(AsRef::as_ref),
@@ -652,11 +637,8 @@ const PATTERN_LINES: usize = 20_000;
 /// `patterns`: the patterns of the query's lines, counted per step.
 async fn patterns(
     State(service): State<Arc<QueryService>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    r: Request,
 ) -> Result<Response, LokiError> {
-    let r = request(&service, &method, query.as_deref(), &headers, &[])?;
     let (start, end) = r.params.range(HOUR)?;
     let steps = range_steps(&r.params, start, end)?;
     let LogQl::Log(log) = parse(r.params.query()?)? else {
