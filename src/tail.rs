@@ -25,8 +25,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let since = framelake_logql::parse_range(&args.since)
         .ok_or_else(|| anyhow::anyhow!("--since {:?} is not a duration (5m, 1h)", args.since))?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    let start = now.as_nanos() as i64 - since;
+    let start = framelake_lake::host::now_nanos() - since;
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("query", &args.query)
         .append_pair("start", &start.to_string())

@@ -59,6 +59,17 @@ pub fn parse_labels(text: &str) -> Result<Vec<(String, String)>, ParseError> {
     Ok(labels)
 }
 
+/// The error of a log query beside a binary operator.
+fn log_operand(p: &Parser, at: &Token, op: BinOp) -> ParseError {
+    p.error_at(
+        at,
+        format!(
+            "syntax error: a log query cannot be an operand of {:?}",
+            op.symbol()
+        ),
+    )
+}
+
 /// The message of a selector that would match every stream.
 const EMPTY_SELECTOR: &str = "queries require at least one regexp or equality matcher that does \
      not have an empty-compatible value. For instance, app=~\".*\" does not meet this \
@@ -212,15 +223,7 @@ impl Parser {
             let op_token = self.next();
             let lhs_metric = match lhs {
                 Operand::Metric(m) => m,
-                Operand::Log(_) => {
-                    return Err(self.error_at(
-                        &op_token,
-                        format!(
-                            "syntax error: a log query cannot be an operand of {:?}",
-                            op.symbol()
-                        ),
-                    ));
-                }
+                Operand::Log(_) => return Err(log_operand(self, &op_token, op)),
             };
             let modifier = self.modifier(op)?;
             // `^` is right-associative; the others left.
@@ -231,15 +234,7 @@ impl Parser {
             };
             let rhs = match self.operand(next_min)? {
                 Operand::Metric(m) => m,
-                Operand::Log(_) => {
-                    return Err(self.error_at(
-                        &op_token,
-                        format!(
-                            "syntax error: a log query cannot be an operand of {:?}",
-                            op.symbol()
-                        ),
-                    ));
-                }
+                Operand::Log(_) => return Err(log_operand(self, &op_token, op)),
             };
             if modifier.return_bool && !op.is_comparison() {
                 return Err(self.error_at(

@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use framelake_lake::host::now_nanos;
 use framelake_lake::tenancy::Role;
 use framelake_logql::eval::{Category, Selector};
 use framelake_logql::{Expr as LogQl, parse_range};
@@ -138,7 +139,7 @@ impl Params {
     /// `start` and `end`: `end` defaults to now, `start` to `since` (or
     /// `default_since`) before it.
     fn range(&self, default_since: i64) -> Result<(i64, i64), QueryError> {
-        let end = self.time("end")?.unwrap_or_else(now);
+        let end = self.time("end")?.unwrap_or_else(now_nanos);
         let since = match self.get("since") {
             Some(s) => parse_range(s).ok_or_else(|| bad(format!("invalid since {s:?}")))?,
             None => default_since,
@@ -181,12 +182,6 @@ impl Params {
         self.get("query")
             .ok_or_else(|| bad("the query parameter is required"))
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// A time as Loki reads one: an integer of at most 10 digits is seconds,
@@ -326,7 +321,7 @@ async fn query(
     State(service): State<Arc<QueryService>>,
     r: Request,
 ) -> Result<Response, LokiError> {
-    let time = r.params.time("time")?.unwrap_or_else(now);
+    let time = r.params.time("time")?.unwrap_or_else(now_nanos);
     match parse(r.params.query()?)? {
         LogQl::Log(_) => Err(bad(
             "log queries are not supported as an instant query type, please change your query to a range query type",
@@ -703,7 +698,10 @@ async fn tail(
     let LogQl::Log(expr) = parse(r.params.query()?)? else {
         return Err(bad("tail takes a log query").into());
     };
-    let start = r.params.time("start")?.unwrap_or_else(|| now() - HOUR);
+    let start = r
+        .params
+        .time("start")?
+        .unwrap_or_else(|| now_nanos() - HOUR);
     let limit = r.params.limit()?;
     let delay = match r.params.get("delay_for") {
         None => 0,

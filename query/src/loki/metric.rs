@@ -633,30 +633,33 @@ pub fn binary(
                     .collect(),
             )
         }
-        (Value::Vector(v), Value::Scalar(s)) => Value::Vector(
-            v.into_iter()
-                .map(|mut series| {
-                    for (p, s) in series.points.iter_mut().zip(&s) {
-                        *p = p.and_then(|x| combine(op, bool_, x, *s, x));
-                    }
-                    series
-                })
-                .filter(|s| s.points.iter().any(Option::is_some))
-                .collect(),
-        ),
-        (Value::Scalar(s), Value::Vector(v)) => Value::Vector(
-            v.into_iter()
-                .map(|mut series| {
-                    for (p, s) in series.points.iter_mut().zip(&s) {
-                        *p = p.and_then(|x| combine(op, bool_, *s, x, x));
-                    }
-                    series
-                })
-                .filter(|s| s.points.iter().any(Option::is_some))
-                .collect(),
-        ),
+        (Value::Vector(v), Value::Scalar(s)) => {
+            Value::Vector(with_scalar(v, &s, |x, s| combine(op, bool_, x, s, x)))
+        }
+        (Value::Scalar(s), Value::Vector(v)) => {
+            Value::Vector(with_scalar(v, &s, |x, s| combine(op, bool_, s, x, x)))
+        }
         (Value::Vector(l), Value::Vector(r)) => Value::Vector(vectors(op, modifier, l, r, steps)?),
     })
+}
+
+/// Each series' points combined with a scalar at the same step; series
+/// left without a point are dropped.
+fn with_scalar(
+    series: Vec<Series>,
+    scalar: &[f64],
+    f: impl Fn(f64, f64) -> Option<f64>,
+) -> Vec<Series> {
+    series
+        .into_iter()
+        .map(|mut series| {
+            for (p, s) in series.points.iter_mut().zip(scalar) {
+                *p = p.and_then(|x| f(x, *s));
+            }
+            series
+        })
+        .filter(|s| s.points.iter().any(Option::is_some))
+        .collect()
 }
 
 fn vectors(

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use framelake_lake::catalog::BlockFilter;
+use framelake_lake::host::now_nanos;
 use framelake_lake::ids::{BlockId, ProcessId, TenantId};
 use framelake_lake::view::View;
 use framelake_logql::LogExpr;
@@ -64,7 +65,7 @@ pub async fn follow(
     let selector = Selector::new(&query.expr.selector).map_err(bad)?;
     let pipeline = Pipeline::new(&query.expr.pipeline).map_err(bad)?;
     let catalog = Arc::clone(&loki.engine().lake().catalog);
-    let began = now();
+    let began = now_nanos();
     let recent = |after: i64| BlockFilter {
         kinds: View::LogEntries.kinds().to_vec(),
         inserted_after: Some(after),
@@ -107,7 +108,7 @@ pub async fn follow(
         if sink.out.is_closed() {
             return Ok(());
         }
-        let ready = now() - query.delay.as_nanos() as i64;
+        let ready = now_nanos() - query.delay.as_nanos() as i64;
         let mut blocks: Vec<_> = catalog
             .blocks(&tenant, &recent(newest - MARGIN))
             .await?
@@ -203,10 +204,4 @@ impl Sink {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
