@@ -46,6 +46,10 @@ pub(crate) struct Args {
     /// Query the lake already in --dir (from an earlier run) instead of filling one.
     #[arg(long, requires = "dir")]
     reuse: bool,
+    /// With --reuse: run only the LogQL questions whose name holds this text
+    /// (to profile one of them).
+    #[arg(long, requires = "reuse")]
+    logql: Option<String>,
 }
 
 /// Bytes at rest per row of a view's partitions.
@@ -218,6 +222,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
 
+    if let Some(only) = &args.logql {
+        return logql_questions(&engine, &tenant, args.runs, only).await;
+    }
     // The log questions: framelake's views against plain DataFusion over the same files.
     let mut config = datafusion::prelude::SessionConfig::new();
     // Partition files are in a folder per day.
@@ -310,7 +317,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     .await?;
     println!("| count per hour and service, from `log_stats` | {reduced:.3} | — | — |");
 
-    logql_questions(&engine, &tenant, args.runs).await?;
+    logql_questions(&engine, &tenant, args.runs, "").await?;
 
     // Trace by id: a sample of ids, each looked up.
     let sample = engine
@@ -461,6 +468,7 @@ async fn logql_questions(
     engine: &Engine,
     tenant: &framelake_lake::ids::TenantId,
     runs: usize,
+    only: &str,
 ) -> anyhow::Result<()> {
     use framelake_query::loki::metric::Steps;
     use framelake_query::loki::{Direction, Loki};
@@ -541,7 +549,7 @@ async fn logql_questions(
         "| LogQL over {lines} log rows | LogQL s | SQL twin s | LogQL / SQL | lines/s | Loki lines/s (host B) | × Loki |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (name, logql, sql, loki_s) in questions {
+    for (name, logql, sql, loki_s) in questions.into_iter().filter(|q| q.0.contains(only)) {
         let expr = framelake_query::loki::parse(&logql).map_err(|e| anyhow::anyhow!("{e}"))?;
         let (mut ours, mut twin) = (Vec::new(), Vec::new());
         for run in 0..=runs {

@@ -290,7 +290,13 @@ pub(crate) fn parquet(
         runtime.object_store(lake_store_url())?,
         runtime.cache_manager.get_file_metadata_cache(),
     );
+    // A session may ask for filters evaluated while decoding (late
+    // materialization): the other columns are then decoded only for the rows
+    // that pass.
+    let pushdown = state.config_options().execution.parquet.pushdown_filters;
     let mut source = ParquetSource::new(Arc::clone(schema))
+        .with_pushdown_filters(pushdown)
+        .with_reorder_filters(pushdown)
         .with_enable_page_index(true)
         .with_bloom_filter_on_read(true)
         .with_parquet_file_reader_factory(Arc::new(reader));
@@ -301,8 +307,13 @@ pub(crate) fn parquet(
             source = source.with_predicate(predicate);
         }
     }
-    let files: Vec<PartitionedFile> = partitions
-        .iter()
+    // Newest files first: a query of the newest rows (`ORDER BY time DESC
+    // LIMIT n`, Loki's backward direction) fills its top n from them, and
+    // its dynamic filter then skips the row groups of older files.
+    let mut newest_first: Vec<&PartitionRecord> = partitions.iter().collect();
+    newest_first.sort_by_key(|p| std::cmp::Reverse(p.max_time));
+    let files: Vec<PartitionedFile> = newest_first
+        .into_iter()
         .map(|p| {
             // The catalog knows each file's rows: `count(*)` needs no scan.
             let mut statistics = Statistics::new_unknown(schema);

@@ -3,24 +3,42 @@
 //! label gets `_extracted` after it; a line a parser cannot read gets the
 //! `__error__` label (`JSONParserErr`, `LogfmtParserErr`).
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
-use super::labels::{Category, Labels, sanitize};
+use super::labels::{Category, Labels, sanitized};
 use crate::ast::Extraction;
 
 pub const JSON_ERROR: &str = "JSONParserErr";
 pub const LOGFMT_ERROR: &str = "LogfmtParserErr";
 
 /// Sets a parsed label under its name, or `<name>_extracted` when a stream
-/// label has the name.
-fn extracted(labels: &mut Labels, name: String, value: String, hints: Hints<'_>) {
-    let name = if labels.is_stream(&name) {
-        format!("{name}_extracted")
-    } else {
-        name
+/// label has the name; with hints, only a label they name (and nothing is
+/// copied otherwise).
+fn extracted(labels: &mut Labels, name: &str, value: Cow<'_, str>, hints: Hints<'_>) {
+    // With hints, most names are not wanted under either name: that is
+    // found before looking at the line's labels.
+    let (plain, renamed) = match hints {
+        None => (true, true),
+        Some(h) => (
+            h.contains(name),
+            h.iter().any(|n| n.strip_suffix("_extracted") == Some(name)),
+        ),
     };
-    if hints.is_none_or(|h| h.contains(&name)) {
-        labels.set(Category::Parsed, &name, value);
+    if !plain && !renamed {
+        return;
+    }
+    if labels.is_stream(name) {
+        if renamed {
+            labels.set(
+                Category::Parsed,
+                &format!("{name}_extracted"),
+                value.into_owned(),
+            );
+        }
+    } else if plain {
+        labels.set(Category::Parsed, name, value.into_owned());
     }
 }
 
@@ -80,11 +98,11 @@ fn flatten(
         if !prefix.is_empty() {
             prefix.push('_');
         }
-        prefix.push_str(&sanitize(key));
+        prefix.push_str(&sanitized(key));
         match value {
             Value::Object(inner) => flatten(prefix, inner, labels, hints),
             Value::Array(_) => {}
-            other => extracted(labels, prefix.clone(), json_text(other), hints),
+            other => extracted(labels, prefix, json_text(other).into(), hints),
         }
         prefix.truncate(len);
     }
@@ -161,7 +179,7 @@ pub(super) fn unpack(line: &mut String, labels: &mut Labels) {
         if key == "_entry" {
             entry = Some(value);
         } else {
-            extracted(labels, sanitize(&key), value, None);
+            extracted(labels, &sanitized(&key), value.into(), None);
         }
     }
     if let Some(entry) = entry {
@@ -195,60 +213,78 @@ pub(super) fn logfmt(
             if value.is_empty() && !keep_empty {
                 continue;
             }
-            extracted(labels, sanitize(key), value, hints);
+            extracted(labels, &sanitized(key), value, hints);
         } else {
             for e in extractions {
                 if e.expression.as_deref().unwrap_or(&e.label) == key {
-                    labels.set(Category::Parsed, &e.label, value.clone());
+                    labels.set(Category::Parsed, &e.label, value.clone().into_owned());
                 }
             }
         }
     }
 }
 
+/// The pairs of a logfmt line. Keys and bare values end at a space or a
+/// control character (bytes up to `b' '`, as Go's logfmt reads them); the
+/// delimiters are ASCII, so the line is scanned as bytes and values are
+/// borrowed from it unless they hold escapes.
 struct LogfmtPairs<'a> {
     rest: &'a str,
 }
 
+fn is_space(b: u8) -> bool {
+    b <= b' '
+}
+
+/// The position of the first byte `stop` takes, or the end.
+fn until(text: &str, stop: impl Fn(u8) -> bool) -> usize {
+    text.bytes().position(stop).unwrap_or(text.len())
+}
+
 impl<'a> LogfmtPairs<'a> {
-    fn next(&mut self) -> Option<Result<(&'a str, String), String>> {
-        self.rest = self.rest.trim_start();
-        if self.rest.is_empty() {
+    fn next(&mut self) -> Option<Result<(&'a str, Cow<'a, str>), String>> {
+        let rest =
+            &self.rest[self.rest.len() - self.rest.trim_start_matches(|c: char| c <= ' ').len()..];
+        if rest.is_empty() {
+            self.rest = rest;
             return None;
         }
-        let key_end = self
-            .rest
-            .find(|c: char| c == '=' || c.is_whitespace() || c == '"')
-            .unwrap_or(self.rest.len());
-        let key = &self.rest[..key_end];
-        let after = &self.rest[key_end..];
+        let key_end = until(rest, |b| b == b'=' || b == b'"' || is_space(b));
+        let (key, after) = rest.split_at(key_end);
         if key.is_empty() {
             // `=value` or a stray quote: skip the token.
-            let end = self
-                .rest
-                .find(char::is_whitespace)
-                .unwrap_or(self.rest.len());
-            let bad = &self.rest[..end];
-            self.rest = &self.rest[end..];
+            let end = until(rest, is_space);
+            self.rest = &rest[end..];
+            let bad = &rest[..end];
             return Some(Err(format!("unexpected {bad:?}: a key must come first")));
         }
-        let Some(value_text) = after.strip_prefix('=') else {
-            self.rest = after;
-            if after.starts_with('"') {
-                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+        match after.as_bytes().first() {
+            Some(b'=') => {}
+            Some(b'"') => {
+                let end = until(after, is_space);
                 self.rest = &after[end..];
                 return Some(Err(format!("unexpected quote after key {key:?}")));
             }
-            return Some(Ok((key, String::new())));
-        };
+            _ => {
+                self.rest = after;
+                return Some(Ok((key, Cow::Borrowed(""))));
+            }
+        }
+        let value_text = &after[1..];
         if let Some(quoted) = value_text.strip_prefix('"') {
-            let mut value = String::new();
-            let mut chars = quoted.char_indices();
+            let end = until(quoted, |b| b == b'"' || b == b'\\');
+            if quoted.as_bytes().get(end) == Some(&b'"') {
+                // Without escapes, the value is borrowed from the line.
+                self.rest = &quoted[end + 1..];
+                return Some(Ok((key, Cow::Borrowed(&quoted[..end]))));
+            }
+            let mut value = String::from(&quoted[..end]);
+            let mut chars = quoted[end..].char_indices();
             while let Some((i, c)) = chars.next() {
                 match c {
                     '"' => {
-                        self.rest = &quoted[i + 1..];
-                        return Some(Ok((key, value)));
+                        self.rest = &quoted[end + i + 1..];
+                        return Some(Ok((key, Cow::Owned(value))));
                     }
                     '\\' => match chars.next() {
                         Some((_, 'n')) => value.push('\n'),
@@ -263,15 +299,14 @@ impl<'a> LogfmtPairs<'a> {
             self.rest = "";
             return Some(Err(format!("unterminated quoted value of {key:?}")));
         }
-        let end = value_text
-            .find(char::is_whitespace)
-            .unwrap_or(value_text.len());
-        let value = &value_text[..end];
-        self.rest = &value_text[end..];
-        if value.contains('"') {
+        let end = until(value_text, |b| b == b'"' || is_space(b));
+        if value_text.as_bytes().get(end) == Some(&b'"') {
+            let stop = until(value_text, is_space);
+            self.rest = &value_text[stop..];
             return Some(Err(format!("unexpected quote in the value of {key:?}")));
         }
-        Some(Ok((key, value.to_owned())))
+        self.rest = &value_text[end..];
+        Some(Ok((key, Cow::Borrowed(&value_text[..end]))))
     }
 }
 
@@ -282,7 +317,7 @@ pub(super) fn regexp(re: &regex::Regex, line: &str, labels: &mut Labels) {
     };
     for name in re.capture_names().flatten() {
         if let Some(m) = captures.name(name) {
-            extracted(labels, name.to_owned(), m.as_str().to_owned(), None);
+            extracted(labels, name, m.as_str().into(), None);
         }
     }
 }
@@ -392,7 +427,7 @@ impl Pattern {
 pub(super) fn pattern(p: &Pattern, line: &str, labels: &mut Labels) {
     if let Some(captures) = p.captures(line) {
         for (name, value) in captures {
-            extracted(labels, name.to_owned(), value.to_owned(), None);
+            extracted(labels, name, value.into(), None);
         }
     }
 }
@@ -482,6 +517,17 @@ mod tests {
         assert!(got.contains(&("empty".into(), "".into())));
         let got = run(|l| logfmt(line, true, false, &[], l, None));
         assert!(got.contains(&("__error__".into(), LOGFMT_ERROR.into())));
+        let other = "a=\"plain\"\tb=ünï c=\"x\\ty\" d=q\"uote e=1";
+        assert_eq!(
+            run(|l| logfmt(other, false, false, &[], l, None)),
+            pairs(&[
+                ("a", "plain"),
+                ("app", "a"),
+                ("b", "ünï"),
+                ("c", "x\ty"),
+                ("e", "1")
+            ])
+        );
         // With hints, only what the query reads.
         let hints =
             std::collections::BTreeSet::from(["level".to_owned(), "app_extracted".to_owned()]);

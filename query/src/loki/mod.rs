@@ -37,7 +37,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 
 use self::metric::{LabelSet, RangeAgg, Series, Steps, Value, Windows};
-use self::streams::{LabelMapping, LineBatch, METADATA_COLUMNS, Stream, StreamIndex};
+use self::streams::{LabelMapping, LineBatch, METADATA_COLUMNS, Stream, StreamIndex, Wanted};
 use crate::{Engine, QueryError};
 
 /// Most series a metric query may answer with (Loki's default).
@@ -206,10 +206,21 @@ fn filters(stage: &Stage) -> bool {
 }
 
 /// What a scan reads besides `time` and `process_id`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Columns {
     body: bool,
-    metadata: bool,
+    /// Those of the metadata columns.
+    metadata: Vec<&'static str>,
+}
+
+impl Columns {
+    /// The line and all its structured metadata.
+    fn all() -> Self {
+        Columns {
+            body: true,
+            metadata: METADATA_COLUMNS.to_vec(),
+        }
+    }
 }
 
 /// How a scan orders its rows: newest first or not, and how many.
@@ -281,11 +292,18 @@ impl Loki {
         if columns.body {
             names.push("body");
         }
-        if columns.metadata {
-            names.extend(METADATA_COLUMNS);
-        }
+        names.extend(columns.metadata);
         self.engine
             .run(tenant, move |ctx| async move {
+                // Time and line filters are evaluated first, and the other
+                // columns decoded only for the lines that pass them.
+                ctx.state_ref()
+                    .write()
+                    .config_mut()
+                    .options_mut()
+                    .execution
+                    .parquet
+                    .pushdown_filters = true;
                 let mut predicate = scope;
                 for p in predicates {
                     predicate = predicate.and(p);
@@ -416,10 +434,12 @@ impl Loki {
             Keys::Service => vec![col("service_name")],
             Keys::Nothing => Vec::new(),
         };
-        // An instant query's one window needs no interval per line.
-        match windows.single_interval() {
-            Some(k) => group.push(lit(k).alias("interval")),
-            None => group.push(interval.alias("interval")),
+        // An instant query's one window needs no interval per line: its
+        // interval is added to the counts (a constant key would make them a
+        // grouped aggregation).
+        let single = windows.single_interval();
+        if single.is_none() {
+            group.push(interval.alias("interval"));
         }
         self.engine
             .run(tenant, move |ctx| async move {
@@ -432,11 +452,24 @@ impl Loki {
                     let size = datafusion::functions::string::expr_fn::octet_length(col("body"));
                     counts.push(cast(sum(size), DataType::Int64).alias("bytes"));
                 }
-                Ok(ctx
+                let mut names: Vec<Expr> = group
+                    .iter()
+                    .map(|g| col(g.schema_name().to_string()))
+                    .collect();
+                let counted = ctx
                     .table(View::LogEntries.name())
                     .await?
                     .filter(predicate)?
-                    .aggregate(group, counts)?)
+                    .aggregate(group, counts)?;
+                let Some(k) = single else {
+                    return Ok(counted);
+                };
+                names.push(lit(k).alias("interval"));
+                names.push(col("lines"));
+                if bytes {
+                    names.push(col("bytes"));
+                }
+                Ok(counted.select(names)?)
             })
             .await
     }
@@ -466,17 +499,13 @@ impl Loki {
         let range = (start, end - 1);
         if rest.iter().any(filters) {
             // Stages may drop lines: read them in order until `limit` pass.
-            let all = Columns {
-                body: true,
-                metadata: true,
-            };
             let rows = self
                 .scan(
                     tenant,
                     &streams,
                     range,
                     predicates,
-                    all,
+                    Columns::all(),
                     Some((direction, None)),
                 )
                 .await?;
@@ -487,7 +516,7 @@ impl Loki {
         // the time they span.
         let narrow = Columns {
             body: true,
-            metadata: false,
+            metadata: Vec::new(),
         };
         let mut rows = self
             .scan(
@@ -514,12 +543,15 @@ impl Loki {
         ) else {
             return Ok(Vec::new());
         };
-        let all = Columns {
-            body: true,
-            metadata: true,
-        };
         let mut rows = self
-            .scan(tenant, &streams, (first, last), predicates, all, None)
+            .scan(
+                tenant,
+                &streams,
+                (first, last),
+                predicates,
+                Columns::all(),
+                None,
+            )
             .await?;
         let mut labels: std::collections::HashMap<(ProcessId, i64, String), Vec<Labels>> =
             std::collections::HashMap::new();
@@ -825,10 +857,6 @@ impl Loki {
                 }
             }
         } else if !streams.is_empty() {
-            let columns = Columns {
-                body: true,
-                metadata: true,
-            };
             // The structured metadata the query reads; all of it when a
             // template reads every label or a grouping keeps all but some.
             let without = |g: Option<&framelake_logql::Grouping>| g.is_some_and(|g| g.without);
@@ -845,6 +873,11 @@ impl Loki {
                     }
                     w
                 });
+            let wanted_fields = Wanted::new(wanted.as_ref());
+            let columns = Columns {
+                body: true,
+                metadata: wanted_fields.columns(),
+            };
             let rows = self
                 .scan(tenant, &streams, (from, to), predicates, columns, None)
                 .await?;
@@ -865,7 +898,7 @@ impl Loki {
                 streams,
                 pipeline,
                 unwrap,
-                wanted,
+                wanted: wanted_fields,
                 names: names.clone(),
                 grouping: grouping.cloned(),
                 outer: outer.map(|g| g.cloned()),
@@ -927,7 +960,7 @@ struct PerLine {
     streams: StreamIndex,
     pipeline: Pipeline,
     unwrap: Option<Unwrapper>,
-    wanted: Option<BTreeSet<String>>,
+    wanted: Wanted,
     names: BTreeSet<String>,
     grouping: Option<framelake_logql::Grouping>,
     outer: Option<Option<framelake_logql::Grouping>>,
@@ -947,16 +980,31 @@ impl PerLine {
             self.grouping.as_ref(),
             self.outer.as_ref().map(Option::as_ref),
         );
+        // One row reused, its line's buffer with it.
+        let mut row = Row {
+            time: 0,
+            line: String::new(),
+            labels: Labels::default(),
+        };
+        // Lines come in runs of one stream.
+        let mut last: Option<(&[u8], &Arc<Stream>)> = None;
         for i in 0..batch.len {
-            let Some((_, stream)) = self.streams.get(batch.process(i)) else {
-                continue;
+            let process = batch.process(i);
+            let stream = match last {
+                Some((id, stream)) if id == process => stream,
+                _ => {
+                    let Some((_, stream)) = self.streams.get(process) else {
+                        continue;
+                    };
+                    last = Some((process, stream));
+                    stream
+                }
             };
             let t = batch.time(i) + self.offset;
-            let mut row = Row {
-                time: batch.time(i),
-                line: batch.line(i).to_owned(),
-                labels: batch.labels_for(i, stream, self.wanted.as_ref()),
-            };
+            row.time = batch.time(i);
+            row.line.clear();
+            row.line.push_str(batch.line(i));
+            batch.labels_for(i, stream, &self.wanted, &mut row.labels);
             if !self.pipeline.process(&mut row) {
                 continue;
             }

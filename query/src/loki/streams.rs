@@ -136,6 +136,7 @@ impl LabelMapping {
             .iter()
             .find_map(|l| labels.get(l))
             .map(normalize_level);
+        labels.freeze();
         Ok(Stream {
             process_id: record.process_id,
             labels,
@@ -232,19 +233,20 @@ pub struct LineBatch {
     columns: Option<Metadata>,
 }
 
+/// The metadata columns a batch has (a scan reads those a query needs).
 struct Metadata {
-    scope_name: StringViewArray,
-    scope_version: StringViewArray,
-    scope_attributes: MapArray,
-    attributes: MapArray,
-    severity_number: Int32Array,
-    severity_text: StringViewArray,
-    trace_id: FixedSizeBinaryArray,
-    span_id: FixedSizeBinaryArray,
-    flags: UInt32Array,
-    observed: TimestampNanosecondArray,
-    event_name: StringViewArray,
-    dropped: UInt32Array,
+    scope_name: Option<StringViewArray>,
+    scope_version: Option<StringViewArray>,
+    scope_attributes: Option<MapArray>,
+    attributes: Option<MapArray>,
+    severity_number: Option<Int32Array>,
+    severity_text: Option<StringViewArray>,
+    trace_id: Option<FixedSizeBinaryArray>,
+    span_id: Option<FixedSizeBinaryArray>,
+    flags: Option<UInt32Array>,
+    observed: Option<TimestampNanosecondArray>,
+    event_name: Option<StringViewArray>,
+    dropped: Option<UInt32Array>,
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, QueryError> {
@@ -269,20 +271,30 @@ impl LineBatch {
             Some(_) => Some(typed(batch, "body")?),
             None => None,
         };
-        let columns = if batch.column_by_name("attributes").is_some() {
+        let optional = |name: &str| batch.column_by_name(name).is_some();
+        let columns = if METADATA_COLUMNS.iter().any(|c| optional(c)) {
+            fn read<T: Clone + 'static>(
+                batch: &RecordBatch,
+                name: &str,
+            ) -> Result<Option<T>, QueryError> {
+                match batch.column_by_name(name) {
+                    Some(_) => typed(batch, name).map(Some),
+                    None => Ok(None),
+                }
+            }
             Some(Metadata {
-                scope_name: typed(batch, "scope_name")?,
-                scope_version: typed(batch, "scope_version")?,
-                scope_attributes: typed(batch, "scope_attributes")?,
-                attributes: typed(batch, "attributes")?,
-                severity_number: typed(batch, "severity_number")?,
-                severity_text: typed(batch, "severity_text")?,
-                trace_id: typed(batch, "trace_id")?,
-                span_id: typed(batch, "span_id")?,
-                flags: typed(batch, "flags")?,
-                observed: typed(batch, "observed_time")?,
-                event_name: typed(batch, "event_name")?,
-                dropped: typed(batch, "dropped_attributes_count")?,
+                scope_name: read(batch, "scope_name")?,
+                scope_version: read(batch, "scope_version")?,
+                scope_attributes: read(batch, "scope_attributes")?,
+                attributes: read(batch, "attributes")?,
+                severity_number: read(batch, "severity_number")?,
+                severity_text: read(batch, "severity_text")?,
+                trace_id: read(batch, "trace_id")?,
+                span_id: read(batch, "span_id")?,
+                flags: read(batch, "flags")?,
+                observed: read(batch, "observed_time")?,
+                event_name: read(batch, "event_name")?,
+                dropped: read(batch, "dropped_attributes_count")?,
             })
         } else {
             None
@@ -315,81 +327,87 @@ impl LineBatch {
     /// A line's labels: its stream's, and its structured metadata when the
     /// batch has the columns (with `detected_level`).
     pub fn labels(&self, row: usize, stream: &Stream) -> Labels {
-        self.labels_for(row, stream, None)
+        let mut labels = Labels::default();
+        self.labels_for(row, stream, &Wanted::ALL, &mut labels);
+        labels
     }
 
-    /// A line's labels with only the structured metadata `wanted` names
-    /// (all when `None`): what a query does not read is not built.
-    pub fn labels_for(
-        &self,
-        row: usize,
-        stream: &Stream,
-        wanted: Option<&std::collections::BTreeSet<String>>,
-    ) -> Labels {
-        let mut labels = stream.labels.clone();
+    /// Makes `labels` a line's labels with only the structured metadata
+    /// `wanted` names (what a query does not read is not built), reusing
+    /// their memory.
+    pub fn labels_for(&self, row: usize, stream: &Stream, wanted: &Wanted, labels: &mut Labels) {
+        labels.reset(&stream.labels);
         let Some(m) = &self.columns else {
-            return labels;
+            return;
         };
-        let level_wanted = wanted.is_none_or(|w| w.contains(DETECTED_LEVEL));
-        let want = |name: &str| {
-            wanted
-                .is_none_or(|w| w.contains(name) || (level_wanted && LEVEL_LABELS.contains(&name)))
-        };
-        if wanted.is_some_and(|w| w.is_empty()) {
-            return labels;
+        if wanted.is_nothing() {
+            return;
         }
         let mut set = |name: &str, value: &dyn Fn() -> String| {
-            if want(name) {
+            if wanted.wants(name) {
                 labels.set(Category::Metadata, name, value());
             }
         };
         for (name, value) in &stream.metadata {
             set(name, &|| value.clone());
         }
-        let text = |a: &StringViewArray| {
-            (a.is_valid(row) && !a.value(row).is_empty()).then(|| a.value(row).to_owned())
-        };
-        if let Some(v) = text(&m.scope_name) {
-            set("scope_name", &|| v.clone());
+        fn text(a: &Option<StringViewArray>, row: usize) -> Option<&str> {
+            let a = a.as_ref()?;
+            (a.is_valid(row) && !a.value(row).is_empty()).then(|| a.value(row))
         }
-        if let Some(v) = text(&m.scope_version) {
-            set("scope_version", &|| v.clone());
+        if let Some(v) = text(&m.scope_name, row) {
+            set("scope_name", &|| v.to_owned());
         }
-        for map in [&m.scope_attributes, &m.attributes] {
+        if let Some(v) = text(&m.scope_version, row) {
+            set("scope_version", &|| v.to_owned());
+        }
+        for map in [&m.scope_attributes, &m.attributes].into_iter().flatten() {
             if map.is_valid(row) {
-                for (k, v) in map_texts_where(map, row, |key| want(&sanitize(key))) {
-                    set(&sanitize(&k), &|| v.clone());
+                for (k, v) in map_texts_where(map, row, |key| wanted.wants_key(key)) {
+                    labels.set(Category::Metadata, &sanitize(&k), v);
                 }
             }
         }
-        let severity = m.severity_number.value(row);
+        let mut set = |name: &str, value: &dyn Fn() -> String| {
+            if wanted.wants(name) {
+                labels.set(Category::Metadata, name, value());
+            }
+        };
+        let severity = m.severity_number.as_ref().map_or(0, |a| a.value(row));
         if severity != 0 {
             set("severity_number", &|| severity.to_string());
         }
-        if let Some(v) = text(&m.severity_text) {
-            set("severity_text", &|| v.clone());
+        if let Some(v) = text(&m.severity_text, row) {
+            set("severity_text", &|| v.to_owned());
         }
         for (name, ids) in [("trace_id", &m.trace_id), ("span_id", &m.span_id)] {
-            if ids.is_valid(row) && ids.value(row).iter().any(|b| *b != 0) {
+            if let Some(ids) = ids
+                && ids.is_valid(row)
+                && ids.value(row).iter().any(|b| *b != 0)
+            {
                 set(name, &|| hex(ids.value(row)));
             }
         }
-        if m.flags.value(row) != 0 {
-            set("flags", &|| m.flags.value(row).to_string());
+        let number = |a: &Option<UInt32Array>| a.as_ref().map_or(0, |a| a.value(row));
+        if number(&m.flags) != 0 {
+            set("flags", &|| number(&m.flags).to_string());
         }
-        if m.observed.is_valid(row) && m.observed.value(row) != 0 {
-            set("observed_timestamp", &|| m.observed.value(row).to_string());
+        if let Some(observed) = &m.observed
+            && observed.is_valid(row)
+            && observed.value(row) != 0
+        {
+            set("observed_timestamp", &|| observed.value(row).to_string());
         }
-        if let Some(v) = text(&m.event_name) {
-            set("event_name", &|| v.clone());
+        if let Some(v) = text(&m.event_name, row) {
+            set("event_name", &|| v.to_owned());
         }
-        if m.dropped.value(row) != 0 {
+        if number(&m.dropped) != 0 {
             set("dropped_attributes_count", &|| {
-                m.dropped.value(row).to_string()
+                number(&m.dropped).to_string()
             });
         }
-        if !level_wanted {
-            return labels;
+        if !wanted.level {
+            return;
         }
         let level = stream
             .level
@@ -405,8 +423,98 @@ impl LineBatch {
         if labels.get(DETECTED_LEVEL).is_none() {
             labels.set(Category::Metadata, DETECTED_LEVEL, level.to_owned());
         }
-        labels
     }
+}
+
+/// The structured metadata a query reads: every field, or those named
+/// (with the fields `detected_level` comes from when it is named).
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    /// `None`: all.
+    names: Option<Vec<String>>,
+    level: bool,
+}
+
+impl Wanted {
+    pub const ALL: Wanted = Wanted {
+        names: None,
+        level: true,
+    };
+
+    /// `None`: all.
+    pub fn new(names: Option<&std::collections::BTreeSet<String>>) -> Self {
+        match names {
+            None => Wanted::ALL,
+            Some(names) => Wanted {
+                level: names.contains(DETECTED_LEVEL),
+                names: Some(names.iter().cloned().collect()),
+            },
+        }
+    }
+
+    /// The metadata columns (of [`METADATA_COLUMNS`]) these fields come
+    /// from: attributes always (any key may be wanted), the others when
+    /// their label is (the severity for `detected_level`).
+    pub fn columns(&self) -> Vec<&'static str> {
+        METADATA_COLUMNS
+            .into_iter()
+            .filter(|column| match *column {
+                "scope_attributes" | "attributes" => !self.is_nothing(),
+                "observed_time" => self.wants("observed_timestamp"),
+                "severity_number" => self.level || self.wants(column),
+                name => self.wants(name),
+            })
+            .collect()
+    }
+
+    fn is_nothing(&self) -> bool {
+        self.names.as_ref().is_some_and(Vec::is_empty)
+    }
+
+    /// Whether a field of this (label) name is read.
+    pub fn wants(&self, name: &str) -> bool {
+        match &self.names {
+            None => true,
+            Some(names) => {
+                names.iter().any(|n| n == name) || (self.level && LEVEL_LABELS.contains(&name))
+            }
+        }
+    }
+
+    /// Whether an attribute of this key is read (its label name being the
+    /// key sanitized), without building the name.
+    fn wants_key(&self, key: &str) -> bool {
+        match &self.names {
+            None => true,
+            Some(names) => {
+                names.iter().any(|n| sanitizes_to(key, n))
+                    || (self.level && LEVEL_LABELS.iter().any(|n| sanitizes_to(key, n)))
+            }
+        }
+    }
+}
+
+/// Whether `sanitize(key) == name`.
+fn sanitizes_to(key: &str, name: &str) -> bool {
+    let name = match key.as_bytes().first() {
+        Some(b'0'..=b'9') => match name.strip_prefix('_') {
+            Some(rest) => rest,
+            None => return false,
+        },
+        _ => name,
+    };
+    let mut names = name.chars();
+    for c in key.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        };
+        if names.next() != Some(c) {
+            return false;
+        }
+    }
+    names.next().is_none()
 }
 
 /// Streams by process id, for the rows of a scan.
@@ -454,5 +562,55 @@ impl StreamIndex {
 
     pub fn is_empty(&self) -> bool {
         self.streams.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_keys_are_wanted_by_their_label_names() {
+        for (key, name) in [
+            ("took", "took"),
+            ("http.status_code", "http_status_code"),
+            ("1st-try", "_1st_try"),
+            ("é", "_"),
+        ] {
+            assert_eq!(sanitize(key), name);
+            assert!(sanitizes_to(key, name), "{key} → {name}");
+        }
+        for (key, name) in [
+            ("took", "tooks"),
+            ("tooks", "took"),
+            ("1a", "1a"),
+            ("a.b", "a.b"),
+        ] {
+            assert!(!sanitizes_to(key, name), "{key} is not {name}");
+        }
+        let names = ["took".to_owned(), DETECTED_LEVEL.to_owned()].into();
+        let wanted = Wanted::new(Some(&names));
+        assert!(
+            wanted.wants_key("took") && wanted.wants_key("level") && !wanted.wants_key("route")
+        );
+        assert!(Wanted::ALL.wants_key("route"));
+        assert!(Wanted::new(Some(&Default::default())).is_nothing());
+        // A scan reads the columns of what is wanted.
+        assert_eq!(
+            wanted.columns(),
+            ["scope_attributes", "attributes", "severity_number"]
+        );
+        let names = ["trace_id".to_owned(), "observed_timestamp".to_owned()].into();
+        assert_eq!(
+            Wanted::new(Some(&names)).columns(),
+            [
+                "scope_attributes",
+                "attributes",
+                "trace_id",
+                "observed_time"
+            ]
+        );
+        assert!(Wanted::new(Some(&Default::default())).columns().is_empty());
+        assert_eq!(Wanted::ALL.columns(), METADATA_COLUMNS);
     }
 }
