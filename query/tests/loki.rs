@@ -614,6 +614,23 @@ async fn metric_queries_window_aggregate_and_combine_as_loki() {
     .await;
     assert_eq!(samples(&d)[0].1, at(&[(4.0, "2")]));
 
+    // A label every line's parser sets (status: 500 and 404 are >= 400);
+    // and one no line holds, which structured metadata then gives
+    // (user="alice" on both checkout lines).
+    for (query, count) in [
+        (
+            r#"sum(count_over_time({app="web"} | logfmt | status >= 400 [10s]))"#,
+            "2",
+        ),
+        (
+            r#"sum(count_over_time({service_name="checkout"} | logfmt | user="alice" [10s]))"#,
+            "2",
+        ),
+    ] {
+        let d = data(&stack, "query", &instant(query, 6.0), false).await;
+        assert_eq!(samples(&d)[0].1, at(&[(6.0, count)]), "{query}");
+    }
+
     // Binary operators, vector(), topk, rates, absent_over_time.
     let d = data(
         &stack,

@@ -224,7 +224,9 @@ pub fn sanitize(name: &str) -> String {
 /// [`sanitize`], borrowing the name when it is valid already.
 pub(super) fn sanitized(name: &str) -> Cow<'_, str> {
     let valid = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    if !name.starts_with(|c: char| c.is_ascii_digit()) && name.chars().all(valid) {
+    if !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         return Cow::Borrowed(name);
     }
     let mut out = String::with_capacity(name.len() + 1);

@@ -112,7 +112,7 @@ impl Selector {
 pub struct Pipeline {
     stages: Vec<Compiled>,
     /// The labels read after the parsers, when only those matter.
-    hints: Option<BTreeSet<String>>,
+    hints: Option<parsers::Hints>,
 }
 
 #[derive(Debug, Clone)]
@@ -432,7 +432,7 @@ impl Pipeline {
     /// label after them, and whose answer keeps no other (an aggregation
     /// `by` some labels, or of everything).
     pub fn with_hints(mut self, hints: BTreeSet<String>) -> Self {
-        self.hints = Some(hints);
+        self.hints = Some(parsers::Hints::new(&hints));
         self
     }
 
@@ -458,6 +458,46 @@ impl Pipeline {
             }
         }
         Some(names)
+    }
+}
+
+impl Pipeline {
+    /// Whether a label of this name is set by a parser before any stage
+    /// reads it (and no `label_format` may set it otherwise): then a line
+    /// whose parsers set it reads the same whatever structured metadata of
+    /// that name the line has, since the parsed value replaces it.
+    pub fn parsed_first(&self, name: &str) -> bool {
+        let extracts = |e: &[Extraction]| e.is_empty() || e.iter().any(|e| e.label == name);
+        if self
+            .stages
+            .iter()
+            .any(|s| matches!(s, Compiled::LabelFormat(_)))
+        {
+            return false;
+        }
+        for stage in &self.stages {
+            match stage {
+                Compiled::Line { .. } | Compiled::Decolorize => {}
+                Compiled::Json(e) | Compiled::Logfmt { extractions: e, .. } if extracts(e) => {
+                    return true;
+                }
+                Compiled::Json(_) | Compiled::Logfmt { .. } => {}
+                Compiled::Regexp(re) => {
+                    if re.capture_names().flatten().any(|n| n == name) {
+                        return true;
+                    }
+                }
+                Compiled::Pattern(p) => {
+                    if p.captures_name(name) {
+                        return true;
+                    }
+                }
+                Compiled::Unpack => return true,
+                // Any other stage reads or removes labels first.
+                _ => return false,
+            }
+        }
+        false
     }
 }
 
@@ -728,6 +768,19 @@ mod tests {
         assert_eq!(detect_level("information only"), "unknown");
         assert_eq!(severity_level(17), "error");
         assert_eq!(normalize_level("Warning"), "warn");
+    }
+
+    #[test]
+    fn labels_a_parser_sets_before_they_are_read() {
+        let p = pipeline(r#"{a="b"} |= "x" | logfmt | took > 5s | line_format "{{.took}}""#);
+        assert!(p.parsed_first("took"));
+        assert!(!pipeline(r#"{a="b"} | took > 5s | logfmt"#).parsed_first("took"));
+        assert!(!pipeline(r#"{a="b"} | logfmt | label_format took=x"#).parsed_first("took"));
+        assert!(!pipeline(r#"{a="b"} | logfmt user | took > 5s"#).parsed_first("took"));
+        assert!(pipeline(r#"{a="b"} | regexp "took=(?P<took>\\S+)""#).parsed_first("took"));
+        assert!(pipeline(r#"{a="b"} | pattern "<_> took=<took>""#).parsed_first("took"));
+        assert!(!pipeline(r#"{a="b"} | pattern "<_> took=<t>""#).parsed_first("took"));
+        assert!(!pipeline(r#"{a="b"}"#).parsed_first("took"));
     }
 
     #[test]

@@ -16,14 +16,14 @@ pub const LOGFMT_ERROR: &str = "LogfmtParserErr";
 /// Sets a parsed label under its name, or `<name>_extracted` when a stream
 /// label has the name; with hints, only a label they name (and nothing is
 /// copied otherwise).
-fn extracted(labels: &mut Labels, name: &str, value: Cow<'_, str>, hints: Hints<'_>) {
+fn extracted(labels: &mut Labels, name: &str, value: Cow<'_, str>, hints: Option<&Hints>) {
     // With hints, most names are not wanted under either name: that is
     // found before looking at the line's labels.
     let (plain, renamed) = match hints {
         None => (true, true),
         Some(h) => (
-            h.contains(name),
-            h.iter().any(|n| n.strip_suffix("_extracted") == Some(name)),
+            h.names.iter().any(|n| n == name),
+            h.renamed.iter().any(|n| n == name),
         ),
     };
     if !plain && !renamed {
@@ -44,7 +44,25 @@ fn extracted(labels: &mut Labels, name: &str, value: Cow<'_, str>, hints: Hints<
 
 /// The labels a query reads after a parser, when it says: the parser
 /// extracts only those (Loki's parser hints).
-pub(super) type Hints<'a> = Option<&'a std::collections::BTreeSet<String>>;
+#[derive(Debug, Clone)]
+pub(super) struct Hints {
+    names: Vec<String>,
+    /// The names before `_extracted` of those that end with it.
+    renamed: Vec<String>,
+}
+
+impl Hints {
+    pub(super) fn new(names: &std::collections::BTreeSet<String>) -> Self {
+        Hints {
+            names: names.iter().cloned().collect(),
+            renamed: names
+                .iter()
+                .filter_map(|n| n.strip_suffix("_extracted"))
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
 
 /// A JSON value as a label value: strings as they are, numbers and booleans
 /// as written, `null` empty, objects and arrays as JSON.
@@ -60,7 +78,12 @@ fn json_text(value: &Value) -> String {
 
 /// `| json`: every field of a JSON object, nested ones joined with `_`
 /// (arrays are not extracted); or, with extractions, the fields they name.
-pub(super) fn json(line: &str, extractions: &[Extraction], labels: &mut Labels, hints: Hints<'_>) {
+pub(super) fn json(
+    line: &str,
+    extractions: &[Extraction],
+    labels: &mut Labels,
+    hints: Option<&Hints>,
+) {
     let parsed: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => {
@@ -91,7 +114,7 @@ fn flatten(
     prefix: &mut String,
     fields: &serde_json::Map<String, Value>,
     labels: &mut Labels,
-    hints: Hints<'_>,
+    hints: Option<&Hints>,
 ) {
     for (key, value) in fields {
         let len = prefix.len();
@@ -197,7 +220,7 @@ pub(super) fn logfmt(
     keep_empty: bool,
     extractions: &[Extraction],
     labels: &mut Labels,
-    hints: Hints<'_>,
+    hints: Option<&Hints>,
 ) {
     let mut pairs = LogfmtPairs { rest: line };
     while let Some(pair) = pairs.next() {
@@ -421,6 +444,13 @@ impl Pattern {
     pub fn matches(&self, line: &str) -> bool {
         self.captures(line).is_some()
     }
+
+    /// Whether a capture has this name.
+    pub fn captures_name(&self, name: &str) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Capture(Some(n)) if n == name))
+    }
 }
 
 /// `| pattern "…"`.
@@ -531,7 +561,7 @@ mod tests {
         // With hints, only what the query reads.
         let hints =
             std::collections::BTreeSet::from(["level".to_owned(), "app_extracted".to_owned()]);
-        let got = run(|l| logfmt(line, false, false, &[], l, Some(&hints)));
+        let got = run(|l| logfmt(line, false, false, &[], l, Some(&Hints::new(&hints))));
         assert_eq!(
             got,
             pairs(&[("app", "a"), ("app_extracted", "y"), ("level", "info")])

@@ -205,6 +205,9 @@ fn filters(stage: &Stage) -> bool {
     matches!(stage, Stage::LineFilter { .. } | Stage::LabelFilter(_))
 }
 
+/// A log query's first window is this fraction of its range.
+const FIRST_WINDOW: i64 = 4096;
+
 /// What a scan reads besides `time` and `process_id`.
 #[derive(Debug, Clone)]
 struct Columns {
@@ -513,29 +516,52 @@ impl Loki {
         }
         // The scan finds the lines (its order and limit), reading their time,
         // stream and line only; then their structured metadata is read for
-        // the time they span.
+        // the time they span. It looks first at a window at the range's end
+        // (its start, forward), 16 times wider each time it holds fewer than
+        // `limit` lines: the lines a window finds come before any in the next.
         let narrow = Columns {
             body: true,
             metadata: Vec::new(),
         };
-        let mut rows = self
-            .scan(
-                tenant,
-                &streams,
-                range,
-                predicates.clone(),
-                narrow,
-                Some((direction, Some(limit))),
-            )
-            .await?;
         let mut found: Vec<(Arc<Stream>, i64, String)> = Vec::new();
-        while let Some(batch) = rows.stream.next().await {
-            let batch = LineBatch::new(&batch?)?;
-            for i in 0..batch.len {
-                if let Some((_, stream)) = streams.get(batch.process(i)) {
-                    found.push((Arc::clone(stream), batch.time(i), batch.line(i).to_owned()));
+        let (first, last) = range;
+        let mut width = ((last - first) / FIRST_WINDOW).max(1);
+        let mut scanned: Option<(i64, i64)> = None;
+        loop {
+            let window = match (direction, scanned) {
+                (Direction::Backward, None) => ((last - width + 1).max(first), last),
+                (Direction::Backward, Some((oldest, _))) => {
+                    (oldest.saturating_sub(width).max(first), oldest - 1)
+                }
+                (Direction::Forward, None) => (first, (first.saturating_add(width) - 1).min(last)),
+                (Direction::Forward, Some((_, newest))) => {
+                    (newest + 1, newest.saturating_add(width).min(last))
+                }
+            };
+            let mut rows = self
+                .scan(
+                    tenant,
+                    &streams,
+                    window,
+                    predicates.clone(),
+                    narrow.clone(),
+                    Some((direction, Some(limit - found.len()))),
+                )
+                .await?;
+            while let Some(batch) = rows.stream.next().await {
+                let batch = LineBatch::new(&batch?)?;
+                for i in 0..batch.len {
+                    if let Some((_, stream)) = streams.get(batch.process(i)) {
+                        found.push((Arc::clone(stream), batch.time(i), batch.line(i).to_owned()));
+                    }
                 }
             }
+            let (oldest, newest) = scanned.unwrap_or(window);
+            scanned = Some((oldest.min(window.0), newest.max(window.1)));
+            if found.len() >= limit || scanned == Some(range) {
+                break;
+            }
+            width = width.saturating_mul(16);
         }
         let (Some(first), Some(last)) = (
             found.iter().map(|(_, t, _)| *t).min(),
@@ -873,14 +899,6 @@ impl Loki {
                     }
                     w
                 });
-            let wanted_fields = Wanted::new(wanted.as_ref());
-            let columns = Columns {
-                body: true,
-                metadata: wanted_fields.columns(),
-            };
-            let rows = self
-                .scan(tenant, &streams, (from, to), predicates, columns, None)
-                .await?;
             // When the answer keeps only some labels (an aggregation by them,
             // or of everything), parsers extract only those and what later
             // stages read.
@@ -894,38 +912,50 @@ impl Loki {
                 (Some(w), true) => pipeline.with_hints(w.clone()),
                 _ => pipeline,
             };
-            let lines = Arc::new(PerLine {
+            // When every label read is one a parser sets before anything
+            // reads it, lines are first read without their attributes: a
+            // line whose parsers set them all needs none (the parsed values
+            // replace any attribute of the same name). If a line does not,
+            // the lines are read again with them.
+            let parsed: Vec<String> = match &wanted {
+                Some(w)
+                    if !w.is_empty()
+                        && !w.contains(streams::DETECTED_LEVEL)
+                        && w.iter().all(|n| {
+                            pipeline.parsed_first(n)
+                                && streams.all().iter().all(|s| s.labels.get(n).is_none())
+                        }) =>
+                {
+                    w.iter().cloned().collect()
+                }
+                _ => Vec::new(),
+            };
+            let mut lines = PerLine {
                 streams,
                 pipeline,
                 unwrap,
-                wanted: wanted_fields,
+                wanted: Wanted::new(wanted.as_ref()),
+                parsed,
                 names: names.clone(),
                 grouping: grouping.cloned(),
                 outer: outer.map(|g| g.cloned()),
                 bytes,
                 offset: range.offset,
                 agg: (counting, param, windows),
-            });
-            // Batches go through the stages on as many threads as the
-            // machine has, each into a partial aggregation.
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let mut partials = rows
-                .stream
-                .map(|batch| {
-                    let lines = Arc::clone(&lines);
-                    async move {
-                        let batch = batch?;
-                        tokio::task::spawn_blocking(move || lines.aggregate(&batch))
-                            .await
-                            .map_err(|e| {
-                                QueryError::Internal(format!("a LogQL task failed: {e}"))
-                            })?
-                    }
-                })
-                .buffer_unordered(threads);
-            while let Some(partial) = partials.next().await {
-                agg.merge(partial?);
-            }
+            };
+            let partial = match self
+                .run_lines(tenant, (from, to), &predicates, lines.clone())
+                .await?
+            {
+                Some(partial) => partial,
+                None => {
+                    lines.parsed.clear();
+                    self.run_lines(tenant, (from, to), &predicates, lines)
+                        .await?
+                        .ok_or_else(|| QueryError::Internal("lines read twice".into()))?
+                }
+            };
+            agg.merge(partial);
         }
         let series: Vec<Series> = agg
             .finish()
@@ -954,13 +984,69 @@ impl Loki {
     }
 }
 
+impl Loki {
+    /// A range aggregation of lines read one by one (in `range`, inclusive),
+    /// batches on as many threads as the machine has, each into a partial
+    /// aggregation; `None` when a line needed the attributes the scan left
+    /// out (see [`PerLine::parsed`]).
+    async fn run_lines(
+        &self,
+        tenant: &TenantId,
+        range: (i64, i64),
+        predicates: &[Expr],
+        lines: PerLine,
+    ) -> Result<Option<RangeAgg>, QueryError> {
+        let columns = Columns {
+            body: true,
+            metadata: lines.wanted.columns(lines.parsed.is_empty()),
+        };
+        let rows = self
+            .scan(
+                tenant,
+                &lines.streams,
+                range,
+                predicates.to_vec(),
+                columns,
+                None,
+            )
+            .await?;
+        let (op, param, windows) = lines.agg;
+        let mut agg = RangeAgg::new(op, param, windows, lines.unwrap.is_some());
+        let lines = Arc::new(lines);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut partials = rows
+            .stream
+            .map(|batch| {
+                let lines = Arc::clone(&lines);
+                async move {
+                    let batch = batch?;
+                    tokio::task::spawn_blocking(move || lines.aggregate(&batch))
+                        .await
+                        .map_err(|e| QueryError::Internal(format!("a LogQL task failed: {e}")))?
+                }
+            })
+            .buffer_unordered(threads);
+        while let Some(partial) = partials.next().await {
+            match partial? {
+                Some(partial) => agg.merge(partial),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(agg))
+    }
+}
+
 /// What running a range aggregation's lines one by one needs, shared by
 /// the threads that do it.
+#[derive(Clone)]
 struct PerLine {
     streams: StreamIndex,
     pipeline: Pipeline,
     unwrap: Option<Unwrapper>,
     wanted: Wanted,
+    /// Labels every line's parsers must set when the scan leaves out the
+    /// attributes (empty when it reads them).
+    parsed: Vec<String>,
     names: BTreeSet<String>,
     grouping: Option<framelake_logql::Grouping>,
     outer: Option<Option<framelake_logql::Grouping>>,
@@ -971,8 +1057,9 @@ struct PerLine {
 }
 
 impl PerLine {
-    /// The aggregation of one batch's lines.
-    fn aggregate(&self, batch: &arrow::array::RecordBatch) -> Result<RangeAgg, QueryError> {
+    /// The aggregation of one batch's lines; `None` when a line's parsers
+    /// did not set one of [`PerLine::parsed`].
+    fn aggregate(&self, batch: &arrow::array::RecordBatch) -> Result<Option<RangeAgg>, QueryError> {
         let (op, param, windows) = self.agg;
         let mut agg = RangeAgg::new(op, param, windows, self.unwrap.is_some());
         let batch = LineBatch::new(batch)?;
@@ -1005,7 +1092,16 @@ impl PerLine {
             row.line.clear();
             row.line.push_str(batch.line(i));
             batch.labels_for(i, stream, &self.wanted, &mut row.labels);
-            if !self.pipeline.process(&mut row) {
+            let kept = self.pipeline.process(&mut row);
+            let parsed = |name: &String| {
+                row.labels
+                    .label(name)
+                    .is_some_and(|l| l.category == Category::Parsed)
+            };
+            if !self.parsed.iter().all(parsed) {
+                return Ok(None);
+            }
+            if !kept {
                 continue;
             }
             let v = match &self.unwrap {
@@ -1043,7 +1139,7 @@ impl PerLine {
             let id = agg.series(labels);
             agg.add(id, t, v);
         }
-        Ok(agg)
+        Ok(Some(agg))
     }
 }
 

@@ -455,11 +455,12 @@ impl Wanted {
     /// The metadata columns (of [`METADATA_COLUMNS`]) these fields come
     /// from: attributes always (any key may be wanted), the others when
     /// their label is (the severity for `detected_level`).
-    pub fn columns(&self) -> Vec<&'static str> {
+    /// `maps`: the attributes too.
+    pub fn columns(&self, maps: bool) -> Vec<&'static str> {
         METADATA_COLUMNS
             .into_iter()
             .filter(|column| match *column {
-                "scope_attributes" | "attributes" => !self.is_nothing(),
+                "scope_attributes" | "attributes" => maps && !self.is_nothing(),
                 "observed_time" => self.wants("observed_timestamp"),
                 "severity_number" => self.level || self.wants(column),
                 name => self.wants(name),
@@ -518,7 +519,7 @@ fn sanitizes_to(key: &str, name: &str) -> bool {
 }
 
 /// Streams by process id, for the rows of a scan.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct StreamIndex {
     streams: Vec<Arc<Stream>>,
     by_id: std::collections::HashMap<ProcessId, usize>,
@@ -597,12 +598,12 @@ mod tests {
         assert!(Wanted::new(Some(&Default::default())).is_nothing());
         // A scan reads the columns of what is wanted.
         assert_eq!(
-            wanted.columns(),
+            wanted.columns(true),
             ["scope_attributes", "attributes", "severity_number"]
         );
         let names = ["trace_id".to_owned(), "observed_timestamp".to_owned()].into();
         assert_eq!(
-            Wanted::new(Some(&names)).columns(),
+            Wanted::new(Some(&names)).columns(true),
             [
                 "scope_attributes",
                 "attributes",
@@ -610,7 +611,12 @@ mod tests {
                 "observed_time"
             ]
         );
-        assert!(Wanted::new(Some(&Default::default())).columns().is_empty());
-        assert_eq!(Wanted::ALL.columns(), METADATA_COLUMNS);
+        assert!(
+            Wanted::new(Some(&Default::default()))
+                .columns(true)
+                .is_empty()
+        );
+        assert!(Wanted::new(Some(&names)).columns(false) == ["trace_id", "observed_time"]);
+        assert_eq!(Wanted::ALL.columns(true), METADATA_COLUMNS);
     }
 }
