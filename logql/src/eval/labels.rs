@@ -83,7 +83,16 @@ impl Labels {
     /// Makes these labels a copy of `other` (frozen, usually: a stream's),
     /// keeping their memory for the labels set next.
     pub fn reset(&mut self, other: &Labels) {
-        self.base.clone_from(&other.base);
+        // Lines come in runs of one stream: its labels' reference count is
+        // touched (by every thread reading them) only when the stream changes.
+        let same = match (&self.base, &other.base) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            self.base.clone_from(&other.base);
+        }
         self.hidden = other.hidden;
         self.items.clear();
         self.items.extend(other.items.iter().cloned());

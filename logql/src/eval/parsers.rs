@@ -49,18 +49,35 @@ pub(super) struct Hints {
     names: Vec<String>,
     /// The names before `_extracted` of those that end with it.
     renamed: Vec<String>,
+    /// Bit `n` set: a key of `n` bytes may be named as one of these (a key
+    /// keeps its length when sanitized, or gains a leading `_`).
+    lengths: u64,
 }
 
 impl Hints {
     pub(super) fn new(names: &std::collections::BTreeSet<String>) -> Self {
+        let renamed: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix("_extracted"))
+            .map(str::to_owned)
+            .collect();
+        let lengths = names
+            .iter()
+            .chain(&renamed)
+            .flat_map(|n| [n.len(), n.len().saturating_sub(1)])
+            .fold(0u64, |bits, n| {
+                bits | 1u64.checked_shl(n as u32).unwrap_or(0)
+            });
         Hints {
             names: names.iter().cloned().collect(),
-            renamed: names
-                .iter()
-                .filter_map(|n| n.strip_suffix("_extracted"))
-                .map(str::to_owned)
-                .collect(),
+            renamed,
+            lengths,
         }
+    }
+
+    /// False when a key cannot be named as any of these (by its length).
+    fn may_name(&self, key: &str) -> bool {
+        key.len() >= 63 || self.lengths & (1 << key.len()) != 0
     }
 }
 
@@ -233,7 +250,7 @@ pub(super) fn logfmt(
             Err(_) => continue,
         };
         if extractions.is_empty() {
-            if value.is_empty() && !keep_empty {
+            if value.is_empty() && !keep_empty || hints.is_some_and(|h| !h.may_name(key)) {
                 continue;
             }
             extracted(labels, &sanitized(key), value, hints);
@@ -266,8 +283,7 @@ fn until(text: &str, stop: impl Fn(u8) -> bool) -> usize {
 
 impl<'a> LogfmtPairs<'a> {
     fn next(&mut self) -> Option<Result<(&'a str, Cow<'a, str>), String>> {
-        let rest =
-            &self.rest[self.rest.len() - self.rest.trim_start_matches(|c: char| c <= ' ').len()..];
+        let rest = &self.rest[until(self.rest, |b| !is_space(b))..];
         if rest.is_empty() {
             self.rest = rest;
             return None;
@@ -566,6 +582,19 @@ mod tests {
             got,
             pairs(&[("app", "a"), ("app_extracted", "y"), ("level", "info")])
         );
+        // Keys are matched to hints as they are named (sanitized).
+        let hints = std::collections::BTreeSet::from(["a_b".to_owned(), "_1x".to_owned()]);
+        let got = run(|l| {
+            logfmt(
+                "a.b=1 1x=2 ab=3 a_bc=4",
+                false,
+                false,
+                &[],
+                l,
+                Some(&Hints::new(&hints)),
+            )
+        });
+        assert_eq!(got, pairs(&[("_1x", "2"), ("a_b", "1"), ("app", "a")]));
     }
 
     #[test]

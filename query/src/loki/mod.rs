@@ -1075,6 +1075,7 @@ impl PerLine {
         };
         // Lines come in runs of one stream.
         let mut last: Option<(&[u8], &Arc<Stream>)> = None;
+        let mut last_series: Option<(LabelSet, usize)> = None;
         for i in 0..batch.len {
             let process = batch.process(i);
             let stream = match last {
@@ -1136,7 +1137,15 @@ impl PerLine {
                     }
                 }
             };
-            let id = agg.series(labels);
+            // Runs of lines go to one series: its id is kept.
+            let id = match &last_series {
+                Some((kept, id)) if *kept == labels => *id,
+                _ => {
+                    let id = agg.series(labels.clone());
+                    last_series = Some((labels, id));
+                    id
+                }
+            };
             agg.add(id, t, v);
         }
         Ok(Some(agg))
