@@ -372,6 +372,65 @@ async fn log_queries_filter_parse_format_and_order_as_loki() {
 }
 
 #[tokio::test]
+async fn log_queries_find_the_newest_and_oldest_lines_window_by_window() {
+    let stack = Stack::embedded(Tenancy::open(), QueryLimits::default()).await;
+    // A line a second for 100 s, every tenth one marked: a query's first
+    // window (a few times its limit of lines) holds fewer marked lines than
+    // asked, and the next windows find the rest, in order.
+    let values: Vec<Json> = (0..100)
+        .map(|i| {
+            let t = ns(f64::from(i)).to_string();
+            match i % 10 {
+                0 => json!([t, format!("marked line {i}"), {"kind": "mark"}]),
+                _ => json!([t, format!("plain line {i}")]),
+            }
+        })
+        .collect();
+    let push = json!({"streams": [{"stream": {"app": "many"}, "values": values}]});
+    let response = stack
+        .client
+        .post(format!("{}/loki/api/v1/push", stack.ingest_url))
+        .json(&push)
+        .send()
+        .await
+        .expect("push answered");
+    assert_eq!(response.status(), 204);
+    let query = r#"{app="many"} |= "marked""#;
+    for (direction, limit, expected) in [
+        ("backward", "3", vec![90, 80, 70]),
+        ("forward", "4", vec![0, 10, 20, 30]),
+        ("backward", "20", (0..10).rev().map(|i| i * 10).collect()),
+    ] {
+        let d = data(
+            &stack,
+            "query_range",
+            &range(
+                query,
+                0.0,
+                100.0,
+                &[("direction", direction), ("limit", limit)],
+            ),
+            false,
+        )
+        .await;
+        // One stream: every line found has its structured metadata,
+        // whichever window found it.
+        let found = streams(&d);
+        assert_eq!(found.len(), 1, "{d}");
+        assert_eq!(found[0].0["kind"], "mark", "{d}");
+        let got: Vec<String> = found
+            .into_iter()
+            .flat_map(|(_, lines)| lines.into_iter().map(|(_, line)| line))
+            .collect();
+        let expected: Vec<String> = expected
+            .iter()
+            .map(|i| format!("marked line {i}"))
+            .collect();
+        assert_eq!(got, expected, "{direction} limit {limit}");
+    }
+}
+
+#[tokio::test]
 async fn metric_queries_window_aggregate_and_combine_as_loki() {
     let stack = lines().await;
     let web = json!({"app": "web", "env": "prod", "service_name": "web"});

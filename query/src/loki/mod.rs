@@ -205,8 +205,12 @@ fn filters(stage: &Stage) -> bool {
     matches!(stage, Stage::LineFilter { .. } | Stage::LabelFilter(_))
 }
 
-/// A log query's first window is this fraction of its range.
-const FIRST_WINDOW: i64 = 4096;
+/// Lines' labels by stream, time and line (lines alike in all three have a
+/// label set each).
+type LinesLabels = std::collections::HashMap<(ProcessId, i64, String), Vec<Labels>>;
+
+/// A log query's first window holds about this many lines per line asked.
+const WINDOW_LINES: u64 = 8;
 
 /// What a scan reads besides `time` and `process_id`.
 #[derive(Debug, Clone)]
@@ -515,81 +519,53 @@ impl Loki {
             return Self::lines(rows, &streams, &pipeline, limit).await;
         }
         // The scan finds the lines (its order and limit), reading their time,
-        // stream and line only; then their structured metadata is read for
-        // the time they span. It looks first at a window at the range's end
-        // (its start, forward), 16 times wider each time it holds fewer than
-        // `limit` lines: the lines a window finds come before any in the next.
-        let narrow = Columns {
-            body: true,
-            metadata: Vec::new(),
-        };
-        let mut found: Vec<(Arc<Stream>, i64, String)> = Vec::new();
+        // stream and line only; their structured metadata is read for the
+        // time they span. It looks first at a window at the range's end (its
+        // start, forward) the catalog says holds a few times `limit` lines,
+        // 16 times wider each time it finds fewer: the lines a window finds
+        // come before any in the next. The first window's metadata is read
+        // beside it: it is all that is needed when the window finds enough.
         let (first, last) = range;
-        let mut width = ((last - first) / FIRST_WINDOW).max(1);
-        let mut scanned: Option<(i64, i64)> = None;
-        loop {
-            let window = match (direction, scanned) {
-                (Direction::Backward, None) => ((last - width + 1).max(first), last),
-                (Direction::Backward, Some((oldest, _))) => {
-                    (oldest.saturating_sub(width).max(first), oldest - 1)
-                }
-                (Direction::Forward, None) => (first, (first.saturating_add(width) - 1).min(last)),
-                (Direction::Forward, Some((_, newest))) => {
-                    (newest + 1, newest.saturating_add(width).min(last))
-                }
+        let mut width = self
+            .first_width(tenant, range, direction, limit as u64 * WINDOW_LINES)
+            .await?;
+        let window = match direction {
+            Direction::Backward => (last - width + 1, last),
+            Direction::Forward => (first, first + width - 1),
+        };
+        let (mut found, mut labels) = futures::try_join!(
+            self.found(tenant, &streams, window, &predicates, direction, limit),
+            self.metadata(tenant, &streams, window, &predicates),
+        )?;
+        let mut scanned = window;
+        while found.len() < limit && scanned != range {
+            width = width.saturating_mul(16);
+            let window = match direction {
+                Direction::Backward => (scanned.0.saturating_sub(width).max(first), scanned.0 - 1),
+                Direction::Forward => (scanned.1 + 1, scanned.1.saturating_add(width).min(last)),
             };
-            let mut rows = self
-                .scan(
+            let more = self
+                .found(
                     tenant,
                     &streams,
                     window,
-                    predicates.clone(),
-                    narrow.clone(),
-                    Some((direction, Some(limit - found.len()))),
+                    &predicates,
+                    direction,
+                    limit - found.len(),
                 )
                 .await?;
-            while let Some(batch) = rows.stream.next().await {
-                let batch = LineBatch::new(&batch?)?;
-                for i in 0..batch.len {
-                    if let Some((_, stream)) = streams.get(batch.process(i)) {
-                        found.push((Arc::clone(stream), batch.time(i), batch.line(i).to_owned()));
-                    }
-                }
-            }
-            let (oldest, newest) = scanned.unwrap_or(window);
-            scanned = Some((oldest.min(window.0), newest.max(window.1)));
-            if found.len() >= limit || scanned == Some(range) {
-                break;
-            }
-            width = width.saturating_mul(16);
-        }
-        let (Some(first), Some(last)) = (
-            found.iter().map(|(_, t, _)| *t).min(),
-            found.iter().map(|(_, t, _)| *t).max(),
-        ) else {
-            return Ok(Vec::new());
-        };
-        let mut rows = self
-            .scan(
-                tenant,
-                &streams,
-                (first, last),
-                predicates,
-                Columns::all(),
-                None,
-            )
-            .await?;
-        let mut labels: std::collections::HashMap<(ProcessId, i64, String), Vec<Labels>> =
-            std::collections::HashMap::new();
-        while let Some(batch) = rows.stream.next().await {
-            let batch = LineBatch::new(&batch?)?;
-            for i in 0..batch.len {
-                if let Some((_, stream)) = streams.get(batch.process(i)) {
-                    labels
-                        .entry((stream.process_id, batch.time(i), batch.line(i).to_owned()))
-                        .or_default()
-                        .push(batch.labels(i, stream));
-                }
+            found.extend(more);
+            scanned = (scanned.0.min(window.0), scanned.1.max(window.1));
+            if found.len() >= limit || scanned == range {
+                let (Some(oldest), Some(newest)) = (
+                    found.iter().map(|(_, t, _)| *t).min(),
+                    found.iter().map(|(_, t, _)| *t).max(),
+                ) else {
+                    return Ok(Vec::new());
+                };
+                labels = self
+                    .metadata(tenant, &streams, (oldest, newest), &predicates)
+                    .await?;
             }
         }
         let mut lines = Vec::with_capacity(found.len());
@@ -614,6 +590,71 @@ impl Loki {
             }
         }
         Ok(lines)
+    }
+
+    /// The first `limit` lines of a time range (inclusive) in `direction`,
+    /// with their stream: the time, stream and line of each only.
+    async fn found(
+        &self,
+        tenant: &TenantId,
+        streams: &StreamIndex,
+        window: (i64, i64),
+        predicates: &[Expr],
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Arc<Stream>, i64, String)>, QueryError> {
+        let narrow = Columns {
+            body: true,
+            metadata: Vec::new(),
+        };
+        let order = Some((direction, Some(limit)));
+        let mut rows = self
+            .scan(tenant, streams, window, predicates.to_vec(), narrow, order)
+            .await?;
+        let mut found = Vec::new();
+        while let Some(batch) = rows.stream.next().await {
+            let batch = LineBatch::new(&batch?)?;
+            for i in 0..batch.len {
+                if let Some((_, stream)) = streams.get(batch.process(i)) {
+                    found.push((Arc::clone(stream), batch.time(i), batch.line(i).to_owned()));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The labels (with all structured metadata) of the lines of a time range
+    /// (inclusive), by stream, time and line.
+    async fn metadata(
+        &self,
+        tenant: &TenantId,
+        streams: &StreamIndex,
+        window: (i64, i64),
+        predicates: &[Expr],
+    ) -> Result<LinesLabels, QueryError> {
+        let mut rows = self
+            .scan(
+                tenant,
+                streams,
+                window,
+                predicates.to_vec(),
+                Columns::all(),
+                None,
+            )
+            .await?;
+        let mut labels = LinesLabels::new();
+        while let Some(batch) = rows.stream.next().await {
+            let batch = LineBatch::new(&batch?)?;
+            for i in 0..batch.len {
+                if let Some((_, stream)) = streams.get(batch.process(i)) {
+                    labels
+                        .entry((stream.process_id, batch.time(i), batch.line(i).to_owned()))
+                        .or_default()
+                        .push(batch.labels(i, stream));
+                }
+            }
+        }
+        Ok(labels)
     }
 
     /// The lines of a scan that pass a pipeline, at most `limit`.
@@ -985,6 +1026,73 @@ impl Loki {
 }
 
 impl Loki {
+    /// The width of the window at a range's end (its start, forward) that
+    /// holds about `lines` lines, as the catalog tells (its partitions and
+    /// pending blocks, each one's lines spread evenly over its time); the
+    /// whole range when it holds fewer.
+    async fn first_width(
+        &self,
+        tenant: &TenantId,
+        range: (i64, i64),
+        direction: Direction,
+        lines: u64,
+    ) -> Result<i64, QueryError> {
+        let view = View::LogEntries;
+        let snapshot = self
+            .engine
+            .lake()
+            .catalog
+            .snapshot(
+                tenant,
+                &framelake_lake::catalog::SnapshotRequest {
+                    view: view.name(),
+                    kinds: view.kinds(),
+                    processes: &[],
+                    time_range: Some(range),
+                    aggregate: None,
+                },
+            )
+            .await?;
+        let spans: Vec<(i64, i64, f64)> = snapshot
+            .partitions
+            .iter()
+            .map(|p| (p.min_time, p.max_time, p.row_count as f64))
+            .chain(
+                snapshot
+                    .blocks
+                    .iter()
+                    .map(|b| (b.min_time, b.max_time, f64::from(b.event_count))),
+            )
+            .collect();
+        // The lines of the spans in `[from, to]`.
+        let within = |from: i64, to: i64| -> f64 {
+            spans
+                .iter()
+                .map(|&(min, max, n)| {
+                    let overlap = (to.min(max) - from.max(min) + 1).max(0) as f64;
+                    n * overlap / (max - min + 1) as f64
+                })
+                .sum()
+        };
+        let window = |width: i64| match direction {
+            Direction::Backward => (range.1 - width + 1, range.1),
+            Direction::Forward => (range.0, range.0 + width - 1),
+        };
+        let full = range.1 - range.0 + 1;
+        // The narrowest width holding them, to the nanosecond.
+        let (mut low, mut high) = (1, full);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let (from, to) = window(mid);
+            if within(from, to) >= lines as f64 {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        Ok(high)
+    }
+
     /// A range aggregation of lines read one by one (in `range`, inclusive),
     /// batches on as many threads as the machine has, each into a partial
     /// aggregation; `None` when a line needed the attributes the scan left
