@@ -83,43 +83,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         vec![(Signal::Logs, args.logs), (Signal::Traces, args.spans)]
     };
     for (signal, count) in fill {
-        let started = Instant::now();
-        let requests = count.div_ceil(args.batch);
-        futures::stream::iter(0..requests)
-            .map(|i| {
-                let ingest = Arc::clone(&ingest);
-                let tenant = tenant.clone();
-                let batch = args.batch;
-                async move {
-                    let mut generator = Generator::new(i as u64 + 1);
-                    let body = match signal {
-                        Signal::Traces => prost::Message::encode_to_vec(&generator.spans(batch)),
-                        _ => prost::Message::encode_to_vec(&generator.logs(batch)),
-                    };
-                    let ticket = ingest
-                        .admit(body.len())
-                        .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
-                    ingest
-                        .export(
-                            tenant,
-                            signal,
-                            Encoding::Protobuf,
-                            ContentEncoding::Identity,
-                            body.into(),
-                            ticket,
-                        )
-                        .await
-                        .map_err(|e| anyhow::anyhow!("ingest: {e}"))
-                }
-            })
-            .buffer_unordered(64)
-            .try_collect::<Vec<_>>()
-            .await?;
-        println!(
-            "ingested {} {signal:?} in {:.1} s",
-            requests * args.batch,
-            started.elapsed().as_secs_f64()
-        );
+        ingest_all(&ingest, &tenant, signal, count, args.batch, false).await?;
     }
 
     // Materialization, alone in this process now that the writer is idle,
@@ -222,8 +186,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
 
+    let json = json_tenant(&lake, &ingest, args.logs, args.batch).await?;
     if let Some(only) = &args.logql {
-        return logql_questions(&engine, &tenant, args.runs, only).await;
+        return logql_questions(&engine, &tenant, &json, args.runs, only).await;
     }
     // The log questions: framelake's views against plain DataFusion over the same files.
     let mut config = datafusion::prelude::SessionConfig::new();
@@ -317,7 +282,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     .await?;
     println!("| count per hour and service, from `log_stats` | {reduced:.3} | — | — |");
 
-    logql_questions(&engine, &tenant, args.runs, "").await?;
+    logql_questions(&engine, &tenant, &json, args.runs, "").await?;
 
     // Trace by id: a sample of ids, each looked up.
     let sample = engine
@@ -378,7 +343,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
 
-    // Freshness: acknowledged, then visible to the next query.
+    // Freshness: acknowledged, then visible to the next query (in a tenant
+    // of its own: the lake's questions stay those of the hour it was
+    // filled, for --reuse).
+    let tenant: framelake_lake::ids::TenantId = "freshness".parse()?;
     let mut waits = Vec::new();
     for i in 0..20 {
         let mut generator = Generator::new(1_000_000 + i);
@@ -464,15 +432,98 @@ const LOKI_LINES: f64 = 1_630_000.0;
 /// The log questions in LogQL through the Loki API's engine, each beside
 /// the same question in hand-written SQL over the same views (run
 /// alternately), and Loki's lines per second on the same questions.
-async fn logql_questions(
+/// Ingests `count` events of a signal for a tenant through the receiver's
+/// path (log lines as JSON when `json`), 64 requests at a time.
+async fn ingest_all(
+    ingest: &Arc<Ingest>,
+    tenant: &framelake_lake::ids::TenantId,
+    signal: Signal,
+    count: usize,
+    batch: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let requests = count.div_ceil(batch);
+    futures::stream::iter(0..requests)
+        .map(|i| {
+            let ingest = Arc::clone(ingest);
+            let tenant = tenant.clone();
+            async move {
+                let mut generator = Generator::new(i as u64 + 1);
+                let body = match signal {
+                    Signal::Traces => prost::Message::encode_to_vec(&generator.spans(batch)),
+                    _ => prost::Message::encode_to_vec(&generator.logs_as(batch, json)),
+                };
+                let ticket = ingest
+                    .admit(body.len())
+                    .map_err(|e| anyhow::anyhow!("ingest: {e}"))?;
+                ingest
+                    .export(
+                        tenant,
+                        signal,
+                        Encoding::Protobuf,
+                        ContentEncoding::Identity,
+                        body.into(),
+                        ticket,
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("ingest: {e}"))
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<_>>()
+        .await?;
+    println!(
+        "ingested {} {signal:?} for tenant {tenant} in {:.1} s",
+        requests * batch,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The tenant whose log lines are JSON (for LogQL's `json` parser): the
+/// same records as the default tenant's, filled, materialized and compacted
+/// when the lake does not have it yet.
+async fn json_tenant(
+    lake: &Arc<Lake>,
+    ingest: &Arc<Ingest>,
+    logs: usize,
+    batch: usize,
+) -> anyhow::Result<framelake_lake::ids::TenantId> {
+    let tenant: framelake_lake::ids::TenantId = "json".parse()?;
+    if !lake
+        .catalog
+        .partitions(&tenant, Some(View::LogEntries.name()))
+        .await?
+        .is_empty()
+    {
+        return Ok(tenant);
+    }
+    ingest_all(ingest, &tenant, Signal::Logs, logs, batch, true).await?;
+    let materializer = Materializer::new(Arc::clone(lake), MaterializeConfig::default());
+    while materializer
+        .materialize(&tenant, View::LogEntries)
+        .await?
+        .blocks
+        > 0
+    {}
+    let events = Compactor::new(
+        Arc::clone(lake),
+        Arc::new(EventRewrite::new(Arc::clone(lake))),
+        CompactConfig::default(),
+    );
+    events
+        .pass(framelake_lake::host::now_nanos() + 2 * 86_400 * 1_000_000_000)
+        .await?;
+    Ok(tenant)
+}
+
+/// The end of the hour holding all of a tenant's log lines (just after the
+/// newest), how many there are, and that hour as an SQL predicate on `time`.
+async fn hour_of(
     engine: &Engine,
     tenant: &framelake_lake::ids::TenantId,
-    runs: usize,
-    only: &str,
-) -> anyhow::Result<()> {
-    use framelake_query::loki::metric::Steps;
-    use framelake_query::loki::{Direction, Loki};
-    let loki = Loki::new(engine.clone(), Default::default());
+) -> anyhow::Result<(i64, f64, String)> {
     let bounds = engine
         .sql(
             tenant,
@@ -491,18 +542,34 @@ async fn logql_questions(
             .context("int64")?
             .value(0))
     };
-    let (newest, lines) = (column(0)?, column(1)? as f64);
-    // Every line is within the hour before `at`.
+    let at = column(0)? + 1;
     let hour = 3_600_000_000_000i64;
-    let at = newest + 1;
     let window = format!(
         "time > arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))') AND time <= arrow_cast({at}, 'Timestamp(Nanosecond, Some(\"UTC\"))')",
         at - hour
     );
+    Ok((at, column(1)? as f64, window))
+}
+
+async fn logql_questions(
+    engine: &Engine,
+    tenant: &framelake_lake::ids::TenantId,
+    json: &framelake_lake::ids::TenantId,
+    runs: usize,
+    only: &str,
+) -> anyhow::Result<()> {
+    use framelake_query::loki::metric::Steps;
+    use framelake_query::loki::{Direction, Loki};
+    let loki = Loki::new(engine.clone(), Default::default());
+    // Every line of a tenant is within the hour before `at`.
+    let hour = 3_600_000_000_000i64;
+    let (at, lines, window) = hour_of(engine, tenant).await?;
+    let (json_at, json_lines, json_window) = hour_of(engine, json).await?;
     let metadata = "time, process_id, body, scope_name, scope_version, scope_attributes, attributes, \
          severity_number, severity_text, trace_id, span_id, flags, observed_time, event_name, \
          dropped_attributes_count";
-    // (question, LogQL, SQL twin, Loki's seconds on host B for its 1.63M lines)
+    // (question, LogQL, SQL twin, Loki's seconds on host B for its 1.63M lines,
+    // the tenant asked)
     let questions = [
         (
             "line filter, count per stream",
@@ -511,6 +578,7 @@ async fn logql_questions(
                 "SELECT process_id, count(*) FROM log_entries WHERE service_name = 'checkout' AND body LIKE '%slow query%' AND {window} GROUP BY process_id"
             ),
             Some(5.0),
+            tenant,
         ),
         (
             "count by service",
@@ -519,12 +587,14 @@ async fn logql_questions(
                 "SELECT service_name, count(*) FROM log_entries WHERE {window} GROUP BY service_name"
             ),
             Some(7.5),
+            tenant,
         ),
         (
             "count all",
             r#"sum(count_over_time({service_name=~".+"}[1h]))"#.to_owned(),
             format!("SELECT count(*) FROM log_entries WHERE {window}"),
             Some(6.5),
+            tenant,
         ),
         (
             "newest 1000 matching",
@@ -533,6 +603,7 @@ async fn logql_questions(
                 "SELECT {metadata} FROM log_entries WHERE body LIKE '%slow query%' AND {window} ORDER BY time DESC LIMIT 1000"
             ),
             Some(0.71),
+            tenant,
         ),
         (
             "logfmt parser, numeric filter",
@@ -542,6 +613,16 @@ async fn logql_questions(
                 "SELECT count(*) FROM log_entries WHERE {window} AND CAST(regexp_match(body, 'took=([0-9]+)ms')[1] AS BIGINT) >= 500"
             ),
             None,
+            tenant,
+        ),
+        (
+            "json parser, numeric filter, JSON lines",
+            r#"sum(count_over_time({service_name=~".+"} | json | status >= 500 [1h]))"#.to_owned(),
+            format!(
+                "SELECT count(*) FROM log_entries WHERE {json_window} AND CAST(regexp_match(body, '\"status\":([0-9]+)')[1] AS BIGINT) >= 500"
+            ),
+            None,
+            json,
         ),
     ];
     println!();
@@ -549,7 +630,12 @@ async fn logql_questions(
         "| LogQL over {lines} log rows | LogQL s | SQL twin s | LogQL / SQL | lines/s | Loki lines/s (host B) | × Loki |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (name, logql, sql, loki_s) in questions.into_iter().filter(|q| q.0.contains(only)) {
+    for (name, logql, sql, loki_s, tenant) in questions.into_iter().filter(|q| q.0.contains(only)) {
+        let (at, lines) = if tenant == json {
+            (json_at, json_lines)
+        } else {
+            (at, lines)
+        };
         let expr = framelake_query::loki::parse(&logql).map_err(|e| anyhow::anyhow!("{e}"))?;
         let (mut ours, mut twin) = (Vec::new(), Vec::new());
         for run in 0..=runs {

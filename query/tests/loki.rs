@@ -57,18 +57,11 @@ async fn lines() -> Stack {
     };
     let mut api_values = values(&api);
     api_values.push(json!([ns(3.5).to_string(), "not json at all", {"trace_id": "abc"}]));
-    let push = json!({"streams": [
+    let body = json!({"streams": [
         {"stream": {"app": "web", "env": "prod"}, "values": values(&web)},
         {"stream": {"app": "api", "env": "dev"}, "values": api_values},
     ]});
-    let response = stack
-        .client
-        .post(format!("{}/loki/api/v1/push", stack.ingest_url))
-        .json(&push)
-        .send()
-        .await
-        .expect("push answered");
-    assert_eq!(response.status(), 204);
+    push(&stack, &body).await;
 
     let record = |t: f64, severity: i32, text: &str, body: &str| LogRecord {
         time_unix_nano: ns(t) as u64,
@@ -386,15 +379,8 @@ async fn log_queries_find_the_newest_and_oldest_lines_window_by_window() {
             }
         })
         .collect();
-    let push = json!({"streams": [{"stream": {"app": "many"}, "values": values}]});
-    let response = stack
-        .client
-        .post(format!("{}/loki/api/v1/push", stack.ingest_url))
-        .json(&push)
-        .send()
-        .await
-        .expect("push answered");
-    assert_eq!(response.status(), 204);
+    let body = json!({"streams": [{"stream": {"app": "many"}, "values": values}]});
+    push(&stack, &body).await;
     let query = r#"{app="many"} |= "marked""#;
     for (direction, limit, expected) in [
         ("backward", "3", vec![90, 80, 70]),
@@ -1037,20 +1023,25 @@ fn lines_of(message: &Json) -> Vec<String> {
         .collect()
 }
 
+/// A Loki push (JSON), acknowledged.
+async fn push(stack: &Stack, body: &Json) {
+    let response = stack
+        .client
+        .post(format!("{}/loki/api/v1/push", stack.ingest_url))
+        .json(body)
+        .send()
+        .await
+        .expect("push answered");
+    assert_eq!(response.status(), 204);
+}
+
 async fn push_line(stack: &Stack, app: &str, line: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_nanos();
-    let push = json!({"streams": [{"stream": {"app": app}, "values": [[now.to_string(), line]]}]});
-    let response = stack
-        .client
-        .post(format!("{}/loki/api/v1/push", stack.ingest_url))
-        .json(&push)
-        .send()
-        .await
-        .expect("push answered");
-    assert_eq!(response.status(), 204);
+    let body = json!({"streams": [{"stream": {"app": app}, "values": [[now.to_string(), line]]}]});
+    push(stack, &body).await;
 }
 
 #[tokio::test]

@@ -24,6 +24,8 @@ const ROUTES: [&str; 8] = [
     "/healthz",
 ];
 const METHODS: [&str; 4] = ["GET", "GET", "POST", "PUT"];
+/// HTTP statuses of JSON log lines: one in five a server error.
+const STATUSES: [u16; 10] = [200, 200, 200, 200, 201, 204, 302, 404, 500, 503];
 const SPAN_NAMES: [&str; 8] = [
     "HTTP GET",
     "HTTP POST",
@@ -244,20 +246,31 @@ impl Generator {
         }
     }
 
-    /// A request of `count` log records, most with trace context.
+    /// A request of `count` log records, most with trace context; their
+    /// lines logfmt (`… user=N took=Nms route=R`).
     pub(crate) fn logs(&mut self, count: usize) -> ExportLogsServiceRequest {
+        self.logs_as(count, false)
+    }
+
+    /// The same with JSON lines (`{"msg": …, "user": N, "status": N,
+    /// "took_ms": N, "route": R}`) when `json`.
+    pub(crate) fn logs_as(&mut self, count: usize, json: bool) -> ExportLogsServiceRequest {
         let mut records = Vec::with_capacity(count);
         for _ in 0..count {
             self.clock += 1_000 + self.next() % 50_000;
             let severity = [9, 9, 9, 9, 13, 17][(self.next() % 6) as usize];
             let traced = !self.next().is_multiple_of(4);
             let message = self.pick(&MESSAGES);
-            let body = format!(
-                "{message} user={} took={}ms route={}",
-                self.next() % 100_000,
-                self.next() % 900,
-                self.pick(&ROUTES)
-            );
+            let (user, took, route) =
+                (self.next() % 100_000, self.next() % 900, self.pick(&ROUTES));
+            let body = if json {
+                let status = STATUSES[(self.next() % STATUSES.len() as u64) as usize];
+                format!(
+                    r#"{{"msg":"{message}","user":{user},"status":{status},"took_ms":{took},"route":"{route}"}}"#
+                )
+            } else {
+                format!("{message} user={user} took={took}ms route={route}")
+            };
             records.push(LogRecord {
                 time_unix_nano: self.clock,
                 observed_time_unix_nano: self.clock + 150_000,

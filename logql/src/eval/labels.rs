@@ -36,6 +36,9 @@ pub struct Labels {
     hidden: u64,
     /// The line's own labels (names unique, and none visible in `base`).
     items: Vec<Label>,
+    /// Labels of earlier lines, their strings' memory reused by the next
+    /// ones (see [`Labels::reset`]).
+    spare: Vec<Label>,
 }
 
 /// The most labels [`Labels::freeze`] shares (one bit each in `hidden`).
@@ -77,6 +80,7 @@ impl Labels {
             base: Some(all.into()),
             hidden: 0,
             items: Vec::new(),
+            spare: Vec::new(),
         };
     }
 
@@ -94,7 +98,7 @@ impl Labels {
             self.base.clone_from(&other.base);
         }
         self.hidden = other.hidden;
-        self.items.clear();
+        self.spare.append(&mut self.items);
         self.items.extend(other.items.iter().cloned());
     }
 
@@ -128,17 +132,30 @@ impl Labels {
 
     /// Sets a label, replacing any of the same name.
     pub fn set(&mut self, category: Category, name: &str, value: String) {
+        self.set_with(category, name, |v| *v = value);
+    }
+
+    /// Sets a label whose value `write` writes into an empty string (the
+    /// memory of an earlier line's label, when there is one).
+    pub fn set_with(&mut self, category: Category, name: &str, write: impl FnOnce(&mut String)) {
         if let Some(label) = self.items.iter_mut().find(|l| l.name == name) {
-            label.value = value;
+            label.value.clear();
+            write(&mut label.value);
             label.category = category;
             return;
         }
         self.hide(|l| l.name == name);
-        self.items.push(Label {
-            name: name.to_owned(),
-            value,
+        let mut label = self.spare.pop().unwrap_or_else(|| Label {
+            name: String::new(),
+            value: String::new(),
             category,
         });
+        label.name.clear();
+        label.name.push_str(name);
+        label.value.clear();
+        write(&mut label.value);
+        label.category = category;
+        self.items.push(label);
     }
 
     /// Hides the shared labels that `matches` picks.

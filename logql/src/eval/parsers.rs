@@ -16,7 +16,9 @@ pub const LOGFMT_ERROR: &str = "LogfmtParserErr";
 /// Sets a parsed label under its name, or `<name>_extracted` when a stream
 /// label has the name; with hints, only a label they name (and nothing is
 /// copied otherwise).
-fn extracted(labels: &mut Labels, name: &str, value: Cow<'_, str>, hints: Option<&Hints>) {
+/// Returns the bit of the hint it set (none without hints): a parser stops
+/// once every hinted label is set, as Loki's do.
+fn extracted(labels: &mut Labels, name: &str, value: Cow<'_, str>, hints: Option<&Hints>) -> u64 {
     // With hints, most names are not wanted under either name: that is
     // found before looking at the line's labels.
     let (plain, renamed) = match hints {
@@ -27,19 +29,23 @@ fn extracted(labels: &mut Labels, name: &str, value: Cow<'_, str>, hints: Option
         ),
     };
     if !plain && !renamed {
-        return;
+        return 0;
     }
-    if labels.is_stream(name) {
-        if renamed {
-            labels.set(
-                Category::Parsed,
-                &format!("{name}_extracted"),
-                value.into_owned(),
-            );
+    let name = if labels.is_stream(name) {
+        if !renamed {
+            return 0;
         }
+        Cow::Owned(format!("{name}_extracted"))
     } else if plain {
-        labels.set(Category::Parsed, name, value.into_owned());
+        Cow::Borrowed(name)
+    } else {
+        return 0;
+    };
+    match value {
+        Cow::Borrowed(v) => labels.set_with(Category::Parsed, &name, |s| s.push_str(v)),
+        Cow::Owned(v) => labels.set(Category::Parsed, &name, v),
     }
+    hints.map_or(0, |h| h.bit(&name))
 }
 
 /// The labels a query reads after a parser, when it says: the parser
@@ -52,6 +58,8 @@ pub(super) struct Hints {
     /// Bit `n` set: a key of `n` bytes may be named as one of these (a key
     /// keeps its length when sanitized, or gains a leading `_`).
     lengths: u64,
+    /// Bit `b` set: one of these starts with the ASCII byte `b`.
+    firsts: u128,
 }
 
 impl Hints {
@@ -68,16 +76,62 @@ impl Hints {
             .fold(0u64, |bits, n| {
                 bits | 1u64.checked_shl(n as u32).unwrap_or(0)
             });
+        let firsts = names
+            .iter()
+            .chain(&renamed)
+            .filter_map(|n| n.bytes().next())
+            .fold(0u128, |bits, b| {
+                bits | 1u128.checked_shl(u32::from(b)).unwrap_or(0)
+            });
         Hints {
             names: names.iter().cloned().collect(),
             renamed,
             lengths,
+            firsts,
+        }
+    }
+
+    /// False when no name of a (top-level) key can start one of these: its
+    /// first character, sanitized, starts none.
+    fn may_start(&self, key: &str) -> bool {
+        let first = match key.bytes().next() {
+            Some(b) if b.is_ascii_alphabetic() || b == b'_' => b,
+            Some(b) if b.is_ascii() => b'_',
+            _ => return true,
+        };
+        self.firsts & (1 << first) != 0
+    }
+
+    /// The bit of a name, for [`Hints::all`].
+    fn bit(&self, name: &str) -> u64 {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| 1u64.checked_shl(i as u32))
+            .unwrap_or(0)
+    }
+
+    /// Whether these bits are every name's (never with more than 64).
+    fn all(&self, found: u64) -> bool {
+        match self.names.len() {
+            0 | 65.. => false,
+            64 => found == u64::MAX,
+            n => found == (1u64 << n) - 1,
         }
     }
 
     /// False when a key cannot be named as any of these (by its length).
     fn may_name(&self, key: &str) -> bool {
         key.len() >= 63 || self.lengths & (1 << key.len()) != 0
+    }
+
+    /// Whether a JSON field of this (flattened) name, or one nested in it,
+    /// may be named as one of these.
+    fn may_lead_to(&self, prefix: &str) -> bool {
+        self.names
+            .iter()
+            .chain(&self.renamed)
+            .any(|n| n.starts_with(prefix))
     }
 }
 
@@ -101,6 +155,29 @@ pub(super) fn json(
     labels: &mut Labels,
     hints: Option<&Hints>,
 ) {
+    if extractions.is_empty() && line.trim_start().starts_with('{') {
+        // Read as it is parsed: values borrowed from the line, and what no
+        // hint names skipped (still checked to be JSON).
+        let mut reader = serde_json::Deserializer::from_str(line);
+        let mut found = 0;
+        let fields = Fields {
+            prefix: &mut String::new(),
+            labels,
+            hints,
+            found: &mut found,
+        };
+        let read = serde::de::DeserializeSeed::deserialize(fields, &mut reader)
+            .and_then(|()| reader.end());
+        // Stopped once every hinted label is extracted, as Loki does: the
+        // rest of the line is not read.
+        let stopped = hints.is_some_and(|h| h.all(found));
+        if let Err(e) = read
+            && !stopped
+        {
+            labels.set_error(JSON_ERROR, e.to_string());
+        }
+        return;
+    }
     let parsed: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => {
@@ -142,10 +219,182 @@ fn flatten(
         match value {
             Value::Object(inner) => flatten(prefix, inner, labels, hints),
             Value::Array(_) => {}
-            other => extracted(labels, prefix, json_text(other).into(), hints),
+            other => {
+                extracted(labels, prefix, json_text(other).into(), hints);
+            }
         }
         prefix.truncate(len);
     }
+}
+
+/// The fields of a JSON object as labels, nested ones joined with `_`
+/// (arrays are not extracted), read straight from the parser.
+struct Fields<'p, 'l> {
+    /// The names of the enclosing objects.
+    prefix: &'p mut String,
+    labels: &'l mut Labels,
+    hints: Option<&'p Hints>,
+    /// The bits of the hinted labels set.
+    found: &'p mut u64,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Fields<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<(), D::Error> {
+        reader.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Fields<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key()? {
+            if self.prefix.is_empty() && self.hints.is_some_and(|h| !h.may_start(&key)) {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let len = self.prefix.len();
+            if !self.prefix.is_empty() {
+                self.prefix.push('_');
+            }
+            self.prefix.push_str(&sanitized(&key));
+            if self.hints.is_none_or(|h| h.may_lead_to(self.prefix)) {
+                map.next_value_seed(Field {
+                    prefix: &mut *self.prefix,
+                    labels: &mut *self.labels,
+                    hints: self.hints,
+                    found: &mut *self.found,
+                })?;
+                if self.hints.is_some_and(|h| h.all(*self.found)) {
+                    return Err(serde::de::Error::custom("every hinted label is extracted"));
+                }
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+            self.prefix.truncate(len);
+        }
+        Ok(())
+    }
+}
+
+/// An object's key, borrowed from the line unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(reader: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        reader.deserialize_str(Text)
+    }
+}
+
+/// One field's value: a label for a scalar (named by the prefix), more
+/// fields for an object, nothing for an array.
+struct Field<'p, 'l> {
+    prefix: &'p mut String,
+    labels: &'l mut Labels,
+    hints: Option<&'p Hints>,
+    found: &'p mut u64,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Field<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<(), D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl Field<'_, '_> {
+    fn set(self, value: Cow<'_, str>) {
+        *self.found |= extracted(self.labels, self.prefix, value, self.hints);
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Field<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        Fields {
+            prefix: self.prefix,
+            labels: self.labels,
+            hints: self.hints,
+            found: self.found,
+        }
+        .visit_map(map)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        self.set(Cow::Borrowed(v));
+        Ok(())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.set(Cow::Owned(v.to_owned()));
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.set(Cow::Borrowed(if v { "true" } else { "false" }));
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.set(Cow::Borrowed(integer(&mut [0; 24], v)));
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.set(Cow::Borrowed(integer(&mut [0; 24], v)));
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        let text = serde_json::Number::from_f64(v).map_or_else(String::new, |n| n.to_string());
+        self.set(Cow::Owned(text));
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.set(Cow::Borrowed(""));
+        Ok(())
+    }
+}
+
+/// An integer written in `buffer`, without allocating.
+fn integer(buffer: &mut [u8; 24], v: impl std::fmt::Display) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    // 24 bytes hold any 64-bit integer.
+    let _ = write!(cursor, "{v}");
+    let end = cursor.position() as usize;
+    std::str::from_utf8(&buffer[..end]).unwrap_or("")
 }
 
 /// One step of a JSON path: a field or an array index.
@@ -240,6 +489,7 @@ pub(super) fn logfmt(
     hints: Option<&Hints>,
 ) {
     let mut pairs = LogfmtPairs { rest: line };
+    let mut found = 0;
     while let Some(pair) = pairs.next() {
         let (key, value) = match pair {
             Ok(pair) => pair,
@@ -253,7 +503,10 @@ pub(super) fn logfmt(
             if value.is_empty() && !keep_empty || hints.is_some_and(|h| !h.may_name(key)) {
                 continue;
             }
-            extracted(labels, &sanitized(key), value, hints);
+            found |= extracted(labels, &sanitized(key), value, hints);
+            if hints.is_some_and(|h| h.all(found)) {
+                return;
+            }
         } else {
             for e in extractions {
                 if e.expression.as_deref().unwrap_or(&e.label) == key {
@@ -519,6 +772,47 @@ mod tests {
         let got = run(|l| json("not json", &[], l, None));
         assert_eq!(got[0], ("__error__".into(), JSON_ERROR.into()));
         assert_eq!(got[1].0, "__error_details__");
+        // Read as parsed: the same labels as from the whole document.
+        for line in [
+            r#"{"a.b":"x\"y","n":1.50,"big":18446744073709551615,"neg":-3,"e":1e3,"o":{"p":{"q":"r"},"s":[{"t":1}]}}"#,
+            r#"{"k":"first","k":"second","u":"\u00e9"}"#,
+            r#"  {"x":{}}  "#,
+        ] {
+            let whole = run(|l| {
+                let Value::Object(fields) = serde_json::from_str(line).expect("JSON") else {
+                    panic!("an object")
+                };
+                flatten(&mut String::new(), &fields, l, None)
+            });
+            assert_eq!(run(|l| json(line, &[], l, None)), whole, "{line}");
+        }
+        // Not JSON: an error, even in what hints skip; but once every
+        // hinted label is extracted the rest of the line is not read (as in
+        // Loki).
+        let hints = Hints::new(&std::collections::BTreeSet::from(["status".to_owned()]));
+        for line in [r#"{"req":{"a":},"status":500}"#, r#"{"req":1} x"#, "[1]"] {
+            let got = run(|l| json(line, &[], l, Some(&hints)));
+            assert!(
+                got.contains(&("__error__".into(), JSON_ERROR.into())),
+                "{line}: {got:?}"
+            );
+        }
+        for line in [r#"{"status":500,"req":{"a":}}"#, r#"{"status":500} x"#] {
+            let got = run(|l| json(line, &[], l, Some(&hints)));
+            assert_eq!(got, pairs(&[("app", "a"), ("status", "500")]), "{line}");
+        }
+        let line = "status=500 status=404 x=\"";
+        let got = run(|l| logfmt(line, true, false, &[], l, Some(&hints)));
+        assert_eq!(got, pairs(&[("app", "a"), ("status", "500")]));
+        let got = run(|l| json(r#"{"req":{"a":1},"status":503}"#, &[], l, Some(&hints)));
+        assert_eq!(got, pairs(&[("app", "a"), ("status", "503")]));
+        let hints = Hints::new(&std::collections::BTreeSet::from([
+            "_1x".to_owned(),
+            "a_b_c".to_owned(),
+        ]));
+        let line = r#"{"1x":2,"a.b":{"c":3,"d":4},"b":5}"#;
+        let got = run(|l| json(line, &[], l, Some(&hints)));
+        assert_eq!(got, pairs(&[("_1x", "2"), ("a_b_c", "3"), ("app", "a")]));
     }
 
     #[test]
