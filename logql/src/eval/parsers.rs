@@ -168,12 +168,7 @@ pub(super) fn json(
         };
         let read = serde::de::DeserializeSeed::deserialize(fields, &mut reader)
             .and_then(|()| reader.end());
-        // Stopped once every hinted label is extracted, as Loki does: the
-        // rest of the line is not read.
-        let stopped = hints.is_some_and(|h| h.all(found));
-        if let Err(e) = read
-            && !stopped
-        {
+        if let Err(e) = read {
             labels.set_error(JSON_ERROR, e.to_string());
         }
         return;
@@ -255,7 +250,10 @@ impl<'de> serde::de::Visitor<'de> for Fields<'_, '_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(key)) = map.next_key()? {
-            if self.prefix.is_empty() && self.hints.is_some_and(|h| !h.may_start(&key)) {
+            // Once every hinted label is set, the rest is only checked.
+            let skip =
+                |h: &Hints| h.all(*self.found) || self.prefix.is_empty() && !h.may_start(&key);
+            if self.hints.is_some_and(skip) {
                 map.next_value::<serde::de::IgnoredAny>()?;
                 continue;
             }
@@ -271,9 +269,6 @@ impl<'de> serde::de::Visitor<'de> for Fields<'_, '_> {
                     hints: self.hints,
                     found: &mut *self.found,
                 })?;
-                if self.hints.is_some_and(|h| h.all(*self.found)) {
-                    return Err(serde::de::Error::custom("every hinted label is extracted"));
-                }
             } else {
                 map.next_value::<serde::de::IgnoredAny>()?;
             }
@@ -786,20 +781,20 @@ mod tests {
             });
             assert_eq!(run(|l| json(line, &[], l, None)), whole, "{line}");
         }
-        // Not JSON: an error, even in what hints skip; but once every
-        // hinted label is extracted the rest of the line is not read (as in
-        // Loki).
+        // Not JSON: an error, even in what hints skip; logfmt stops once
+        // every hinted label is set (as Loki's does).
         let hints = Hints::new(&std::collections::BTreeSet::from(["status".to_owned()]));
-        for line in [r#"{"req":{"a":},"status":500}"#, r#"{"req":1} x"#, "[1]"] {
+        for line in [
+            r#"{"req":{"a":},"status":500}"#,
+            r#"{"status":500,"req":{"a":}}"#,
+            r#"{"status":500} x"#,
+            "[1]",
+        ] {
             let got = run(|l| json(line, &[], l, Some(&hints)));
             assert!(
                 got.contains(&("__error__".into(), JSON_ERROR.into())),
                 "{line}: {got:?}"
             );
-        }
-        for line in [r#"{"status":500,"req":{"a":}}"#, r#"{"status":500} x"#] {
-            let got = run(|l| json(line, &[], l, Some(&hints)));
-            assert_eq!(got, pairs(&[("app", "a"), ("status", "500")]), "{line}");
         }
         let line = "status=500 status=404 x=\"";
         let got = run(|l| logfmt(line, true, false, &[], l, Some(&hints)));
