@@ -55,9 +55,6 @@ pub(super) struct Hints {
     names: Vec<String>,
     /// The names before `_extracted` of those that end with it.
     renamed: Vec<String>,
-    /// Bit `n` set: a key of `n` bytes may be named as one of these (a key
-    /// keeps its length when sanitized, or gains a leading `_`).
-    lengths: u64,
     /// Bit `b` set: one of these starts with the ASCII byte `b`.
     firsts: u128,
 }
@@ -69,13 +66,6 @@ impl Hints {
             .filter_map(|n| n.strip_suffix("_extracted"))
             .map(str::to_owned)
             .collect();
-        let lengths = names
-            .iter()
-            .chain(&renamed)
-            .flat_map(|n| [n.len(), n.len().saturating_sub(1)])
-            .fold(0u64, |bits, n| {
-                bits | 1u64.checked_shl(n as u32).unwrap_or(0)
-            });
         let firsts = names
             .iter()
             .chain(&renamed)
@@ -86,13 +76,12 @@ impl Hints {
         Hints {
             names: names.iter().cloned().collect(),
             renamed,
-            lengths,
             firsts,
         }
     }
 
-    /// False when no name of a (top-level) key can start one of these: its
-    /// first character, sanitized, starts none.
+    /// False when no name of a key (a logfmt key, a JSON object's outermost)
+    /// can start one of these: its first character, sanitized, starts none.
     fn may_start(&self, key: &str) -> bool {
         let first = match key.bytes().next() {
             Some(b) if b.is_ascii_alphabetic() || b == b'_' => b,
@@ -114,15 +103,9 @@ impl Hints {
     /// Whether these bits are every name's (never with more than 64).
     fn all(&self, found: u64) -> bool {
         match self.names.len() {
-            0 | 65.. => false,
-            64 => found == u64::MAX,
-            n => found == (1u64 << n) - 1,
+            n @ 1..=64 => found == u64::MAX >> (64 - n),
+            _ => false,
         }
-    }
-
-    /// False when a key cannot be named as any of these (by its length).
-    fn may_name(&self, key: &str) -> bool {
-        key.len() >= 63 || self.lengths & (1 << key.len()) != 0
     }
 
     /// Whether a JSON field of this (flattened) name, or one nested in it,
@@ -160,7 +143,7 @@ pub(super) fn json(
         // hint names skipped (still checked to be JSON).
         let mut reader = serde_json::Deserializer::from_str(line);
         let mut found = 0;
-        let fields = Fields {
+        let fields = Field {
             prefix: &mut String::new(),
             labels,
             hints,
@@ -222,9 +205,32 @@ fn flatten(
     }
 }
 
-/// The fields of a JSON object as labels, nested ones joined with `_`
-/// (arrays are not extracted), read straight from the parser.
-struct Fields<'p, 'l> {
+/// An object's key, borrowed from the line unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(reader: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        reader.deserialize_str(Text)
+    }
+}
+
+/// A JSON value read straight from the parser: a label for a scalar (named
+/// by the prefix), more fields for an object (nested names joined with `_`),
+/// nothing for an array. A line is the value with an empty prefix.
+struct Field<'p, 'l> {
     /// The names of the enclosing objects.
     prefix: &'p mut String,
     labels: &'l mut Labels,
@@ -233,19 +239,25 @@ struct Fields<'p, 'l> {
     found: &'p mut u64,
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for Fields<'_, '_> {
+impl<'de> serde::de::DeserializeSeed<'de> for Field<'_, '_> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<(), D::Error> {
-        reader.deserialize_map(self)
+        reader.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Fields<'_, '_> {
+impl Field<'_, '_> {
+    fn set(self, value: Cow<'_, str>) {
+        *self.found |= extracted(self.labels, self.prefix, value, self.hints);
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Field<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("a JSON value")
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
@@ -275,69 +287,6 @@ impl<'de> serde::de::Visitor<'de> for Fields<'_, '_> {
             self.prefix.truncate(len);
         }
         Ok(())
-    }
-}
-
-/// An object's key, borrowed from the line unless it has escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(reader: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl<'de> serde::de::Visitor<'de> for Text {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        reader.deserialize_str(Text)
-    }
-}
-
-/// One field's value: a label for a scalar (named by the prefix), more
-/// fields for an object, nothing for an array.
-struct Field<'p, 'l> {
-    prefix: &'p mut String,
-    labels: &'l mut Labels,
-    hints: Option<&'p Hints>,
-    found: &'p mut u64,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for Field<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<(), D::Error> {
-        reader.deserialize_any(self)
-    }
-}
-
-impl Field<'_, '_> {
-    fn set(self, value: Cow<'_, str>) {
-        *self.found |= extracted(self.labels, self.prefix, value, self.hints);
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Field<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        Fields {
-            prefix: self.prefix,
-            labels: self.labels,
-            hints: self.hints,
-            found: self.found,
-        }
-        .visit_map(map)
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
@@ -495,7 +444,7 @@ pub(super) fn logfmt(
             Err(_) => continue,
         };
         if extractions.is_empty() {
-            if value.is_empty() && !keep_empty || hints.is_some_and(|h| !h.may_name(key)) {
+            if value.is_empty() && !keep_empty || hints.is_some_and(|h| !h.may_start(key)) {
                 continue;
             }
             found |= extracted(labels, &sanitized(key), value, hints);

@@ -984,19 +984,22 @@ impl Loki {
                 offset: range.offset,
                 agg: (counting, param, windows),
             };
-            let partial = match self
-                .run_lines(tenant, (from, to), &predicates, lines.clone())
-                .await?
-            {
-                Some(partial) => partial,
-                None => {
-                    lines.parsed.clear();
-                    self.run_lines(tenant, (from, to), &predicates, lines)
-                        .await?
-                        .ok_or_else(|| QueryError::Internal("lines read twice".into()))?
-                }
-            };
-            agg.merge(partial);
+            let span = (from, to);
+            let mut partial = None;
+            if !lines.parsed.is_empty() {
+                partial = self
+                    .run_lines(tenant, span, &predicates, lines.clone())
+                    .await?;
+                lines.parsed.clear();
+            }
+            if partial.is_none() {
+                partial = self.run_lines(tenant, span, &predicates, lines).await?;
+            }
+            agg.merge(
+                partial.ok_or_else(|| {
+                    QueryError::Internal("a range aggregation read no lines".into())
+                })?,
+            );
         }
         let series: Vec<Series> = agg
             .finish()
