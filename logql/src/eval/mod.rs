@@ -3,6 +3,7 @@
 //! feeds it the lines a scan found (after the filters it could push down)
 //! with their labels.
 
+mod json;
 mod labels;
 mod parsers;
 mod template;
@@ -11,8 +12,9 @@ use std::collections::BTreeSet;
 
 use regex::Regex;
 
+pub use self::json::JSON_ERROR;
 pub use self::labels::{Category, ERROR, ERROR_DETAILS, Label, Labels, sanitize};
-pub use self::parsers::{JSON_ERROR, LOGFMT_ERROR, Pattern};
+pub use self::parsers::{LOGFMT_ERROR, Pattern};
 pub use self::template::{Scope, Template, format_time, printf};
 use crate::ast::{
     CmpOp, Conversion, Extraction, LabelFilter, LabelFormat, LabelSelector, LineOp, MatchOp,
@@ -357,7 +359,7 @@ impl Pipeline {
                     }
                 }
                 Compiled::Json(e) => {
-                    parsers::json(&row.line, e, &mut row.labels, self.hints.as_ref())
+                    json::parse(&row.line, e, &mut row.labels, self.hints.as_ref())
                 }
                 Compiled::Logfmt {
                     strict,
@@ -373,7 +375,7 @@ impl Pipeline {
                 ),
                 Compiled::Regexp(re) => parsers::regexp(re, &row.line, &mut row.labels),
                 Compiled::Pattern(p) => parsers::pattern(p, &row.line, &mut row.labels),
-                Compiled::Unpack => parsers::unpack(&mut row.line, &mut row.labels),
+                Compiled::Unpack => json::unpack(&mut row.line, &mut row.labels),
                 Compiled::LineFormat(t) => {
                     let scope = Scope {
                         labels: &row.labels,
@@ -638,7 +640,7 @@ pub fn detect_level(line: &str) -> &'static str {
     let trimmed = line.trim_start();
     let mut field = Labels::default();
     if trimmed.starts_with('{') {
-        parsers::json(trimmed, &[], &mut field, None);
+        json::parse(trimmed, &[], &mut field, None);
     } else if trimmed.contains('=') {
         parsers::logfmt(trimmed, false, false, &[], &mut field, None);
     }

@@ -1,16 +1,14 @@
-//! The parser stages: `json`, `logfmt`, `regexp`, `pattern` and `unpack`.
-//! What they extract becomes parsed labels; a name that is already a stream
-//! label gets `_extracted` after it; a line a parser cannot read gets the
-//! `__error__` label (`JSONParserErr`, `LogfmtParserErr`).
+//! The parser stages `logfmt`, `regexp` and `pattern`, and what every parser
+//! shares (`json` and `unpack` are in `json.rs`). What they extract becomes
+//! parsed labels; a name that is already a stream label gets `_extracted`
+//! after it; a line a parser cannot read gets the `__error__` label
+//! (`JSONParserErr`, `LogfmtParserErr`).
 
 use std::borrow::Cow;
-
-use serde_json::Value;
 
 use super::labels::{Category, Labels, sanitized};
 use crate::ast::Extraction;
 
-pub const JSON_ERROR: &str = "JSONParserErr";
 pub const LOGFMT_ERROR: &str = "LogfmtParserErr";
 
 /// Sets a parsed label under its name, or `<name>_extracted` when a stream
@@ -18,7 +16,12 @@ pub const LOGFMT_ERROR: &str = "LogfmtParserErr";
 /// copied otherwise).
 /// Returns the bit of the hint it set (none without hints): a parser stops
 /// once every hinted label is set, as Loki's do.
-fn extracted(labels: &mut Labels, name: &str, value: Cow<'_, str>, hints: Option<&Hints>) -> u64 {
+pub(super) fn extracted(
+    labels: &mut Labels,
+    name: &str,
+    value: Cow<'_, str>,
+    hints: Option<&Hints>,
+) -> u64 {
     // With hints, most names are not wanted under either name: that is
     // found before looking at the line's labels.
     let (plain, renamed) = match hints {
@@ -82,7 +85,7 @@ impl Hints {
 
     /// False when no name of a key (a logfmt key, a JSON object's outermost)
     /// can start one of these: its first character, sanitized, starts none.
-    fn may_start(&self, key: &str) -> bool {
+    pub(super) fn may_start(&self, key: &str) -> bool {
         let first = match key.bytes().next() {
             Some(b) if b.is_ascii_alphabetic() || b == b'_' => b,
             Some(b) if b.is_ascii() => b'_',
@@ -92,7 +95,7 @@ impl Hints {
     }
 
     /// The bit of a name, for [`Hints::all`].
-    fn bit(&self, name: &str) -> u64 {
+    pub(super) fn bit(&self, name: &str) -> u64 {
         self.names
             .iter()
             .position(|n| n == name)
@@ -101,7 +104,7 @@ impl Hints {
     }
 
     /// Whether these bits are every name's (never with more than 64).
-    fn all(&self, found: u64) -> bool {
+    pub(super) fn all(&self, found: u64) -> bool {
         match self.names.len() {
             n @ 1..=64 => found == u64::MAX >> (64 - n),
             _ => false,
@@ -110,313 +113,11 @@ impl Hints {
 
     /// Whether a JSON field of this (flattened) name, or one nested in it,
     /// may be named as one of these.
-    fn may_lead_to(&self, prefix: &str) -> bool {
+    pub(super) fn may_lead_to(&self, prefix: &str) -> bool {
         self.names
             .iter()
             .chain(&self.renamed)
             .any(|n| n.starts_with(prefix))
-    }
-}
-
-/// A JSON value as a label value: strings as they are, numbers and booleans
-/// as written, `null` empty, objects and arrays as JSON.
-fn json_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// `| json`: every field of a JSON object, nested ones joined with `_`
-/// (arrays are not extracted); or, with extractions, the fields they name.
-pub(super) fn json(
-    line: &str,
-    extractions: &[Extraction],
-    labels: &mut Labels,
-    hints: Option<&Hints>,
-) {
-    if extractions.is_empty() && line.trim_start().starts_with('{') {
-        // Read as it is parsed: values borrowed from the line, and what no
-        // hint names skipped (still checked to be JSON).
-        let mut reader = serde_json::Deserializer::from_str(line);
-        let mut found = 0;
-        let fields = Field {
-            prefix: &mut String::new(),
-            labels,
-            hints,
-            found: &mut found,
-        };
-        let read = serde::de::DeserializeSeed::deserialize(fields, &mut reader)
-            .and_then(|()| reader.end());
-        if let Err(e) = read {
-            labels.set_error(JSON_ERROR, e.to_string());
-        }
-        return;
-    }
-    let parsed: Value = match serde_json::from_str(line) {
-        Ok(v) => v,
-        Err(e) => {
-            labels.set_error(JSON_ERROR, e.to_string());
-            return;
-        }
-    };
-    let Value::Object(fields) = parsed else {
-        labels.set_error(JSON_ERROR, "the line is not a JSON object");
-        return;
-    };
-    if extractions.is_empty() {
-        flatten(&mut String::new(), &fields, labels, hints);
-        return;
-    }
-    let root = Value::Object(fields);
-    for e in extractions {
-        let path = e.expression.as_deref().unwrap_or(&e.label);
-        let value = json_path(path)
-            .and_then(|steps| lookup(&root, &steps))
-            .map(json_text)
-            .unwrap_or_default();
-        labels.set(Category::Parsed, &e.label, value);
-    }
-}
-
-fn flatten(
-    prefix: &mut String,
-    fields: &serde_json::Map<String, Value>,
-    labels: &mut Labels,
-    hints: Option<&Hints>,
-) {
-    for (key, value) in fields {
-        let len = prefix.len();
-        if !prefix.is_empty() {
-            prefix.push('_');
-        }
-        prefix.push_str(&sanitized(key));
-        match value {
-            Value::Object(inner) => flatten(prefix, inner, labels, hints),
-            Value::Array(_) => {}
-            other => {
-                extracted(labels, prefix, json_text(other).into(), hints);
-            }
-        }
-        prefix.truncate(len);
-    }
-}
-
-/// An object's key, borrowed from the line unless it has escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(reader: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl<'de> serde::de::Visitor<'de> for Text {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        reader.deserialize_str(Text)
-    }
-}
-
-/// A JSON value read straight from the parser: a label for a scalar (named
-/// by the prefix), more fields for an object (nested names joined with `_`),
-/// nothing for an array. A line is the value with an empty prefix.
-struct Field<'p, 'l> {
-    /// The names of the enclosing objects.
-    prefix: &'p mut String,
-    labels: &'l mut Labels,
-    hints: Option<&'p Hints>,
-    /// The bits of the hinted labels set.
-    found: &'p mut u64,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for Field<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<(), D::Error> {
-        reader.deserialize_any(self)
-    }
-}
-
-impl Field<'_, '_> {
-    fn set(self, value: Cow<'_, str>) {
-        *self.found |= extracted(self.labels, self.prefix, value, self.hints);
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Field<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key()? {
-            // Once every hinted label is set, the rest is only checked.
-            let skip =
-                |h: &Hints| h.all(*self.found) || self.prefix.is_empty() && !h.may_start(&key);
-            if self.hints.is_some_and(skip) {
-                map.next_value::<serde::de::IgnoredAny>()?;
-                continue;
-            }
-            let len = self.prefix.len();
-            if !self.prefix.is_empty() {
-                self.prefix.push('_');
-            }
-            self.prefix.push_str(&sanitized(&key));
-            if self.hints.is_none_or(|h| h.may_lead_to(self.prefix)) {
-                map.next_value_seed(Field {
-                    prefix: &mut *self.prefix,
-                    labels: &mut *self.labels,
-                    hints: self.hints,
-                    found: &mut *self.found,
-                })?;
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-            self.prefix.truncate(len);
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
-        self.set(Cow::Borrowed(v));
-        Ok(())
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.set(Cow::Owned(v.to_owned()));
-        Ok(())
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.set(Cow::Borrowed(if v { "true" } else { "false" }));
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.set(Cow::Borrowed(integer(&mut [0; 24], v)));
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.set(Cow::Borrowed(integer(&mut [0; 24], v)));
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        let text = serde_json::Number::from_f64(v).map_or_else(String::new, |n| n.to_string());
-        self.set(Cow::Owned(text));
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.set(Cow::Borrowed(""));
-        Ok(())
-    }
-}
-
-/// An integer written in `buffer`, without allocating.
-fn integer(buffer: &mut [u8; 24], v: impl std::fmt::Display) -> &str {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
-    // 24 bytes hold any 64-bit integer.
-    let _ = write!(cursor, "{v}");
-    let end = cursor.position() as usize;
-    std::str::from_utf8(&buffer[..end]).unwrap_or("")
-}
-
-/// One step of a JSON path: a field or an array index.
-#[derive(Debug, PartialEq)]
-enum Step {
-    Field(String),
-    Index(usize),
-}
-
-/// `a.b[0]["c d"]` as steps; `None` when it is not a path.
-fn json_path(path: &str) -> Option<Vec<Step>> {
-    let mut steps = Vec::new();
-    let mut rest = path.trim();
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('[') {
-            let (inside, after) = r.split_once(']')?;
-            let inside = inside.trim();
-            if let Some(quoted) = inside
-                .strip_prefix('"')
-                .and_then(|s| s.strip_suffix('"'))
-                .or_else(|| inside.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
-            {
-                steps.push(Step::Field(quoted.replace("\\\"", "\"")));
-            } else {
-                steps.push(Step::Index(inside.parse().ok()?));
-            }
-            rest = after;
-        } else {
-            let r = rest.strip_prefix('.').unwrap_or(rest);
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            if end == 0 {
-                return None;
-            }
-            steps.push(Step::Field(r[..end].to_owned()));
-            rest = &r[end..];
-        }
-    }
-    (!steps.is_empty()).then_some(steps)
-}
-
-fn lookup<'a>(mut value: &'a Value, steps: &[Step]) -> Option<&'a Value> {
-    for step in steps {
-        value = match (step, value) {
-            (Step::Field(f), Value::Object(m)) => m.get(f)?,
-            (Step::Index(i), Value::Array(a)) => a.get(*i)?,
-            _ => return None,
-        };
-    }
-    Some(value)
-}
-
-/// `| unpack`: the string fields of a JSON object (as Promtail's `pack`
-/// stage writes them); the `_entry` field becomes the line.
-pub(super) fn unpack(line: &mut String, labels: &mut Labels) {
-    let fields = match serde_json::from_str::<Value>(line) {
-        Ok(Value::Object(fields)) => fields,
-        Ok(_) => {
-            labels.set_error(JSON_ERROR, "the line is not a JSON object");
-            return;
-        }
-        Err(e) => {
-            labels.set_error(JSON_ERROR, e.to_string());
-            return;
-        }
-    };
-    let mut entry = None;
-    for (key, value) in fields {
-        let Value::String(value) = value else {
-            continue;
-        };
-        if key == "_entry" {
-            entry = Some(value);
-        } else {
-            extracted(labels, &sanitized(&key), value.into(), None);
-        }
-    }
-    if let Some(entry) = entry {
-        *line = entry;
     }
 }
 
@@ -693,97 +394,6 @@ mod tests {
     }
 
     #[test]
-    fn json_flattens_objects_and_skips_arrays() {
-        let got = run(|l| {
-            json(
-                r#"{"app":"x","req":{"method":"GET","status":500},"tags":[1],"ok":true,"n":null}"#,
-                &[],
-                l,
-                None,
-            )
-        });
-        assert_eq!(
-            got,
-            pairs(&[
-                ("app", "a"),
-                ("app_extracted", "x"),
-                ("n", ""),
-                ("ok", "true"),
-                ("req_method", "GET"),
-                ("req_status", "500"),
-            ])
-        );
-        let got = run(|l| json("not json", &[], l, None));
-        assert_eq!(got[0], ("__error__".into(), JSON_ERROR.into()));
-        assert_eq!(got[1].0, "__error_details__");
-        // Read as parsed: the same labels as from the whole document.
-        for line in [
-            r#"{"a.b":"x\"y","n":1.50,"big":18446744073709551615,"neg":-3,"e":1e3,"o":{"p":{"q":"r"},"s":[{"t":1}]}}"#,
-            r#"{"k":"first","k":"second","u":"\u00e9"}"#,
-            r#"  {"x":{}}  "#,
-        ] {
-            let whole = run(|l| {
-                let Value::Object(fields) = serde_json::from_str(line).expect("JSON") else {
-                    panic!("an object")
-                };
-                flatten(&mut String::new(), &fields, l, None)
-            });
-            assert_eq!(run(|l| json(line, &[], l, None)), whole, "{line}");
-        }
-        // Not JSON: an error, even in what hints skip; logfmt stops once
-        // every hinted label is set (as Loki's does).
-        let hints = Hints::new(&std::collections::BTreeSet::from(["status".to_owned()]));
-        for line in [
-            r#"{"req":{"a":},"status":500}"#,
-            r#"{"status":500,"req":{"a":}}"#,
-            r#"{"status":500} x"#,
-            "[1]",
-        ] {
-            let got = run(|l| json(line, &[], l, Some(&hints)));
-            assert!(
-                got.contains(&("__error__".into(), JSON_ERROR.into())),
-                "{line}: {got:?}"
-            );
-        }
-        let line = "status=500 status=404 x=\"";
-        let got = run(|l| logfmt(line, true, false, &[], l, Some(&hints)));
-        assert_eq!(got, pairs(&[("app", "a"), ("status", "500")]));
-        let got = run(|l| json(r#"{"req":{"a":1},"status":503}"#, &[], l, Some(&hints)));
-        assert_eq!(got, pairs(&[("app", "a"), ("status", "503")]));
-        let hints = Hints::new(&std::collections::BTreeSet::from([
-            "_1x".to_owned(),
-            "a_b_c".to_owned(),
-        ]));
-        let line = r#"{"1x":2,"a.b":{"c":3,"d":4},"b":5}"#;
-        let got = run(|l| json(line, &[], l, Some(&hints)));
-        assert_eq!(got, pairs(&[("_1x", "2"), ("a_b_c", "3"), ("app", "a")]));
-    }
-
-    #[test]
-    fn json_extractions_follow_paths() {
-        let e = |label: &str, expr: &str| Extraction {
-            label: label.into(),
-            expression: Some(expr.into()),
-        };
-        let got = run(|l| {
-            json(
-                r#"{"servers":["a","b"],"request":{"headers":{"User-Agent":"curl"}}}"#,
-                &[
-                    e("first", "servers[0]"),
-                    e("ua", r#"request.headers["User-Agent"]"#),
-                    e("none", "missing.x"),
-                ],
-                l,
-                None,
-            )
-        });
-        assert_eq!(
-            got,
-            pairs(&[("app", "a"), ("first", "a"), ("none", ""), ("ua", "curl")])
-        );
-    }
-
-    #[test]
     fn logfmt_reads_bare_and_quoted_values() {
         let line = r#"level=info msg="hello \"you\"" empty= flag app=y =bad"#;
         let got = run(|l| logfmt(line, false, false, &[], l, None));
@@ -833,6 +443,11 @@ mod tests {
             )
         });
         assert_eq!(got, pairs(&[("_1x", "2"), ("a_b", "1"), ("app", "a")]));
+        // It stops once every hinted label is set (as Loki's does).
+        let hints = Hints::new(&std::collections::BTreeSet::from(["status".to_owned()]));
+        let line = "status=500 status=404 x=\"";
+        let got = run(|l| logfmt(line, true, false, &[], l, Some(&hints)));
+        assert_eq!(got, pairs(&[("app", "a"), ("status", "500")]));
     }
 
     #[test]
@@ -852,14 +467,5 @@ mod tests {
         assert!(p.captures("nothing like it").is_none());
         assert!(Pattern::new("<a><b>").is_err());
         assert!(Pattern::new("no captures").is_err());
-    }
-
-    #[test]
-    fn unpack_takes_string_fields_and_the_entry() {
-        let mut line = r#"{"_entry":"the line","pod":"p1","n":3}"#.to_owned();
-        let mut labels = Labels::default();
-        unpack(&mut line, &mut labels);
-        assert_eq!(line, "the line");
-        assert_eq!(labels.sorted(), pairs(&[("pod", "p1")]));
     }
 }
