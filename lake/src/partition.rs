@@ -13,6 +13,13 @@ use crate::{Error, Result};
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Rows per Parquet data page, at most. A query of a narrow time range
+/// (the newest lines, a trace by id) inflates whole pages of every column it
+/// reads wherever a stream's rows overlap the range, so pages are smaller
+/// than Parquet's usual 20k rows: a fifth of the size costs 2% more bytes at
+/// rest.
+pub const PAGE_ROWS: usize = 4096;
+
 /// How a partition object is written.
 #[derive(Debug, Clone, Copy)]
 pub struct Encoding {
@@ -63,7 +70,8 @@ impl Writer {
         let mut properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(encoding.zstd_level)?))
             .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_data_page_row_count_limit(PAGE_ROWS);
         // Timestamps in delta encoding: close times (a stream's, in sorted or
         // received order) take a byte or two instead of eight before zstd.
         for field in schema.fields() {
@@ -150,4 +158,60 @@ pub fn read(bytes: Bytes) -> Result<Vec<RecordBatch>> {
         .and_then(|b| b.with_batch_size(8192).build())?
         .map(|batch| batch.map_err(Error::from))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::arrow_reader::ArrowReaderOptions;
+
+    use super::*;
+
+    /// A narrow range reads only the pages around it: none holds more than
+    /// `PAGE_ROWS` rows, in any column.
+    #[test]
+    fn pages_hold_at_most_page_rows() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("body", DataType::Utf8, false),
+        ]));
+        let rows = 3 * PAGE_ROWS + 100;
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("line {i}")),
+                )),
+            ],
+        )
+        .expect("a batch");
+        let encoding = Encoding {
+            zstd_level: 1,
+            free_text_zstd_level: 1,
+            trace_ids_per_row_group: 1,
+        };
+        let (bytes, written) = write(schema, &[batch], encoding).expect("written");
+        assert_eq!(written, rows as u64);
+        let options = ArrowReaderOptions::new().with_page_index(true);
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
+            .expect("a Parquet object");
+        let offsets = reader.metadata().offset_index().expect("an offset index");
+        for column in &offsets[0] {
+            let starts: Vec<i64> = column
+                .page_locations()
+                .iter()
+                .map(|p| p.first_row_index)
+                .chain([rows as i64])
+                .collect();
+            assert_eq!(starts.len(), 5, "{starts:?}");
+            assert!(
+                starts.windows(2).all(|w| w[1] - w[0] <= PAGE_ROWS as i64),
+                "{starts:?}"
+            );
+        }
+    }
 }
