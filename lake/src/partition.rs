@@ -167,6 +167,7 @@ mod tests {
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{Field, Schema};
     use parquet::arrow::arrow_reader::ArrowReaderOptions;
+    use parquet::file::metadata::PageIndexPolicy;
 
     use super::*;
 
@@ -196,7 +197,7 @@ mod tests {
         };
         let (bytes, written) = write(schema, &[batch], encoding).expect("written");
         assert_eq!(written, rows as u64);
-        let options = ArrowReaderOptions::new().with_page_index(true);
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
         let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
             .expect("a Parquet object");
         let offsets = reader.metadata().offset_index().expect("an offset index");
