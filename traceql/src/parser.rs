@@ -77,20 +77,25 @@ fn spanset_depth(spans: &Spanset) -> usize {
     1 + match spans {
         Spanset::Filter(e) => expr_depth(e),
         Spanset::Binary(_, l, r) => spanset_depth(l).max(spanset_depth(r)),
-        Spanset::Pipeline(stages) => stages
-            .iter()
-            .map(|stage| match stage {
-                Stage::Spanset(s) => spanset_depth(s),
-                Stage::By(e) => expr_depth(e),
-                Stage::Scalar(ScalarFilter {
-                    aggregate:
-                        Aggregate::Avg(e) | Aggregate::Min(e) | Aggregate::Max(e) | Aggregate::Sum(e),
-                    ..
-                }) => expr_depth(e),
-                Stage::Scalar(_) | Stage::Coalesce | Stage::Select(_) => 1,
-            })
-            .max()
-            .unwrap_or(0),
+        Spanset::Pipeline(stages) => {
+            stages
+                .iter()
+                .map(|stage| match stage {
+                    Stage::Spanset(s) => spanset_depth(s),
+                    Stage::By(e) => expr_depth(e),
+                    Stage::Scalar(ScalarFilter {
+                        aggregate:
+                            Aggregate::Avg(e)
+                            | Aggregate::Min(e)
+                            | Aggregate::Max(e)
+                            | Aggregate::Sum(e),
+                        ..
+                    }) => expr_depth(e),
+                    Stage::Scalar(_) | Stage::Coalesce | Stage::Select(_) => 1,
+                })
+                .max()
+                .unwrap_or(0)
+        }
     }
 }
 

@@ -571,4 +571,3 @@ fn fuzz_seeds_parse_back_or_fail_with_a_position() {
     }
     assert!(parsed >= 20, "{parsed} seeds parse");
 }
-
