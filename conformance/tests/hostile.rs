@@ -53,6 +53,26 @@ async fn post_sql(server: &Server, sql: &str) -> (u16, String) {
     (status, response.text().await.expect("body"))
 }
 
+/// A LogQL instant query, as a form body.
+async fn post_loki(server: &Server, query: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/loki/api/v1/query",
+            server.query_port
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "time=1700000000&query={}",
+            query.replace('+', "%2B").replace(' ', "%20")
+        ))
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("query listener: {e}; log:\n{}", server.log_text()));
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
 pub(crate) const LOGS_EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// One OTLP/gRPC export of an encoded request, as a tenant.
@@ -84,7 +104,7 @@ fn chain(terms: usize, op: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deep_and_wide_sql_is_answered_or_refused_never_a_crash() {
+async fn deep_and_wide_queries_are_answered_or_refused_never_a_crash() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start("serve", &data_dir_args(dir.path()), &dir.path().join("log")).await;
 
@@ -123,6 +143,25 @@ async fn deep_and_wide_sql_is_answered_or_refused_never_a_crash() {
     let wide = format!("SELECT count(*) AS n FROM (SELECT {})", columns.join(", "));
     let (status, body) = post_sql(&server, &wide).await;
     assert_eq!((status, body.as_str()), (200, r#"[{"n":1}]"#));
+
+    // LogQL too: a chain is answered, nesting past the parser's depth is
+    // refused with 400, and the server stays up.
+    let (status, body) =
+        post_loki(&server, &format!("vector(1){}", " + vector(1)".repeat(99))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""100""#), "{body}");
+    for deep in [
+        format!("{}vector(1){}", "(".repeat(100_000), ")".repeat(100_000)),
+        format!("{}vector(1)", "-".repeat(100_000)),
+        format!("vector(1){}", " + vector(1)".repeat(5_000)),
+    ] {
+        let (status, body) = post_loki(&server, &deep).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.contains("nests deeper") || body.contains("operations inside one another"),
+            "{body}"
+        );
+    }
     assert_alive_within(&server, 1 << 30).await;
 }
 

@@ -681,12 +681,25 @@ impl Display for MetricExpr {
                 rhs,
                 modifier,
             } => {
-                let operand = |f: &mut Formatter<'_>, e: &MetricExpr| match e {
-                    MetricExpr::Binary { .. } => write!(f, "({e})"),
-                    MetricExpr::Literal(v) if *v < 0.0 => write!(f, "({e})"),
-                    e => write!(f, "{e}"),
+                // Parentheses where the reading would differ: `^` binds
+                // right to left, the others left to right.
+                let operand = |f: &mut Formatter<'_>, e: &MetricExpr, right: bool| {
+                    let parens = match e {
+                        MetricExpr::Binary { op: inner, .. } => {
+                            inner.precedence() < op.precedence()
+                                || inner.precedence() == op.precedence()
+                                    && right != (*op == BinOp::Pow)
+                        }
+                        MetricExpr::Literal(v) => *v < 0.0,
+                        _ => false,
+                    };
+                    if parens {
+                        write!(f, "({e})")
+                    } else {
+                        write!(f, "{e}")
+                    }
                 };
-                operand(f, lhs)?;
+                operand(f, lhs, false)?;
                 write!(f, " {}", op.symbol())?;
                 if modifier.return_bool {
                     f.write_str(" bool")?;
@@ -700,7 +713,7 @@ impl Display for MetricExpr {
                     write!(f, " {word} ({})", list(&g.include))?;
                 }
                 f.write_str(" ")?;
-                operand(f, rhs)
+                operand(f, rhs, true)
             }
             MetricExpr::Literal(v) => write!(f, "{v}"),
             MetricExpr::Vector1(v) => write!(f, "vector({v})"),

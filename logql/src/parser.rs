@@ -23,13 +23,73 @@ pub fn parse(query: &str) -> Result<Expr, ParseError> {
     let mut p = Parser {
         tokens: tokens(query)?,
         pos: 0,
+        depth: 0,
     };
     let expr = match p.operand(0)? {
         Operand::Log(log) => Expr::Log(log),
         Operand::Metric(m) => Expr::Metric(m),
     };
     p.expect_eof()?;
+    let depth = match &expr {
+        Expr::Log(log) => log_depth(log),
+        Expr::Metric(m) => metric_depth(m),
+    };
+    if depth > MAX_TREE_DEPTH {
+        return Err(ParseError::at(
+            1,
+            1,
+            format!("the query holds more than {MAX_TREE_DEPTH} operations inside one another"),
+        ));
+    }
     Ok(expr)
+}
+
+/// How deep a query's tree may be: every operation holds its operands, so
+/// a chain of operators (`a or b or …`) is as deep as it is long.
+const MAX_TREE_DEPTH: usize = 1000;
+
+/// How deep the parser follows text (parentheses, operands of operators
+/// that bind tighter): deeper text is refused, not followed down the stack.
+/// Above the tree's limit, for parentheses the text need not have: a tree
+/// within its limit prints as text that parses back.
+const MAX_TEXT_DEPTH: usize = 4 * MAX_TREE_DEPTH;
+
+fn metric_depth(m: &MetricExpr) -> usize {
+    1 + match m {
+        MetricExpr::Range { range, .. } => log_depth(&range.log).max(
+            range
+                .unwrap
+                .iter()
+                .flat_map(|u| &u.filters)
+                .map(filter_depth)
+                .max()
+                .unwrap_or(0),
+        ),
+        MetricExpr::Vector { inner, .. } | MetricExpr::LabelReplace { inner, .. } => {
+            metric_depth(inner)
+        }
+        MetricExpr::Binary { lhs, rhs, .. } => metric_depth(lhs).max(metric_depth(rhs)),
+        MetricExpr::Literal(_) | MetricExpr::Vector1(_) => 0,
+    }
+}
+
+fn log_depth(log: &LogExpr) -> usize {
+    1 + log
+        .pipeline
+        .iter()
+        .map(|stage| match stage {
+            Stage::LabelFilter(f) => filter_depth(f),
+            _ => 1,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn filter_depth(f: &LabelFilter) -> usize {
+    1 + match f {
+        LabelFilter::And(l, r) | LabelFilter::Or(l, r) => filter_depth(l).max(filter_depth(r)),
+        _ => 0,
+    }
 }
 
 /// A label set as Loki's push protocol writes a stream's labels:
@@ -38,6 +98,7 @@ pub fn parse_labels(text: &str) -> Result<Vec<(String, String)>, ParseError> {
     let mut p = Parser {
         tokens: tokens(text)?,
         pos: 0,
+        depth: 0,
     };
     p.expect_sym("{")?;
     let mut labels: Vec<(String, String)> = Vec::new();
@@ -96,6 +157,8 @@ enum Operand {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// The expressions being read inside one another.
+    depth: usize,
 }
 
 impl Parser {
@@ -214,7 +277,29 @@ impl Parser {
 
     // ---- Metric expressions: operators by precedence climbing.
 
+    /// Runs `read` one level deeper, refusing to go past [`MAX_TEXT_DEPTH`].
+    fn nested<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, ParseError>,
+    ) -> Result<T, ParseError> {
+        if self.depth == MAX_TEXT_DEPTH {
+            return Err(self.error_at(
+                self.peek(),
+                format!("the query nests deeper than {MAX_TEXT_DEPTH} levels"),
+            ));
+        }
+        self.depth += 1;
+        // Frames are big in unoptimized builds: the stack grows as needed.
+        let read = stacker::maybe_grow(64 * 1024, 1024 * 1024, || read(self));
+        self.depth -= 1;
+        read
+    }
+
     fn operand(&mut self, min_precedence: u8) -> Result<Operand, ParseError> {
+        self.nested(|p| p.operand_at(min_precedence))
+    }
+
+    fn operand_at(&mut self, min_precedence: u8) -> Result<Operand, ParseError> {
         let mut lhs = self.unary()?;
         while let Some(op) = self.binary_op() {
             if op.precedence() < min_precedence {
@@ -337,7 +422,7 @@ impl Parser {
         if self.is_sym("-") || self.is_sym("+") {
             let t = self.next();
             let negative = t.tok == Tok::Sym("-");
-            return match self.unary()? {
+            return match self.nested(Self::unary)? {
                 Operand::Metric(MetricExpr::Literal(v)) => {
                     Ok(Operand::Metric(MetricExpr::Literal(if negative {
                         -v
@@ -890,6 +975,10 @@ impl Parser {
     // ---- Label filters: `or` over `and` (`and`, `,` or juxtaposition).
 
     fn label_filter(&mut self) -> Result<LabelFilter, ParseError> {
+        self.nested(Self::label_filter_at)
+    }
+
+    fn label_filter_at(&mut self) -> Result<LabelFilter, ParseError> {
         let mut lhs = self.label_filter_and()?;
         while self.eat_ident("or") {
             let rhs = self.label_filter_and()?;

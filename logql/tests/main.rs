@@ -210,12 +210,20 @@ fn vector_aggregations_and_operators() {
         );
     }
     // Precedence: `*` over `+` over comparisons over `and` over `or`; `^` right-associative.
-    golden(
+    // Printed with the parentheses the reading needs only.
+    let same = |query: &str, grouped: &str| {
+        assert_eq!(parse(query), parse(grouped), "{query} reads as {grouped}");
+        golden(query, query);
+    };
+    same(
         r#"1 + 2 * 3 > bool 4 and vector(1) or vector(0)"#,
         r#"(((1 + (2 * 3)) > bool 4) and vector(1)) or vector(0)"#,
     );
-    golden("2 ^ 3 ^ 2", "2 ^ (3 ^ 2)");
-    golden("10 - 2 - 3", "(10 - 2) - 3");
+    same("2 ^ 3 ^ 2", "2 ^ (3 ^ 2)");
+    same("10 - 2 - 3", "(10 - 2) - 3");
+    golden("(2 ^ 3) ^ 2", "(2 ^ 3) ^ 2");
+    golden("10 - (2 - 3)", "10 - (2 - 3)");
+    golden("(1 + 2) * 3", "(1 + 2) * 3");
     golden("-1 * -vector(2)", "(-1) * ((-1) * vector(2))");
     golden(
         r#"sum by (a) (rate({app="a"}[1m])) / on (a) group_left (b) sum by (a, b) (rate({app="b"}[1m]))"#,
@@ -372,5 +380,40 @@ fn push_label_sets() {
     ] {
         let e = parse_labels(bad).expect_err(bad);
         assert_eq!(e.col, col, "{bad}: {e}");
+    }
+}
+
+/// Nesting deeper than the parser follows is refused with a position, not
+/// followed down the stack; a tree that is not too deep prints as text that
+/// parses back.
+#[test]
+fn deep_nesting_is_refused() {
+    for deep in [
+        format!("{}vector(1){}", "(".repeat(100_000), ")".repeat(100_000)),
+        format!("{}vector(1)", "-".repeat(100_000)),
+        format!(
+            "{{a=\"b\"}} | {}x=\"1\"{}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        ),
+        format!("vector(1){}", " ^ vector(1)".repeat(100_000)),
+    ] {
+        let e = parse(&deep).expect_err("too deep");
+        assert!(e.message.contains("nests deeper than 4000 levels"), "{e}");
+    }
+    // Chains read without nesting, up to a tree of 1000 operations.
+    let chains = |n: usize| {
+        [
+            format!("vector(1){}", " + vector(1)".repeat(n)),
+            format!("{{a=\"b\"}} | x=\"1\"{}", " or x=\"1\"".repeat(n)),
+        ]
+    };
+    for chain in chains(990) {
+        let expr = parse(&chain).expect("parses");
+        assert_eq!(parse(&expr.to_string()).expect("reparses"), expr);
+    }
+    for chain in chains(1000) {
+        let e = parse(&chain).expect_err("too long a chain");
+        assert!(e.message.contains("more than 1000 operations"), "{e}");
     }
 }

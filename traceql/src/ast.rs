@@ -614,16 +614,25 @@ impl fmt::Display for Field {
 }
 
 impl Expr {
-    fn is_leaf(&self) -> bool {
-        matches!(self, Expr::Static(_) | Expr::Field(_))
+    /// How tightly it binds as an operand (see [`BinaryOp::precedence`]):
+    /// `-x` as `+ -`, `!x` above them, `x = nil` as a comparison.
+    fn precedence(&self) -> u8 {
+        match self {
+            Expr::Static(_) | Expr::Field(_) => u8::MAX,
+            Expr::Binary(op, ..) => op.precedence(),
+            Expr::Negate(_) => 3,
+            Expr::Not(_) => 4,
+            Expr::Exists(_) | Expr::Missing(_) => 2,
+        }
     }
 
-    /// Writes the expression, in parentheses unless it is a leaf.
-    fn operand(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        if self.is_leaf() {
-            write!(f, "{self}")
-        } else {
+    /// Writes the expression, in parentheses when it binds less tightly
+    /// than `min`.
+    fn operand(&self, f: &mut fmt::Formatter, min: u8) -> fmt::Result {
+        if self.precedence() < min {
             write!(f, "({self})")
+        } else {
+            write!(f, "{self}")
         }
     }
 }
@@ -634,24 +643,34 @@ impl fmt::Display for Expr {
             Expr::Static(s) => write!(f, "{s}"),
             Expr::Field(field) => write!(f, "{field}"),
             Expr::Binary(op, lhs, rhs) => {
-                lhs.operand(f)?;
+                // `^` binds right to left, the others left to right.
+                let p = op.precedence();
+                let (left, right) = if *op == BinaryOp::Pow {
+                    (p + 1, p)
+                } else {
+                    (p, p + 1)
+                };
+                lhs.operand(f, left)?;
                 write!(f, " {} ", op.symbol())?;
-                rhs.operand(f)
+                rhs.operand(f, right)
             }
+            // Their operands take the operators above them (as they are read).
+            Expr::Negate(e) if matches!(**e, Expr::Negate(_)) => write!(f, "-{e}"),
             Expr::Negate(e) => {
                 f.write_str("-")?;
-                e.operand(f)
+                e.operand(f, 4)
             }
+            Expr::Not(e) if matches!(**e, Expr::Not(_)) => write!(f, "!{e}"),
             Expr::Not(e) => {
                 f.write_str("!")?;
-                e.operand(f)
+                e.operand(f, 5)
             }
             Expr::Exists(e) => {
-                e.operand(f)?;
+                e.operand(f, 3)?;
                 f.write_str(" != nil")
             }
             Expr::Missing(e) => {
-                e.operand(f)?;
+                e.operand(f, 3)?;
                 f.write_str(" = nil")
             }
         }

@@ -55,11 +55,11 @@ pub fn parse(query: &str) -> Result<Query, ParseError> {
             _ => 1,
         }),
     };
-    if depth > MAX_DEPTH {
+    if depth > MAX_TREE_DEPTH {
         return Err(ParseError::at(
             1,
             1,
-            format!("the query nests deeper than {MAX_DEPTH} levels"),
+            format!("the query holds more than {MAX_TREE_DEPTH} operations inside one another"),
         ));
     }
     Ok(Query { body, hints })
@@ -128,13 +128,15 @@ const METRICS_FUNCTIONS: [&str; 9] = [
 /// How many labels a metrics query may group by.
 const MAX_GROUP_BY: usize = 5;
 
-/// How deep a query's tree may be.
-const MAX_DEPTH: usize = 64;
+/// How deep a query's tree may be: every operation holds its operands, so
+/// a chain of operators (`a or b or …`) is as deep as it is long.
+const MAX_TREE_DEPTH: usize = 1000;
 
-/// How deep the parser follows text: deeper text is refused, not followed
-/// down the stack. Above [`MAX_DEPTH`], for parentheses the text need not
-/// have: any tree that is not too deep prints as text that parses.
-const MAX_TEXT_DEPTH: usize = 4 * MAX_DEPTH;
+/// How deep the parser follows text (parentheses, operands of operators
+/// that bind tighter): deeper text is refused, not followed down the stack.
+/// Above the tree's limit, for parentheses the text need not have: a tree
+/// within its limit prints as text that parses back.
+const MAX_TEXT_DEPTH: usize = 4 * MAX_TREE_DEPTH;
 
 struct Parser {
     tokens: Vec<Token>,
@@ -380,7 +382,7 @@ impl Parser {
         self.nested(|p| p.spanset_at(min))
     }
 
-    /// Runs `read` one level deeper, refusing to go past [`MAX_DEPTH`].
+    /// Runs `read` one level deeper, refusing to go past [`MAX_TEXT_DEPTH`].
     fn nested<T>(
         &mut self,
         read: impl FnOnce(&mut Self) -> Result<T, ParseError>,
@@ -388,11 +390,12 @@ impl Parser {
         if self.depth == MAX_TEXT_DEPTH {
             return Err(Self::error_at(
                 self.peek(),
-                format!("the query nests deeper than {MAX_DEPTH} levels"),
+                format!("the query nests deeper than {MAX_TEXT_DEPTH} levels"),
             ));
         }
         self.depth += 1;
-        let read = read(self);
+        // Frames are big in unoptimized builds: the stack grows as needed.
+        let read = stacker::maybe_grow(64 * 1024, 1024 * 1024, || read(self));
         self.depth -= 1;
         read
     }
@@ -494,7 +497,7 @@ impl Parser {
     }
 
     fn expr_at(&mut self, min: u8) -> Result<Expr, ParseError> {
-        let mut lhs = self.unary(min)?;
+        let mut lhs = self.unary()?;
         while let Some(op) = self.binary_op() {
             let precedence = op.precedence();
             if precedence < min {
@@ -520,17 +523,17 @@ impl Parser {
 
     /// A value, possibly after `-` or `!`. The operand of `-` takes every
     /// operator above `+ -`, that of `!` those above it, as in Tempo.
-    fn unary(&mut self, min: u8) -> Result<Expr, ParseError> {
+    fn unary(&mut self) -> Result<Expr, ParseError> {
         let t = self.peek().clone();
         match &t.tok {
             Tok::Sym("-") => {
                 self.next();
-                let operand = self.expr(min.max(4))?;
+                let operand = self.expr(4)?;
                 negate(&t, operand)
             }
             Tok::Sym("!") => {
                 self.next();
-                let operand = self.expr(min.max(5))?;
+                let operand = self.expr(5)?;
                 if !matches!(type_of(&operand), Type::Bool | Type::Any) {
                     return Err(Self::error_at(&t, format!("! needs a boolean: !{operand}")));
                 }

@@ -67,7 +67,7 @@ fn the_queries_grafana_sends() {
     // The Search builder.
     let q = golden(
         r#"{resource.service.name="frontend" && name="GET /api" && status=error && duration>100ms}"#,
-        r#"{ (((resource.service.name = "frontend") && (name = "GET /api")) && (status = error)) && (duration > 100ms) }"#,
+        r#"{ resource.service.name = "frontend" && name = "GET /api" && status = error && duration > 100ms }"#,
     );
     assert_eq!(
         q.body,
@@ -113,7 +113,7 @@ fn the_queries_grafana_sends() {
     // Traces Drilldown.
     golden(
         "{nestedSetParent<0 && true} | rate() by(resource.service.name)",
-        "{ (nestedSetParent < 0) && true } | rate() by (resource.service.name)",
+        "{ nestedSetParent < 0 && true } | rate() by (resource.service.name)",
     );
     golden(
         "{} | histogram_over_time(duration) with(sample=true)",
@@ -258,21 +258,30 @@ fn literals() {
 
 #[test]
 fn precedence_follows_tempo() {
+    // Printed with the parentheses the reading needs only.
+    let same = |query: &str, grouped: &str| {
+        assert_eq!(parse(query), parse(grouped), "{query} reads as {grouped}");
+        golden(query, query);
+    };
     // `&&` and `||` bind alike, left to right.
-    golden("{ .a || .b && .c }", "{ (.a || .b) && .c }");
-    golden("{ .a && .b = .c }", "{ .a && (.b = .c) }");
-    golden("{ .a = .b || .c = .d }", "{ (.a = .b) || (.c = .d) }");
-    golden("{ .c - -.a + .b }", "{ (.c - (-.a)) + .b }");
-    golden(
+    same("{ .a || .b && .c }", "{ (.a || .b) && .c }");
+    golden("{ .a || (.b && .c) }", "{ .a || (.b && .c) }");
+    same("{ .a && .b = .c }", "{ .a && (.b = .c) }");
+    same("{ .a = .b || .c = .d }", "{ (.a = .b) || (.c = .d) }");
+    golden("{ .c - -.a + .b }", "{ .c - (-.a) + .b }");
+    assert_eq!(parse("{ .c - -.a + .b }"), parse("{ (.c - (-.a)) + .b }"));
+    same(
         "{ .a + .b ^ .c ^ .d = 1 }",
         "{ (.a + (.b ^ (.c ^ .d))) = 1 }",
     );
-    golden("{ -.a * .b = 1 }", "{ (-(.a * .b)) = 1 }");
-    golden("{ !.a = .b }", "{ (!.a) = .b }");
-    golden("{ .a = !.b && .c }", "{ (.a = (!.b)) && .c }");
-    golden("{ (.a || .b) && .c }", "{ (.a || .b) && .c }");
-    golden("{ .a || (.b && .c) }", "{ .a || (.b && .c) }");
-    golden(
+    golden("{ (.a ^ .b) ^ .c = 1 }", "{ (.a ^ .b) ^ .c = 1 }");
+    same("{ -.a * .b = 1 }", "{ (-(.a * .b)) = 1 }");
+    golden("{ (-.a) * .b = 1 }", "{ (-.a) * .b = 1 }");
+    golden("{ - - -.a = 1 }", "{ ---.a = 1 }");
+    same("{ !.a = .b }", "{ (!.a) = .b }");
+    same("{ .a = !.b && .c }", "{ (.a = (!.b)) && .c }");
+    golden("{ !(.a = .b) }", "{ !(.a = .b) }");
+    same(
         "{ span.http.request_content_length > 10 * 1024 * 1024 }",
         "{ span.http.request_content_length > ((10 * 1024) * 1024) }",
     );
@@ -281,7 +290,9 @@ fn precedence_follows_tempo() {
         filter("{ span.x = nil }"),
         Expr::Missing(Box::new(attr(Scope::Span, "x")))
     );
-    golden("{ nil != .x && .y }", "{ (.x != nil) && .y }");
+    golden("{ nil != .x && .y }", "{ .x != nil && .y }");
+    golden("{ .a + .b = nil }", "{ .a + .b = nil }");
+    golden("{ (.a = .b) = nil }", "{ (.a = .b) = nil }");
     // Spanset operators: `&&`/`||` alike and below the structural ones.
     golden("{ .a } && { .b } >> { .c }", "{ .a } && { .b } >> { .c }");
     golden("{ .a } >> { .b } && { .c }", "{ .a } >> { .b } && { .c }");
@@ -322,7 +333,7 @@ fn spanset_operators_and_pipelines() {
     }
     golden(
         "{ span.http.status_code >= 200 && span.http.status_code < 300 } | count() > 2",
-        "{ (span.http.status_code >= 200) && (span.http.status_code < 300) } | count() > 2",
+        "{ span.http.status_code >= 200 && span.http.status_code < 300 } | count() > 2",
     );
     golden(
         "{ status = error } | by(resource.service.name) | count() > 1",
@@ -335,7 +346,7 @@ fn spanset_operators_and_pipelines() {
     golden("count() = 1 | { true }", "count() = 1 | { }");
     golden(
         "max(duration) > 3s | { status = error || .http.status = 500 }",
-        "max(duration) > 3s | { (status = error) || (.http.status = 500) }",
+        "max(duration) > 3s | { status = error || .http.status = 500 }",
     );
     golden(
         "({ true } | count() > 1 | { false }) >> ({ true } | count() > 1 | { false })",
@@ -347,7 +358,7 @@ fn spanset_operators_and_pipelines() {
     );
     golden(
         "{ true } | by(3 * .field - 2) | max(duration) < 1s",
-        "{ } | by((3 * .field) - 2) | max(duration) < 1s",
+        "{ } | by(3 * .field - 2) | max(duration) < 1s",
     );
     golden("({ .a } | { .b }) | { .c }", "{ .a } | { .b } | { .c }");
     golden("{ .a } | sum(.x) >= -2.5", "{ .a } | sum(.x) >= -2.5");
@@ -548,16 +559,20 @@ fn errors_say_where() {
     );
     error("{ .a = 1 }\n| { .b", 2, 7, "unexpected end of query");
     // Nesting deeper than the parser follows is refused, not a crash.
-    let deep = format!("{}{{ .a }}{}", "(".repeat(10_000), ")".repeat(10_000));
-    let e = parse(&deep).expect_err("too deep");
-    assert!(e.message.contains("nests deeper"), "{e}");
-    let deep = format!("{{ {}.a }}", "-".repeat(10_000));
-    assert!(
-        parse(&deep)
-            .expect_err("too deep")
-            .message
-            .contains("nests deeper")
-    );
+    for deep in [
+        format!("{}{{ .a }}{}", "(".repeat(100_000), ")".repeat(100_000)),
+        format!("{{ {}.a }}", "-".repeat(100_000)),
+        format!("{{ .a{} }}", " ^ .a".repeat(100_000)),
+    ] {
+        let e = parse(&deep).expect_err("too deep");
+        assert!(e.message.contains("nests deeper than 4000 levels"), "{e}");
+    }
+    // Chains read without nesting, up to a tree of 1000 operations.
+    let long = format!("{{ .a{} = 1 }}", " + .a".repeat(990));
+    golden(&long, &long);
+    let long = format!("{{ .a{} = 1 }}", " + .a".repeat(1000));
+    let e = parse(&long).expect_err("too long");
+    assert!(e.message.contains("more than 1000 operations"), "{e}");
 }
 
 /// The fuzz target's body over its seeds, and over every query above.
