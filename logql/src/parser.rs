@@ -46,7 +46,7 @@ pub fn parse(query: &str) -> Result<Expr, ParseError> {
 
 /// How deep a query's tree may be: every operation holds its operands, so
 /// a chain of operators (`a or b or …`) is as deep as it is long.
-const MAX_TREE_DEPTH: usize = 1000;
+const MAX_TREE_DEPTH: usize = 256;
 
 /// How deep the parser follows text (parentheses, operands of operators
 /// that bind tighter): deeper text is refused, not followed down the stack.

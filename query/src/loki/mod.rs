@@ -718,7 +718,7 @@ impl Loki {
         steps: Steps,
         names: &'a BTreeSet<String>,
     ) -> BoxFuture<'a, Result<Value, QueryError>> {
-        Box::pin(async move {
+        Box::pin(Grown(Box::pin(async move {
             Ok(match expr {
                 MetricExpr::Literal(v) => Value::Scalar(vec![*v; steps.count]),
                 MetricExpr::Vector1(v) => Value::Vector(vec![Series {
@@ -800,7 +800,7 @@ impl Loki {
                     Value::Vector(metric::label_replace(series, dst, replacement, src, &re))
                 }
             })
-        })
+        })))
     }
 
     /// A range aggregation's series.
@@ -1425,5 +1425,20 @@ pub fn parse_selector(query: &str) -> Result<Vec<Matcher>, QueryError> {
         LogQl::Metric(_) => Err(bad(format!(
             "{query:?} is not a stream selector: a log query ({{…}}) is expected"
         ))),
+    }
+}
+
+/// A future polled on a stack grown as needed: evaluating an expression
+/// polls its operands' futures inside its own, as deep as the expression.
+struct Grown<'a, T>(BoxFuture<'a, T>);
+
+impl<T> std::future::Future for Grown<'_, T> {
+    type Output = T;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<T> {
+        stacker::maybe_grow(256 * 1024, 2 * 1024 * 1024, || self.0.as_mut().poll(cx))
     }
 }
