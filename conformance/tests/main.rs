@@ -10,6 +10,7 @@ mod loki_contract;
 mod native;
 mod render;
 mod sdk;
+mod tempo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

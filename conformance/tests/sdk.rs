@@ -575,6 +575,25 @@ async fn receiver_role_on_postgres_and_s3_with_tokens() {
         403,
         "a writer's token cannot read"
     );
+    // Tempo's API, with the same tokens.
+    let trace_id = sent["spans"][0]["trace_id"].as_str().expect("an id");
+    for path in [format!("/api/v2/traces/{trace_id}"), "/api/echo".to_owned()] {
+        let tempo = |token: Option<&'static str>| {
+            let mut request = reqwest::Client::new()
+                .get(format!("{}{path}", query.query_url()))
+                .header("accept", "application/protobuf");
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            async move {
+                let response = request.send().await.expect("the query role answers");
+                response.status().as_u16()
+            }
+        };
+        assert_eq!(tempo(Some("reader")).await, 200, "{path}");
+        assert_eq!(tempo(None).await, 401, "{path}");
+        assert_eq!(tempo(Some("sekret")).await, 403, "{path}");
+    }
     // Without a receiver in the process, a Loki push is told where to go.
     let push = reqwest::Client::new()
         .post(format!("{}/loki/api/v1/push", query.query_url()))

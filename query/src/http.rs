@@ -1,5 +1,6 @@
 //! HTTP SQL on :8080: `POST /api/v1/sql`; Perfetto traces of native
-//! processes: `GET /api/v1/perfetto` (see [`crate::perfetto`]).
+//! processes: `GET /api/v1/perfetto` (see [`crate::perfetto`]); Loki's and
+//! Tempo's APIs ([`crate::loki::http`], [`crate::tempo::http`]).
 //!
 //! The body is `{"sql": "…"}` (`application/json`) or the SQL itself
 //! (`application/sql`, `text/plain`). The response format follows `Accept`:
@@ -47,6 +48,7 @@ pub fn router(service: Arc<QueryService>) -> Router {
         .route("/api/v1/perfetto", get(perfetto))
         .route("/ready", get(|| async { "ready\n" }))
         .merge(crate::loki::http::routes())
+        .merge(crate::tempo::http::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(service)
 }

@@ -6,6 +6,7 @@
 //! - [`parse`]: SQL text into a statement, within bounds on its size and nesting.
 //! - [`flight`]: Arrow FlightSQL.
 //! - [`loki`]: Loki's query API (LogQL) for Grafana's Loki datasource.
+//! - [`tempo`]: Tempo's query API for Grafana's Tempo datasource.
 //!
 //! The views are those of [`framelake_lake::view`]; [`functions`] lists the
 //! SQL functions added for them, [`quantiles`] the percentile functions.
@@ -23,6 +24,7 @@ pub mod parse;
 pub mod perfetto;
 pub mod quantiles;
 mod table;
+pub mod tempo;
 mod yielding;
 
 pub use crate::engine::{Engine, Prepared, QueryLimits, Rows};

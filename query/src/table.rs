@@ -532,6 +532,14 @@ fn uncast_ids(filter: Expr, schema: &Schema) -> Expr {
 }
 
 /// The URL the lake's object store is registered under in query sessions.
+/// A time (Unix nanoseconds) as a literal of the views' timestamps.
+pub(crate) fn time_literal(ns: i64) -> Expr {
+    Expr::Literal(
+        ScalarValue::TimestampNanosecond(Some(ns), Some("UTC".into())),
+        None,
+    )
+}
+
 pub(crate) fn lake_store_url() -> ObjectStoreUrl {
     ObjectStoreUrl::parse("framelake://lake/").expect("a valid URL")
 }

@@ -38,6 +38,7 @@ use futures::future::BoxFuture;
 
 use self::metric::{LabelSet, RangeAgg, Series, Steps, Value, Windows};
 use self::streams::{LabelMapping, LineBatch, METADATA_COLUMNS, Stream, StreamIndex, Wanted};
+use crate::table::time_literal;
 use crate::{Engine, QueryError};
 
 /// Most series a metric query may answer with (Loki's default).
@@ -86,8 +87,8 @@ fn bad(e: impl std::fmt::Display) -> QueryError {
 /// with logs in it.
 fn scan_predicate(streams: &StreamIndex, range: (i64, i64)) -> Expr {
     let mut predicate = col("time")
-        .gt_eq(timestamp(range.0))
-        .and(col("time").lt_eq(timestamp(range.1)));
+        .gt_eq(time_literal(range.0))
+        .and(col("time").lt_eq(time_literal(range.1)));
     if streams.complete {
         return predicate;
     }
@@ -108,13 +109,6 @@ fn scan_predicate(streams: &StreamIndex, range: (i64, i64)) -> Expr {
         predicate = predicate.and(col("process_id").in_list(ids, false));
     }
     predicate
-}
-
-fn timestamp(ns: i64) -> Expr {
-    lit(ScalarValue::TimestampNanosecond(
-        Some(ns),
-        Some("UTC".into()),
-    ))
 }
 
 /// The scan predicate of a line filter, if it has one: `|=` and `!=` as

@@ -1,0 +1,328 @@
+//! Grafana's Tempo datasource against the real binary: traces sent by the
+//! OpenTelemetry Python SDK (and as OTLP/JSON, for ids of a short form) read
+//! back by id as Tempo's protobuf messages, decoded with `tempopb`'s field
+//! numbers, and as OTLP JSON.
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::{Span, TracesData};
+use prost::Message;
+use serde_json::Value;
+
+use crate::Server;
+use crate::sdk::{python, send};
+
+/// `tempopb.TraceByIDResponse`, from Tempo's `tempo.proto`.
+#[derive(Clone, PartialEq, Message)]
+struct TraceByIdResponse {
+    #[prost(message, optional, tag = "1")]
+    trace: Option<TracesData>,
+    #[prost(message, optional, tag = "2")]
+    metrics: Option<TraceByIdMetrics>,
+    #[prost(int32, tag = "3")]
+    status: i32,
+    #[prost(string, tag = "4")]
+    message: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TraceByIdMetrics {
+    #[prost(uint64, tag = "1")]
+    inspected_bytes: u64,
+}
+
+async fn get(server: &Server, path: &str, accept: &str) -> (u16, String, Vec<u8>) {
+    let response = reqwest::Client::new()
+        .get(format!("{}{path}", server.query_url()))
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("query listener: {e}; log:\n{}", server.log_text()));
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (
+        status,
+        content_type,
+        response.bytes().await.expect("body").to_vec(),
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The spans of a trace, by span id.
+fn spans(trace: &TracesData) -> Vec<(&Span, Vec<KeyValue>, String)> {
+    let mut out = Vec::new();
+    for rs in &trace.resource_spans {
+        let resource = rs
+            .resource
+            .clone()
+            .map(|r| r.attributes)
+            .unwrap_or_default();
+        for ss in &rs.scope_spans {
+            let scope = ss
+                .scope
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            for span in &ss.spans {
+                out.push((span, resource.clone(), scope.clone()));
+            }
+        }
+    }
+    out.sort_by_key(|(s, ..)| s.start_time_unix_nano);
+    out
+}
+
+/// An OTLP value as the sender's JSON writes it.
+fn as_json(value: Option<&AnyValue>) -> Value {
+    match value.and_then(|v| v.value.as_ref()) {
+        None => Value::Null,
+        Some(any_value::Value::StringValue(s)) => Value::from(s.clone()),
+        Some(any_value::Value::IntValue(i)) => Value::from(*i),
+        Some(any_value::Value::DoubleValue(d)) => Value::from(*d),
+        Some(any_value::Value::BoolValue(b)) => Value::from(*b),
+        Some(any_value::Value::ArrayValue(a)) => {
+            Value::Array(a.values.iter().map(|v| as_json(Some(v))).collect())
+        }
+        Some(other) => panic!("an unexpected value {other:?}"),
+    }
+}
+
+fn attributes_json(attributes: &[KeyValue]) -> Value {
+    Value::Object(
+        attributes
+            .iter()
+            .map(|kv| (kv.key.clone(), as_json(kv.value.as_ref())))
+            .collect(),
+    )
+}
+
+/// The spans read back are the spans sent, field by field.
+fn assert_same(trace: &TracesData, sent: &[&Value], service: &str) {
+    let got = spans(trace);
+    assert_eq!(got.len(), sent.len(), "spans of the trace: {trace:?}");
+    for ((span, resource, scope), expected) in got.iter().zip(sent) {
+        let what = expected["name"].as_str().expect("a name");
+        assert_eq!(span.trace_id.len(), 16, "{what}");
+        assert_eq!(span.span_id.len(), 8, "{what}");
+        assert_eq!(hex(&span.trace_id), expected["trace_id"], "{what}");
+        assert_eq!(hex(&span.span_id), expected["span_id"], "{what}");
+        assert_eq!(
+            hex(&span.parent_span_id),
+            expected["parent_span_id"],
+            "{what}"
+        );
+        assert_eq!(span.name, what);
+        assert_eq!(span.kind, expected["kind"], "{what}");
+        assert_eq!(
+            span.start_time_unix_nano, expected["start_time_unix_nano"],
+            "{what}"
+        );
+        assert_eq!(
+            span.end_time_unix_nano, expected["end_time_unix_nano"],
+            "{what}"
+        );
+        let status = span.status.clone().unwrap_or_default();
+        assert_eq!(status.code, expected["status"]["code"], "{what}");
+        assert_eq!(status.message, expected["status"]["message"], "{what}");
+        assert_eq!(
+            attributes_json(&span.attributes),
+            expected["attributes"],
+            "{what}"
+        );
+        assert_eq!(*scope, expected["scope"]["name"], "{what}");
+        let names: Vec<&str> = span.events.iter().map(|e| e.name.as_str()).collect();
+        let sent_names: Vec<&str> = expected["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["name"].as_str().expect("a name"))
+            .collect();
+        assert_eq!(names, sent_names, "{what}");
+        for (event, sent) in span
+            .events
+            .iter()
+            .zip(expected["events"].as_array().expect("events"))
+        {
+            assert_eq!(event.time_unix_nano, sent["time_unix_nano"], "{what}");
+            assert_eq!(
+                attributes_json(&event.attributes),
+                sent["attributes"],
+                "{what}"
+            );
+        }
+        let links = expected["links"].as_array().expect("links");
+        assert_eq!(span.links.len(), links.len(), "{what}");
+        for (link, sent) in span.links.iter().zip(links) {
+            assert_eq!(hex(&link.trace_id), sent["trace_id"], "{what}");
+            assert_eq!(hex(&link.span_id), sent["span_id"], "{what}");
+            assert_eq!(
+                attributes_json(&link.attributes),
+                sent["attributes"],
+                "{what}"
+            );
+        }
+        let service_name = resource
+            .iter()
+            .find(|kv| kv.key == "service.name")
+            .map(|kv| as_json(kv.value.as_ref()));
+        assert_eq!(service_name, Some(Value::from(service)), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn trace_by_id_as_grafana_reads_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::serve_in(dir.path()).await;
+    let sent = send(
+        &python(),
+        "conformance/python/send.py",
+        &["--endpoint", &server.http_url(), "--protocol", "http"],
+        &dir.path().join("http.json"),
+    )
+    .await;
+    let service = sent["service_name"].as_str().expect("a service");
+    let all: Vec<&Value> = sent["spans"].as_array().expect("spans").iter().collect();
+    let root = all
+        .iter()
+        .find(|s| s["name"] == "root-op")
+        .expect("the scenario's root span");
+    let id = root["trace_id"].as_str().expect("an id").to_owned();
+    let of_trace: Vec<&Value> = all
+        .iter()
+        .copied()
+        .filter(|s| s["trace_id"] == root["trace_id"])
+        .collect();
+    assert_eq!(of_trace.len(), 2, "root-op and child-op");
+
+    // Save & test.
+    let (status, _, body) = get(&server, "/api/echo", "*/*").await;
+    assert_eq!((status, body.as_slice()), (200, b"echo".as_slice()));
+    let (status, content_type, body) = get(&server, "/api/status/buildinfo", "*/*").await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let info: Value = serde_json::from_slice(&body).expect("JSON");
+    assert!(info["version"].is_string(), "{info}");
+
+    // The v2 form as Grafana asks it: a TraceByIDResponse, whatever the
+    // case of the id, with or without a time range around it.
+    let start = root["start_time_unix_nano"].as_u64().expect("a start") / 1_000_000_000;
+    for path in [
+        format!("/api/v2/traces/{id}"),
+        format!("/api/v2/traces/{}", id.to_uppercase()),
+        format!(
+            "/api/v2/traces/{id}?start={}&end={}",
+            start - 60,
+            start + 60
+        ),
+    ] {
+        let (status, content_type, body) = get(&server, &path, "application/protobuf").await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (200, "application/protobuf"),
+            "{path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let response = TraceByIdResponse::decode(body.as_slice()).expect("a TraceByIDResponse");
+        assert_eq!(response.status, 0, "complete");
+        assert_same(&response.trace.expect("a trace"), &of_trace, service);
+    }
+    // Grafana's fallback: the first version, a bare Trace.
+    let (status, _, body) = get(
+        &server,
+        &format!("/api/traces/{id}"),
+        "application/protobuf",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_same(
+        &TracesData::decode(body.as_slice()).expect("a Trace"),
+        &of_trace,
+        service,
+    );
+    // OTLP JSON otherwise.
+    let (status, content_type, body) = get(&server, &format!("/api/v2/traces/{id}"), "*/*").await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let json: Value = serde_json::from_slice(&body).expect("JSON");
+    let trace: TracesData = serde_json::from_value(json["trace"].clone()).expect("OTLP JSON");
+    assert_same(&trace, &of_trace, service);
+    let (_, _, body) = get(&server, &format!("/api/traces/{id}"), "application/json").await;
+    let json: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(json["batches"].as_array().map(Vec::len), Some(1), "{json}");
+
+    // A short id is left-padded: a trace whose id's first half is zeros.
+    let short = "00000000000000000123456789abcdef";
+    let export = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "short"}}]},
+        "scopeSpans": [{"scope": {"name": "s"}, "spans": [{
+            "traceId": short, "spanId": "0102030405060708", "name": "padded",
+            "kind": 2, "startTimeUnixNano": "1700000000000000000",
+            "endTimeUnixNano": "1700000000500000000"}]}]}]});
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/traces", server.http_url()))
+        .header("content-type", "application/json")
+        .body(export.to_string())
+        .send()
+        .await
+        .expect("the receiver answers");
+    assert_eq!(response.status().as_u16(), 200);
+    for id in ["123456789abcdef", "0123456789ABCDEF", short] {
+        let (status, _, body) = get(
+            &server,
+            &format!("/api/v2/traces/{id}"),
+            "application/protobuf",
+        )
+        .await;
+        assert_eq!(status, 200, "{id}");
+        let trace = TraceByIdResponse::decode(body.as_slice())
+            .expect("a TraceByIDResponse")
+            .trace
+            .expect("a trace");
+        let got = spans(&trace);
+        assert_eq!(got.len(), 1, "{id}");
+        assert_eq!(hex(&got[0].0.trace_id), short);
+        assert_eq!(got[0].0.name, "padded");
+    }
+
+    // Another tenant does not see it.
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v2/traces/{id}", server.query_url()))
+        .header("accept", "application/protobuf")
+        .header("x-scope-orgid", "someone-else")
+        .send()
+        .await
+        .expect("the query listener answers");
+    assert_eq!(response.status().as_u16(), 404);
+
+    // Unknown ids, outside the range, and bad requests.
+    let unknown = "ffffffffffffffffffffffffffffffff";
+    for path in [
+        format!("/api/v2/traces/{unknown}"),
+        format!("/api/traces/{unknown}"),
+        format!("/api/v2/traces/{id}?start=1000&end=2000"),
+    ] {
+        let (status, ..) = get(&server, &path, "application/protobuf").await;
+        assert_eq!(status, 404, "{path}");
+    }
+    for (path, message) in [
+        ("/api/v2/traces/xyz".to_owned(), "hex characters"),
+        (format!("/api/v2/traces/{}", "1".repeat(33)), "128 bits"),
+        (
+            format!("/api/v2/traces/{id}?start=2000&end=1000"),
+            "start must be before end",
+        ),
+        (format!("/api/v2/traces/{id}?start=soon"), "invalid start"),
+    ] {
+        let (status, content_type, body) = get(&server, &path, "application/protobuf").await;
+        assert_eq!(status, 400, "{path}");
+        assert!(content_type.starts_with("text/plain"), "{path}");
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains(message), "{path}: {body}");
+    }
+    assert!(server.terminate().success(), "a clean shutdown exits 0");
+}
