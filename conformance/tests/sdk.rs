@@ -577,7 +577,13 @@ async fn receiver_role_on_postgres_and_s3_with_tokens() {
     );
     // Tempo's API, with the same tokens.
     let trace_id = sent["spans"][0]["trace_id"].as_str().expect("an id");
-    for path in [format!("/api/v2/traces/{trace_id}"), "/api/echo".to_owned()] {
+    for path in [
+        format!("/api/v2/traces/{trace_id}"),
+        "/api/echo".to_owned(),
+        "/api/v2/search/tags".to_owned(),
+        "/api/v2/search/tag/name/values".to_owned(),
+        "/api/search/tags".to_owned(),
+    ] {
         let tempo = |token: Option<&'static str>| {
             let mut request = reqwest::Client::new()
                 .get(format!("{}{path}", query.query_url()))

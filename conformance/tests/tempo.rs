@@ -289,6 +289,143 @@ async fn trace_by_id_as_grafana_reads_it() {
         assert_eq!(got[0].0.name, "padded");
     }
 
+    // Tag discovery: names by scope, values typed, narrowed by a filter.
+    let json = |path: String| {
+        let server = &server;
+        async move {
+            let (status, content_type, body) = get(server, &path, "application/json").await;
+            assert_eq!(
+                (status, content_type.as_str()),
+                (200, "application/json"),
+                "{path}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            serde_json::from_slice::<Value>(&body).expect("JSON")
+        }
+    };
+    let tags = json("/api/v2/search/tags?limit=5000".to_owned()).await;
+    let scope = |name: &str| -> Vec<String> {
+        tags["scopes"]
+            .as_array()
+            .expect("scopes")
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("scope {name} in {tags}"))["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .map(|t| t.as_str().expect("a name").to_owned())
+            .collect()
+    };
+    assert!(
+        scope("resource").contains(&"service.name".to_owned()),
+        "{tags}"
+    );
+    for name in ["attr.string", "attr.int", "attr.double_array"] {
+        assert!(scope("span").contains(&name.to_owned()), "{tags}");
+    }
+    assert_eq!(scope("event"), ["event.n"]);
+    assert_eq!(scope("link"), ["link.kind"]);
+    for name in [
+        "duration",
+        "kind",
+        "name",
+        "status",
+        "rootServiceName",
+        "span:name",
+    ] {
+        assert!(scope("intrinsic").contains(&name.to_owned()), "{tags}");
+    }
+    let values = json(
+        "/api/v2/search/tag/resource.service.name/values?limit=5000&tag=resource.service.name"
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(
+        values["tagValues"],
+        serde_json::json!([{"type": "string", "value": service}])
+    );
+    let values = json("/api/v2/search/tag/span.attr.int/values".to_owned()).await;
+    assert_eq!(
+        values["tagValues"],
+        serde_json::json!([{"type": "int", "value": "123"}])
+    );
+    let values = json("/api/v2/search/tag/status/values".to_owned()).await;
+    let keywords: Vec<&Value> = values["tagValues"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .collect();
+    assert_eq!(keywords.len(), 3);
+    assert!(keywords.iter().all(|v| v["type"] == "keyword"), "{values}");
+    let names = |q: &'static str| {
+        let json = &json;
+        async move {
+            let q: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
+            let values = json(format!("/api/v2/search/tag/name/values?q={q}")).await;
+            values["tagValues"]
+                .as_array()
+                .expect("values")
+                .iter()
+                .map(|v| {
+                    assert_eq!(v["type"], "string");
+                    v["value"].as_str().expect("a value").to_owned()
+                })
+                .collect::<Vec<String>>()
+        }
+    };
+    let all = ["child-op", "linked-op", "root-op"];
+    for (q, expected) in [
+        ("{}", all.as_slice()),
+        (r#"{ span.attr.string = "value" }"#, &["child-op"]),
+        (r#"{ span.attr.string != "other" }"#, &["child-op"]),
+        ("{ span.attr.int > 100 }", &["child-op"]),
+        ("{ span.attr.int > 200 }", &[]),
+        (
+            "{ span.attr.double = 3.25 && span.attr.bool = true }",
+            &["child-op"],
+        ),
+        ("{ span.attr.bool }", &["child-op"]),
+        (r#"{ span.attr.int = "123" }"#, &[]),
+        ("{ status = error }", &["child-op"]),
+        ("{ status = ok }", &["root-op"]),
+        ("{ kind = server }", &["root-op"]),
+        (r#"{ name =~ "root.*" }"#, &["root-op"]),
+        (r#"{ name =~ "root" }"#, &[]),
+        (r#"{ name !~ "root.*" }"#, &["child-op", "linked-op"]),
+        ("{ span.attr.int != nil }", &["child-op"]),
+        ("{ span.nope = nil && duration > 0ms }", all.as_slice()),
+        (
+            r#"{ span.attr.string = "value" || kind = server }"#,
+            &["child-op", "root-op"],
+        ),
+        (
+            "{ !(kind = server) && statusMessage = \"boom\" }",
+            &["child-op"],
+        ),
+        // A filter that does not parse narrows nothing, as in Tempo.
+        ("{ name = ", all.as_slice()),
+    ] {
+        assert_eq!(names(q).await, expected, "{q}");
+    }
+    for tag in ["nope", "span:nope", "span."] {
+        let (status, _, body) =
+            get(&server, &format!("/api/v2/search/tag/{tag}/values"), "*/*").await;
+        assert_eq!(status, 400, "{tag}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("invalid tag"),
+            "{tag}"
+        );
+    }
+    // The first versions.
+    let v1 = json("/api/search/tags".to_owned()).await;
+    let v1_names = v1["tagNames"].as_array().expect("names");
+    for name in ["service.name", "attr.string"] {
+        assert!(v1_names.contains(&Value::from(name)), "{v1}");
+    }
+    let v1 = json("/api/search/tag/service.name/values".to_owned()).await;
+    assert_eq!(v1["tagValues"], serde_json::json!([service]));
+
     // Another tenant does not see it.
     let response = reqwest::Client::new()
         .get(format!("{}/api/v2/traces/{id}", server.query_url()))

@@ -2,8 +2,11 @@
 //! calls them: `GET /api/echo` (its "Save & test"), `/api/status/buildinfo`,
 //! and a trace by id at `/api/v2/traces/<id>` (a `TraceByIDResponse`) and
 //! `/api/traces/<id>` (a bare `Trace`), as protobuf for `Accept:
-//! application/protobuf` and OTLP JSON otherwise. Errors answer
-//! `text/plain` with the status Tempo gives.
+//! application/protobuf` and OTLP JSON otherwise; tag discovery at
+//! `/api/v2/search/tags` and `/api/v2/search/tag/<tag>/values` (with a `q`
+//! filter) and their first versions, over the last hour unless `start` and
+//! `end` say otherwise. Errors answer `text/plain` with the status Tempo
+//! gives.
 
 use std::sync::Arc;
 
@@ -15,8 +18,11 @@ use framelake_lake::tenancy::Role;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use prost::Message;
 
-use super::parse_trace_id;
+use framelake_lake::host::now_nanos;
+use framelake_traceql::{Expr, Field, Scope};
+
 use super::proto::{Trace, TraceByIdResponse};
+use super::{filter, parse_trace_id, tags};
 use crate::QueryError;
 use crate::http::QueryService;
 
@@ -27,6 +33,10 @@ pub fn routes() -> Router<Arc<QueryService>> {
         .route("/api/status/buildinfo", get(buildinfo))
         .route("/api/v2/traces/{id}", get(trace_v2))
         .route("/api/traces/{id}", get(trace_v1))
+        .route("/api/v2/search/tags", get(tags_v2))
+        .route("/api/search/tags", get(tags_v1))
+        .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
+        .route("/api/search/tag/{tag}/values", get(tag_values_v1))
 }
 
 /// An error as Tempo answers it: its status, the message as text.
@@ -191,4 +201,149 @@ async fn lookup(
         serde_json::json!({ "batches": trace.resource_spans })
     };
     Ok(with_type(body.to_string(), "application/json"))
+}
+
+/// How far back tag discovery looks when the request names no range.
+const DEFAULT_TAG_RANGE: i64 = 3_600_000_000_000;
+
+/// Names or values a tag request lists when it names no `limit`.
+const DEFAULT_TAG_LIMIT: usize = 5000;
+
+/// A tag request's range (the last hour by default) and limit.
+fn tag_window(query: Option<&str>) -> Result<((i64, i64), usize), TempoError> {
+    let now = now_nanos();
+    let range = match range(query)? {
+        None => (now - DEFAULT_TAG_RANGE, now),
+        Some((start, end)) => (start, end.min(i64::MAX - 1)),
+    };
+    let limit = match param(query, "limit").filter(|v| !v.is_empty()) {
+        None => DEFAULT_TAG_LIMIT,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| bad(format!("invalid limit: {v:?}")))?,
+    };
+    Ok((range, limit))
+}
+
+fn json_ok(body: serde_json::Value) -> Response {
+    with_type(body.to_string(), "application/json")
+}
+
+async fn tags_v2(
+    State(service): State<Arc<QueryService>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, TempoError> {
+    let tenant = service.tenancy.authorize_headers(&headers, Role::Read)?;
+    let (range, limit) = tag_window(query.as_deref())?;
+    let wanted = param(query.as_deref(), "scope").filter(|s| !s.is_empty() && s != "none");
+    let mut scopes = Vec::new();
+    if wanted.as_deref().is_none_or(|s| s != "intrinsic") {
+        for (scope, names) in tags::names(&service.engine, &tenant, range, limit).await? {
+            if wanted.as_deref().is_none_or(|w| w == scope) {
+                scopes.push(serde_json::json!({ "name": scope, "tags": names }));
+            }
+        }
+    }
+    if wanted.as_deref().is_none_or(|s| s == "intrinsic") {
+        scopes.push(serde_json::json!({ "name": "intrinsic", "tags": tags::INTRINSICS }));
+    }
+    Ok(json_ok(
+        serde_json::json!({ "scopes": scopes, "metrics": {} }),
+    ))
+}
+
+async fn tags_v1(
+    State(service): State<Arc<QueryService>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, TempoError> {
+    let tenant = service.tenancy.authorize_headers(&headers, Role::Read)?;
+    let (range, limit) = tag_window(query.as_deref())?;
+    let scope = param(query.as_deref(), "scope").unwrap_or_default();
+    let mut names: Vec<String> = if scope == "intrinsic" {
+        tags::INTRINSICS.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        tags::names(&service.engine, &tenant, range, limit)
+            .await?
+            .into_iter()
+            .filter(|(s, _)| {
+                if scope.is_empty() || scope == "none" {
+                    matches!(*s, "span" | "resource")
+                } else {
+                    *s == scope
+                }
+            })
+            .flat_map(|(_, names)| names)
+            .collect()
+    };
+    names.sort();
+    names.dedup();
+    names.truncate(limit);
+    Ok(json_ok(
+        serde_json::json!({ "tagNames": names, "metrics": {} }),
+    ))
+}
+
+/// A tag as the values endpoints name it: a scoped attribute or an
+/// intrinsic (`resource.service.name`, `name`, `span:status`).
+fn tag_field(tag: &str) -> Result<Field, TempoError> {
+    match framelake_traceql::parse_filter(&format!("{{ {tag} != nil }}")) {
+        Ok(Expr::Exists(e)) => match *e {
+            Expr::Field(field) => Ok(field),
+            _ => Err(bad(format!("invalid tag {tag:?}"))),
+        },
+        _ => Err(bad(format!("invalid tag {tag:?}"))),
+    }
+}
+
+/// A `q` filter as a predicate; none (every span) when it does not parse
+/// or needs more than a span's row, as Tempo takes a bad `q`.
+fn tag_filter(query: Option<&str>) -> Option<datafusion::logical_expr::Expr> {
+    let q = param(query, "q")?;
+    let expr = framelake_traceql::parse_filter(&q).ok()?;
+    filter::predicate(&expr)
+}
+
+async fn tag_values_v2(
+    State(service): State<Arc<QueryService>>,
+    Path(tag): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, TempoError> {
+    let tenant = service.tenancy.authorize_headers(&headers, Role::Read)?;
+    let field = tag_field(&tag)?;
+    let (range, limit) = tag_window(query.as_deref())?;
+    let filter = tag_filter(query.as_deref());
+    let values = tags::values(&service.engine, &tenant, &field, filter, range, limit)
+        .await?
+        .unwrap_or_default();
+    let values: Vec<serde_json::Value> = values
+        .into_iter()
+        .map(|(kind, value)| serde_json::json!({ "type": kind, "value": value }))
+        .collect();
+    Ok(json_ok(
+        serde_json::json!({ "tagValues": values, "metrics": {} }),
+    ))
+}
+
+async fn tag_values_v1(
+    State(service): State<Arc<QueryService>>,
+    Path(tag): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, TempoError> {
+    let tenant = service.tenancy.authorize_headers(&headers, Role::Read)?;
+    // The first version names attributes without a scope.
+    let field = Field::Attribute(Scope::Any, tag);
+    let (range, limit) = tag_window(query.as_deref())?;
+    let values = tags::values(&service.engine, &tenant, &field, None, range, limit)
+        .await?
+        .unwrap_or_default();
+    let values: Vec<String> = values.into_iter().map(|(_, v)| v).collect();
+    Ok(json_ok(
+        serde_json::json!({ "tagValues": values, "metrics": {} }),
+    ))
 }

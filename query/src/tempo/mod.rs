@@ -1,12 +1,13 @@
 //! Tempo's HTTP API for Grafana's Tempo datasource, over the `spans` view:
 //! traces by id (OTLP, as protobuf or JSON). See [`http`] for the routes.
 
+mod filter;
 pub mod http;
 pub mod proto;
+mod tags;
 mod trace;
 
-use datafusion::common::ScalarValue;
-use datafusion::prelude::{col, lit};
+use datafusion::prelude::col;
 use framelake_lake::ids::TenantId;
 use futures::StreamExt;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
@@ -27,8 +28,7 @@ pub async fn trace(
 ) -> Result<Option<Vec<ResourceSpans>>, QueryError> {
     let mut rows = engine
         .run(tenant, move |ctx| async move {
-            let mut predicate =
-                col("trace_id").eq(lit(ScalarValue::FixedSizeBinary(16, Some(id.to_vec()))));
+            let mut predicate = col("trace_id").eq(filter::trace_id(id));
             if let Some((start, end)) = range {
                 predicate = predicate
                     .and(col("start_time").lt_eq(time_literal(end)))
