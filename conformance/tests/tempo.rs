@@ -176,6 +176,103 @@ fn assert_same(trace: &TracesData, sent: &[&Value], service: &str) {
     }
 }
 
+/// Checks that a search answer holds only the fields Grafana's strict
+/// decoder of Tempo's `SearchResponse` (pinned version) knows, with their
+/// JSON types.
+fn assert_strict(answer: &Value) {
+    fn keys(value: &Value, allowed: &[&str], what: &str) {
+        let object = value
+            .as_object()
+            .unwrap_or_else(|| panic!("{what}: an object, got {value}"));
+        for key in object.keys() {
+            assert!(
+                allowed.contains(&key.as_str()),
+                "{what}: unknown field {key:?} in {value}"
+            );
+        }
+    }
+    fn attributes(list: &Value) {
+        for kv in list.as_array().expect("attributes") {
+            keys(kv, &["key", "value"], "KeyValue");
+            keys(
+                &kv["value"],
+                &[
+                    "stringValue",
+                    "intValue",
+                    "doubleValue",
+                    "boolValue",
+                    "arrayValue",
+                    "kvlistValue",
+                    "bytesValue",
+                ],
+                "AnyValue",
+            );
+        }
+    }
+    keys(answer, &["traces", "metrics"], "SearchResponse");
+    keys(
+        &answer["metrics"],
+        &[
+            "inspectedTraces",
+            "inspectedBytes",
+            "totalBlocks",
+            "completedJobs",
+            "totalJobs",
+            "totalBlockBytes",
+            "inspectedSpans",
+        ],
+        "SearchMetrics",
+    );
+    for trace in answer["traces"].as_array().expect("traces") {
+        keys(
+            trace,
+            &[
+                "traceID",
+                "rootServiceName",
+                "rootTraceName",
+                "startTimeUnixNano",
+                "durationMs",
+                "spanSet",
+                "spanSets",
+                "serviceStats",
+            ],
+            "TraceSearchMetadata",
+        );
+        assert!(
+            trace["traceID"]
+                .as_str()
+                .is_some_and(|id| id.chars().all(|c| c.is_ascii_hexdigit()))
+        );
+        assert!(trace["startTimeUnixNano"].is_string(), "{trace}");
+        assert!(trace.get("durationMs").is_none_or(Value::is_u64), "{trace}");
+        for (_, stats) in trace["serviceStats"].as_object().expect("serviceStats") {
+            keys(stats, &["spanCount", "errorCount"], "ServiceStats");
+        }
+        let sets = trace["spanSets"].as_array().expect("spanSets");
+        for set in sets.iter().chain([&trace["spanSet"]]) {
+            keys(set, &["spans", "matched", "attributes"], "SpanSet");
+            assert!(set["matched"].is_u64(), "{set}");
+            for span in set["spans"].as_array().expect("spans") {
+                keys(
+                    span,
+                    &[
+                        "spanID",
+                        "name",
+                        "startTimeUnixNano",
+                        "durationNanos",
+                        "attributes",
+                    ],
+                    "Span",
+                );
+                assert!(span["startTimeUnixNano"].is_string() && span["durationNanos"].is_string());
+                if let Some(list) = span.get("attributes") {
+                    attributes(list);
+                }
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn trace_by_id_as_grafana_reads_it() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -425,6 +522,156 @@ async fn trace_by_id_as_grafana_reads_it() {
     }
     let v1 = json("/api/search/tag/service.name/values".to_owned()).await;
     assert_eq!(v1["tagValues"], serde_json::json!([service]));
+
+    // Search.
+    let search = |q: &str, extra: &str| {
+        let q: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let path = format!("/api/search?q={q}{extra}");
+        let json = &json;
+        async move {
+            let answer = json(path).await;
+            assert_strict(&answer);
+            answer
+        }
+    };
+    let window = format!("&limit=20&spss=3&start={}&end={}", start - 60, start + 60);
+    let everything = search("{}", &window).await;
+    let traces = everything["traces"].as_array().expect("traces");
+    assert_eq!(traces.len(), 2, "the scenario's two traces: {everything}");
+    let first = &traces[0];
+    assert_eq!(first["traceID"], id.trim_start_matches('0'));
+    assert_eq!(first["rootServiceName"], service);
+    assert_eq!(first["rootTraceName"], "root-op");
+    assert_eq!(first["spanSet"], first["spanSets"][0]);
+    assert_eq!(first["spanSet"]["matched"], 2);
+    assert_eq!(
+        first["serviceStats"][service],
+        serde_json::json!({"spanCount": 2, "errorCount": 1})
+    );
+    assert_eq!(
+        first["startTimeUnixNano"],
+        root["start_time_unix_nano"].to_string()
+    );
+    assert!(
+        traces[0]["startTimeUnixNano"]
+            .as_str()
+            .expect("a time")
+            .parse::<u64>()
+            .expect("a number")
+            >= traces[1]["startTimeUnixNano"]
+                .as_str()
+                .expect("a time")
+                .parse::<u64>()
+                .expect("a number"),
+        "newest first"
+    );
+    let names = |answer: &Value| -> Vec<Vec<String>> {
+        answer["traces"]
+            .as_array()
+            .expect("traces")
+            .iter()
+            .map(|t| {
+                t["spanSet"]["spans"]
+                    .as_array()
+                    .expect("spans")
+                    .iter()
+                    .map(|s| s["name"].as_str().expect("a name").to_owned())
+                    .collect()
+            })
+            .collect()
+    };
+    let q = format!(r#"{{ resource.service.name = "{service}" && status = error }}"#);
+    let errors = search(&q, "").await;
+    assert_eq!(names(&errors), [["child-op"]]);
+    let attributes = &errors["traces"][0]["spanSet"]["spans"][0]["attributes"];
+    assert!(
+        attributes
+            .as_array()
+            .expect("attributes")
+            .contains(&serde_json::json!({"key": "status", "value": {"stringValue": "error"}})),
+        "{attributes}"
+    );
+    for (q, expected) in [
+        (
+            r#"{ name = "root-op" } >> { name = "child-op" }"#,
+            vec![vec!["child-op"]],
+        ),
+        (
+            r#"{ name = "root-op" } > { name = "child-op" }"#,
+            vec![vec!["child-op"]],
+        ),
+        (r#"{ name = "child-op" } < { }"#, vec![vec!["root-op"]]),
+        (r#"{ name = "child-op" } >> { }"#, vec![]),
+        ("{ } !< { }", vec![vec!["child-op"], vec!["linked-op"]]),
+        (
+            r#"{ name = "root-op" } &> { }"#,
+            vec![vec!["root-op", "child-op"]],
+        ),
+        (
+            r#"{ kind = server } && { kind = client }"#,
+            vec![vec!["root-op", "child-op"]],
+        ),
+        (r#"{ kind = server } && { kind = producer }"#, vec![]),
+        (
+            r#"{ kind = internal } || { status = error }"#,
+            vec![vec!["child-op"], vec!["linked-op"]],
+        ),
+        ("{ } | count() > 1", vec![vec!["root-op", "child-op"]]),
+        ("{ } | count() = 1", vec![vec!["linked-op"]]),
+        (r#"{ } | { name = "child-op" }"#, vec![vec!["child-op"]]),
+        (
+            "{ } | max(duration) > 0s",
+            vec![vec!["root-op", "child-op"], vec!["linked-op"]],
+        ),
+    ] {
+        let answer = search(q, "").await;
+        let got = names(&answer);
+        assert_eq!(got, expected, "{q}: {answer}");
+    }
+    let selected = search(
+        r#"{ status = error } | select(span.attr.string, span.attr.int)"#,
+        "",
+    )
+    .await;
+    let attributes = &selected["traces"][0]["spanSet"]["spans"][0]["attributes"];
+    for kv in [
+        serde_json::json!({"key": "attr.string", "value": {"stringValue": "value"}}),
+        serde_json::json!({"key": "attr.int", "value": {"intValue": "123"}}),
+    ] {
+        assert!(
+            attributes.as_array().expect("attributes").contains(&kv),
+            "{attributes}"
+        );
+    }
+    let one = search("{}", "&limit=1&spss=1").await;
+    assert_eq!(one["traces"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        one["traces"][0]["spanSet"]["spans"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(one["traces"][0]["spanSet"]["matched"], 2);
+    for (q, message) in [
+        ("{ name = ", "invalid TraceQL query"),
+        ("{ } | rate()", "invalid TraceQL query"),
+        ("{ } | by(name)", "not supported"),
+    ] {
+        let encoded: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let (status, content_type, body) = get(
+            &server,
+            &format!("/api/search?q={encoded}"),
+            "application/json",
+        )
+        .await;
+        assert_eq!(status, 400, "{q}");
+        assert!(content_type.starts_with("text/plain"), "{q}");
+        assert!(
+            String::from_utf8_lossy(&body).contains(message),
+            "{q}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
 
     // Another tenant does not see it.
     let response = reqwest::Client::new()

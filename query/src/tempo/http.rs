@@ -19,10 +19,10 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use prost::Message;
 
 use framelake_lake::host::now_nanos;
-use framelake_traceql::{Expr, Field, Scope};
+use framelake_traceql::{Body, Expr, Field, Scope};
 
 use super::proto::{Trace, TraceByIdResponse};
-use super::{filter, parse_trace_id, tags};
+use super::{filter, parse_trace_id, search, tags};
 use crate::QueryError;
 use crate::http::QueryService;
 
@@ -33,6 +33,7 @@ pub fn routes() -> Router<Arc<QueryService>> {
         .route("/api/status/buildinfo", get(buildinfo))
         .route("/api/v2/traces/{id}", get(trace_v2))
         .route("/api/traces/{id}", get(trace_v1))
+        .route("/api/search", get(search))
         .route("/api/v2/search/tags", get(tags_v2))
         .route("/api/search/tags", get(tags_v1))
         .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
@@ -346,4 +347,48 @@ async fn tag_values_v1(
     Ok(json_ok(
         serde_json::json!({ "tagValues": values, "metrics": {} }),
     ))
+}
+
+/// Traces a search returns when it names no `limit`, spans per spanset
+/// when it names no `spss` (Tempo's defaults).
+const DEFAULT_SEARCH_LIMIT: usize = 20;
+const DEFAULT_SPSS: usize = 3;
+
+/// A positive count parameter.
+fn count(query: Option<&str>, name: &str, default: usize) -> Result<usize, TempoError> {
+    match param(query, name).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad(format!("invalid {name}: {v:?}"))),
+    }
+}
+
+async fn search(
+    State(service): State<Arc<QueryService>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, TempoError> {
+    let tenant = service.tenancy.authorize_headers(&headers, Role::Read)?;
+    let query = query.as_deref();
+    let text = param(query, "q").filter(|q| !q.trim().is_empty());
+    let text = text.as_deref().unwrap_or("{}");
+    let parsed =
+        framelake_traceql::parse(text).map_err(|e| bad(format!("invalid TraceQL query: {e}")))?;
+    let Body::Search(spans) = parsed.body else {
+        return Err(bad(
+            "invalid TraceQL query: a metrics query is asked of /api/metrics/query_range",
+        ));
+    };
+    let (range, _) = tag_window(query)?;
+    let request = search::Search {
+        spans,
+        range,
+        limit: count(query, "limit", DEFAULT_SEARCH_LIMIT)?,
+        spss: count(query, "spss", DEFAULT_SPSS)?,
+    };
+    let answer = search::search(&service.engine, &tenant, &request).await?;
+    Ok(json_ok(answer))
 }

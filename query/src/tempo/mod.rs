@@ -4,6 +4,7 @@
 mod filter;
 pub mod http;
 pub mod proto;
+mod search;
 mod tags;
 mod trace;
 
