@@ -3,6 +3,8 @@
 //! back by id as Tempo's protobuf messages, decoded with `tempopb`'s field
 //! numbers, and as OTLP JSON.
 
+use std::collections::BTreeMap;
+
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span, TracesData};
 use prost::Message;
@@ -671,6 +673,138 @@ async fn trace_by_id_as_grafana_reads_it() {
             "{q}: {}",
             String::from_utf8_lossy(&body)
         );
+    }
+
+    // TraceQL metrics over the two minutes around the traces.
+    let encode = |q: &str| -> String { form_urlencoded::byte_serialize(q.as_bytes()).collect() };
+    let window = format!("&start={}&end={}", start - 60, start + 60);
+    let range = |q: &str| {
+        json(format!(
+            "/api/metrics/query_range?q={}{window}&step=60s",
+            encode(q)
+        ))
+    };
+    let total = |series: &Value| -> f64 {
+        series["samples"]
+            .as_array()
+            .expect("samples")
+            .iter()
+            .map(|s| {
+                assert!(s["timestampMs"].is_string(), "{s}");
+                s["value"].as_f64().expect("a value")
+            })
+            .sum()
+    };
+    let rate = range("{} | rate()").await;
+    let series = rate["series"].as_array().expect("series");
+    assert_eq!(series.len(), 1, "{rate}");
+    assert_eq!(
+        series[0]["labels"],
+        serde_json::json!([{"key": "__name__", "value": {"stringValue": "rate"}}])
+    );
+    assert!(
+        (total(&series[0]) * 60.0 - 3.0).abs() < 1e-9,
+        "3 spans: {rate}"
+    );
+    for sample in series[0]["samples"].as_array().expect("samples") {
+        let ms: i64 = sample["timestampMs"]
+            .as_str()
+            .expect("ms")
+            .parse()
+            .expect("a number");
+        assert_eq!(
+            ms % 60_000,
+            0,
+            "steps end on multiples of the step: {sample}"
+        );
+    }
+    let by_service = range("{} | rate() by (resource.service.name)").await;
+    let series = by_service["series"].as_array().expect("series");
+    assert_eq!(series.len(), 1, "{by_service}");
+    assert_eq!(
+        series[0]["labels"],
+        serde_json::json!([{"key": "resource.service.name", "value": {"stringValue": service}}])
+    );
+    let by_name = range("{} | count_over_time() by (name)").await;
+    let mut names: Vec<(String, f64)> = by_name["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|s| {
+            (
+                s["labels"][0]["value"]["stringValue"]
+                    .as_str()
+                    .expect("a name")
+                    .to_owned(),
+                total(s),
+            )
+        })
+        .collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        names,
+        [
+            ("child-op".to_owned(), 1.0),
+            ("linked-op".to_owned(), 1.0),
+            ("root-op".to_owned(), 1.0)
+        ]
+    );
+    let errors = range("{ status = error } | count_over_time() by (status)").await;
+    let series = errors["series"].as_array().expect("series");
+    assert_eq!(series.len(), 1, "{errors}");
+    assert_eq!(series[0]["labels"][0]["value"]["stringValue"], "error");
+    assert_eq!(total(&series[0]), 1.0);
+    let quantiles = range("{} | quantile_over_time(duration, 0.5, 0.99)").await;
+    let series = quantiles["series"].as_array().expect("series");
+    assert_eq!(series.len(), 2, "{quantiles}");
+    assert_eq!(series[0]["labels"][0]["key"], "p");
+    let histogram = range("{} | histogram_over_time(duration)").await;
+    let counted: f64 = histogram["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(total)
+        .sum();
+    assert_eq!(counted, 3.0, "{histogram}");
+    let top = range("{} | count_over_time() by (name) | topk(1)").await;
+    let mut per_step: BTreeMap<String, usize> = BTreeMap::new();
+    for series in top["series"].as_array().expect("series") {
+        for sample in series["samples"].as_array().expect("samples") {
+            *per_step
+                .entry(sample["timestampMs"].to_string())
+                .or_default() += 1;
+        }
+    }
+    assert!(per_step.values().all(|n| *n == 1), "{top}");
+    let none = range("{} | count_over_time() by (name) > 5").await;
+    assert_eq!(none["series"], serde_json::json!([]));
+    // The instant form, which Grafana decodes strictly.
+    let instant = json(format!(
+        "/api/metrics/query?q={}{window}",
+        encode("{} | count_over_time()")
+    ))
+    .await;
+    assert_eq!(
+        instant,
+        serde_json::json!({"series": [{"labels": [{"key": "__name__", "value": {"stringValue": "count_over_time"}}], "value": 3.0}], "metrics": {}})
+    );
+    for path in [
+        format!("/api/metrics/query_range?q={}{window}", encode("{}")),
+        format!(
+            "/api/metrics/query_range?q={}{window}&step=soon",
+            encode("{} | rate()")
+        ),
+        format!(
+            "/api/metrics/query?q={}&start=20&end=10",
+            encode("{} | rate()")
+        ),
+        format!(
+            "/api/metrics/query?q={}",
+            encode("{} | compare({status=error})")
+        ),
+    ] {
+        let (status, ..) = get(&server, &path, "application/json").await;
+        assert_eq!(status, 400, "{path}");
     }
 
     // Another tenant does not see it.

@@ -21,6 +21,7 @@ use prost::Message;
 use framelake_lake::host::now_nanos;
 use framelake_traceql::{Body, Expr, Field, Scope};
 
+use super::metrics::{self, Steps};
 use super::proto::{Trace, TraceByIdResponse};
 use super::{filter, parse_trace_id, search, tags};
 use crate::QueryError;
@@ -34,6 +35,8 @@ pub fn routes() -> Router<Arc<QueryService>> {
         .route("/api/v2/traces/{id}", get(trace_v2))
         .route("/api/traces/{id}", get(trace_v1))
         .route("/api/search", get(search))
+        .route("/api/metrics/query_range", get(metrics_range))
+        .route("/api/metrics/query", get(metrics_instant))
         .route("/api/v2/search/tags", get(tags_v2))
         .route("/api/search/tags", get(tags_v1))
         .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
@@ -391,4 +394,113 @@ async fn search(
     };
     let answer = search::search(&service.engine, &tenant, &request).await?;
     Ok(json_ok(answer))
+}
+
+/// A time parameter: Unix seconds (with a fraction) or nanoseconds.
+fn time_param(query: Option<&str>, name: &str) -> Result<Option<i64>, TempoError> {
+    let Some(v) = param(query, name).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let parsed = match v.parse::<i64>() {
+        Ok(n) if n.abs() > 100_000_000_000_000 => Some(n),
+        _ => v
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && s.abs() < 9e9)
+            .map(|s| (s * 1e9).round() as i64),
+    };
+    parsed
+        .map(Some)
+        .ok_or_else(|| bad(format!("could not parse '{name}' parameter: {v:?}")))
+}
+
+/// A metrics query's text, range (the last hour by default) and query.
+fn metrics_request(
+    query: Option<&str>,
+) -> Result<(framelake_traceql::Metrics, i64, i64), TempoError> {
+    let text = param(query, "q").unwrap_or_default();
+    let parsed =
+        framelake_traceql::parse(&text).map_err(|e| bad(format!("invalid TraceQL query: {e}")))?;
+    let Body::Metrics(metrics) = parsed.body else {
+        return Err(bad(
+            "invalid TraceQL query: a metrics query ends with a metrics function (| rate(), …)",
+        ));
+    };
+    let end = time_param(query, "end")?.unwrap_or_else(now_nanos);
+    let start = time_param(query, "start")?.unwrap_or(end - DEFAULT_TAG_RANGE);
+    if end <= start {
+        return Err(bad("end must be greater than start"));
+    }
+    Ok((metrics, start, end))
+}
+
+async fn metrics_range(
+    State(service): State<Arc<QueryService>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, TempoError> {
+    let tenant = service.tenancy.authorize_headers(&headers, Role::Read)?;
+    let query = query.as_deref();
+    let (m, start, end) = metrics_request(query)?;
+    let step = match param(query, "step").filter(|v| !v.is_empty()) {
+        None => Steps::default_step(start, end),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .map(|s| (s * 1e9) as i64)
+            .or_else(|| framelake_logql::parse_duration(&v))
+            .filter(|ns| *ns > 0)
+            .ok_or_else(|| bad(format!("invalid step: {v:?}")))?,
+    };
+    let steps = Steps::range(start, end, step);
+    if steps.count > 11_000 {
+        return Err(bad("too many steps: ask a longer step or a shorter range"));
+    }
+    let series = metrics::evaluate(&service.engine, &tenant, &m, steps).await?;
+    let series = metrics::second_stages(&m.then, series);
+    let series: Vec<serde_json::Value> = series
+        .iter()
+        .map(|(labels, points)| {
+            let samples: Vec<serde_json::Value> = points
+                .iter()
+                .enumerate()
+                .filter_map(|(k, p)| {
+                    let at = (steps.start + (k as i64 + 1) * steps.step) / 1_000_000;
+                    p.map(|v| serde_json::json!({ "timestampMs": at.to_string(), "value": v }))
+                })
+                .collect();
+            serde_json::json!({
+                "labels": metrics::labels_json(&m.function, labels),
+                "samples": samples,
+            })
+        })
+        .collect();
+    Ok(json_ok(
+        serde_json::json!({ "series": series, "metrics": {} }),
+    ))
+}
+
+async fn metrics_instant(
+    State(service): State<Arc<QueryService>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, TempoError> {
+    let tenant = service.tenancy.authorize_headers(&headers, Role::Read)?;
+    let (m, start, end) = metrics_request(query.as_deref())?;
+    let steps = Steps::instant(start, end);
+    let series = metrics::evaluate(&service.engine, &tenant, &m, steps).await?;
+    let series = metrics::second_stages(&m.then, series);
+    let series: Vec<serde_json::Value> = series
+        .iter()
+        .filter_map(|(labels, points)| {
+            let value = points.first().copied().flatten()?;
+            Some(serde_json::json!({
+                "labels": metrics::labels_json(&m.function, labels),
+                "value": value,
+            }))
+        })
+        .collect();
+    Ok(json_ok(
+        serde_json::json!({ "series": series, "metrics": {} }),
+    ))
 }

@@ -3,6 +3,7 @@
 
 mod filter;
 pub mod http;
+mod metrics;
 pub mod proto;
 mod search;
 mod tags;

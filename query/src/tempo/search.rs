@@ -368,8 +368,8 @@ fn shown_column(field: &Field) -> Option<(Df, String)> {
     })
 }
 
-/// A shown value as OTLP JSON, `None` when the span lacks it.
-fn shown_value(column: &dyn Array, field: &Field, row: usize) -> Option<Value> {
+/// A field's value in a row as OTLP JSON, `None` when the span lacks it.
+pub(super) fn field_value(column: &dyn Array, field: &Field, row: usize) -> Option<Value> {
     if column.is_null(row) {
         return None;
     }
@@ -553,7 +553,7 @@ fn add_rows(
             .iter()
             .enumerate()
             .filter_map(|(i, (_, key, field))| {
-                shown_value(c(8 + filters + i).as_ref(), field, row).map(|v| (key.clone(), v))
+                field_value(c(8 + filters + i).as_ref(), field, row).map(|v| (key.clone(), v))
             })
             .collect();
         by_id
