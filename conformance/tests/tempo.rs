@@ -675,6 +675,32 @@ async fn trace_by_id_as_grafana_reads_it() {
         );
     }
 
+    // The first version's parameters: tags and trace durations.
+    let legacy = |params: String| {
+        let json = &json;
+        async move {
+            let answer = json(format!("/api/search?{params}")).await;
+            assert_strict(&answer);
+            answer["traces"].as_array().expect("traces").len()
+        }
+    };
+    let service_tag: String =
+        form_urlencoded::byte_serialize(format!("service.name={service}").as_bytes()).collect();
+    assert_eq!(legacy(format!("tags={service_tag}")).await, 2);
+    assert_eq!(legacy("tags=attr.string%3Dvalue".to_owned()).await, 1);
+    assert_eq!(legacy("tags=attr.string%3Dother".to_owned()).await, 0);
+    assert_eq!(legacy("minDuration=1h".to_owned()).await, 0);
+    assert_eq!(legacy("minDuration=0ms&maxDuration=1h".to_owned()).await, 2);
+    for params in [
+        "tags=a%3Db&q=%7B%7D",
+        "minDuration=2s&maxDuration=1s",
+        "maxDuration=soon",
+        "tags=novalue",
+    ] {
+        let (status, ..) = get(&server, &format!("/api/search?{params}"), "*/*").await;
+        assert_eq!(status, 400, "{params}");
+    }
+
     // TraceQL metrics over the two minutes around the traces.
     let encode = |q: &str| -> String { form_urlencoded::byte_serialize(q.as_bytes()).collect() };
     let window = format!("&start={}&end={}", start - 60, start + 60);

@@ -376,10 +376,20 @@ async fn search(
 ) -> Result<Response, TempoError> {
     let tenant = service.tenancy.authorize_headers(&headers, Role::Read)?;
     let query = query.as_deref();
-    let text = param(query, "q").filter(|q| !q.trim().is_empty());
-    let text = text.as_deref().unwrap_or("{}");
+    let q = param(query, "q").filter(|q| !q.trim().is_empty());
+    let tags = param(query, "tags").filter(|t| !t.trim().is_empty());
+    let text = match (q, tags) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "invalid request: can't specify tags and q in the same query",
+            ));
+        }
+        (Some(q), None) => q,
+        (None, Some(tags)) => legacy_tags(&tags)?,
+        (None, None) => "{}".to_owned(),
+    };
     let parsed =
-        framelake_traceql::parse(text).map_err(|e| bad(format!("invalid TraceQL query: {e}")))?;
+        framelake_traceql::parse(&text).map_err(|e| bad(format!("invalid TraceQL query: {e}")))?;
     let Body::Search(spans) = parsed.body else {
         return Err(bad(
             "invalid TraceQL query: a metrics query is asked of /api/metrics/query_range",
@@ -391,6 +401,7 @@ async fn search(
         range,
         limit: count(query, "limit", DEFAULT_SEARCH_LIMIT)?,
         spss: count(query, "spss", DEFAULT_SPSS)?,
+        durations: legacy_durations(query)?,
     };
     let answer = search::search(&service.engine, &tenant, &request).await?;
     Ok(json_ok(answer))
@@ -503,4 +514,40 @@ async fn metrics_instant(
     Ok(json_ok(
         serde_json::json!({ "series": series, "metrics": {} }),
     ))
+}
+
+/// The first version's `tags` (logfmt `key=value` pairs, each an attribute
+/// of the span or its resource) as a TraceQL filter.
+fn legacy_tags(tags: &str) -> Result<String, TempoError> {
+    let quoted = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut conditions = Vec::new();
+    for pair in tags.split_whitespace() {
+        let (key, value) = pair
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| bad(format!("invalid tags: {pair:?} is not key=value")))?;
+        let value = value.trim_matches('"');
+        conditions.push(format!(".\"{}\" = \"{}\"", quoted(key), quoted(value)));
+    }
+    Ok(format!("{{ {} }}", conditions.join(" && ")))
+}
+
+/// The first version's `minDuration` and `maxDuration` of a trace.
+fn legacy_durations(query: Option<&str>) -> Result<(i64, i64), TempoError> {
+    let duration = |name: &str, default: i64| -> Result<i64, TempoError> {
+        match param(query, name).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => framelake_logql::parse_duration(&v)
+                .filter(|ns| *ns >= 0)
+                .ok_or_else(|| bad(format!("invalid {name}: {v:?}"))),
+        }
+    };
+    let (min, max) = (
+        duration("minDuration", 0)?,
+        duration("maxDuration", i64::MAX)?,
+    );
+    if max < min {
+        return Err(bad("invalid maxDuration: must be greater than minDuration"));
+    }
+    Ok((min, max))
 }

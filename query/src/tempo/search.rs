@@ -34,6 +34,18 @@ pub(super) struct Search {
     pub limit: usize,
     /// Spans listed per spanset.
     pub spss: usize,
+    /// Bounds of the trace's duration (nanoseconds, inclusive), from the
+    /// first version's `minDuration` and `maxDuration`.
+    pub durations: (i64, i64),
+}
+
+impl Trace {
+    /// From its first span's start to its last span's end.
+    fn duration(&self) -> i64 {
+        let start = self.spans.iter().map(|s| s.start).min().unwrap_or(0);
+        let end = self.spans.iter().map(|s| s.end).max().unwrap_or(start);
+        end - start
+    }
 }
 
 /// The filters of a query, in order, and the fields its results show.
@@ -674,6 +686,10 @@ pub(super) async fn search(
         offset += ids.len();
         inspected += ids.len();
         for trace in traces(engine, tenant, &plan, &ids).await? {
+            let duration = trace.duration();
+            if duration < search.durations.0 || duration > search.durations.1 {
+                continue;
+            }
             let all = vec![true; trace.spans.len()];
             let set = evaluate(&search.spans, &trace, &all, &mut 0);
             if any(&set) {
