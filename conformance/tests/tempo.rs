@@ -625,6 +625,29 @@ async fn trace_by_id_as_grafana_reads_it() {
             "{ } | max(duration) > 0s",
             vec![vec!["root-op", "child-op"], vec!["linked-op"]],
         ),
+        // The trace's intrinsics.
+        (
+            r#"{ rootName = "root-op" }"#,
+            vec![vec!["root-op", "child-op"]],
+        ),
+        (r#"{ !(rootName = "root-op") }"#, vec![vec!["linked-op"]]),
+        (
+            r#"{ trace:rootName = "root-op" && kind = client }"#,
+            vec![vec!["child-op"]],
+        ),
+        (
+            r#"{ rootServiceName =~ "conformance-.*" && status = error }"#,
+            vec![vec!["child-op"]],
+        ),
+        (
+            r#"{ "root-op" = rootName && status = ok }"#,
+            vec![vec!["root-op"]],
+        ),
+        ("{ traceDuration > 1h }", vec![]),
+        (
+            r#"{ traceDuration >= 0ms && name = "linked-op" }"#,
+            vec![vec!["linked-op"]],
+        ),
     ] {
         let answer = search(q, "").await;
         let got = names(&answer);

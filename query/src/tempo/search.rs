@@ -50,8 +50,120 @@ impl Trace {
 
 /// The filters of a query, in order, and the fields its results show.
 struct Plan {
-    filters: Vec<Df>,
+    /// Each filter as a boolean of atoms.
+    filters: Vec<Node>,
+    /// Each filter's predicate on the scan that finds candidate traces.
+    scans: Vec<Df>,
+    /// The atoms a span's row answers, as predicates.
+    atoms: Vec<Df>,
     shown: Vec<Field>,
+}
+
+/// A filter as `&&`, `||` and `!` of atoms: comparisons a span's row
+/// answers, and comparisons of the trace's intrinsics.
+enum Node {
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Not(Box<Node>),
+    Const(bool),
+    /// The atom of this index of [`Plan::atoms`].
+    Row(usize),
+    /// `traceDuration`, `rootName` or `rootServiceName` compared with a value.
+    Trace(Intrinsic, BinaryOp, Static),
+}
+
+/// What a trace's intrinsics are.
+struct TraceFacts<'a> {
+    duration: i64,
+    root_name: Option<&'a str>,
+    root_service: Option<&'a str>,
+}
+
+impl Node {
+    fn has_trace_atoms(&self) -> bool {
+        match self {
+            Node::And(l, r) | Node::Or(l, r) => l.has_trace_atoms() || r.has_trace_atoms(),
+            Node::Not(n) => n.has_trace_atoms(),
+            Node::Trace(..) => true,
+            Node::Const(_) | Node::Row(_) => false,
+        }
+    }
+
+    fn eval(&self, atoms: &[bool], facts: &TraceFacts) -> bool {
+        match self {
+            Node::And(l, r) => l.eval(atoms, facts) && r.eval(atoms, facts),
+            Node::Or(l, r) => l.eval(atoms, facts) || r.eval(atoms, facts),
+            Node::Not(n) => !n.eval(atoms, facts),
+            Node::Const(b) => *b,
+            Node::Row(i) => atoms[*i],
+            Node::Trace(intrinsic, op, value) => trace_atom(*intrinsic, *op, value, facts),
+        }
+    }
+}
+
+/// A comparison of a trace intrinsic; false when the trace lacks it (no
+/// root yet) or the types never meet.
+fn trace_atom(intrinsic: Intrinsic, op: BinaryOp, value: &Static, facts: &TraceFacts) -> bool {
+    use std::cmp::Ordering;
+    let ordering = |o: Ordering| match op {
+        BinaryOp::Eq => o == Ordering::Equal,
+        BinaryOp::Neq => o != Ordering::Equal,
+        BinaryOp::Lt => o == Ordering::Less,
+        BinaryOp::Lte => o != Ordering::Greater,
+        BinaryOp::Gt => o == Ordering::Greater,
+        BinaryOp::Gte => o != Ordering::Less,
+        _ => false,
+    };
+    match intrinsic {
+        Intrinsic::TraceDuration => {
+            let against = match value {
+                Static::Duration(ns) | Static::Int(ns) => *ns as f64,
+                Static::Float(v) => *v,
+                _ => return false,
+            };
+            (facts.duration as f64)
+                .partial_cmp(&against)
+                .is_some_and(ordering)
+        }
+        _ => {
+            let text = match intrinsic {
+                Intrinsic::RootName => facts.root_name,
+                _ => facts.root_service,
+            };
+            let (Some(text), Static::Str(against)) = (text, value) else {
+                return false;
+            };
+            match op {
+                BinaryOp::Regex | BinaryOp::NotRegex => {
+                    let matched =
+                        framelake_traceql::anchored(against).is_ok_and(|re| re.is_match(text));
+                    matched == (op == BinaryOp::Regex)
+                }
+                _ => ordering(text.cmp(against.as_str())),
+            }
+        }
+    }
+}
+
+/// The trace intrinsics a search reads from its spans.
+fn is_trace_intrinsic(expr: &Expr) -> Option<Intrinsic> {
+    match expr {
+        Expr::Field(Field::Intrinsic(
+            i @ (Intrinsic::TraceDuration | Intrinsic::RootName | Intrinsic::RootServiceName),
+        )) => Some(*i),
+        _ => None,
+    }
+}
+
+/// The mirror of a comparison (`5 < x` is `x > 5`).
+fn mirrored(op: BinaryOp) -> BinaryOp {
+    match op {
+        BinaryOp::Lt => BinaryOp::Gt,
+        BinaryOp::Lte => BinaryOp::Gte,
+        BinaryOp::Gt => BinaryOp::Lt,
+        BinaryOp::Gte => BinaryOp::Lte,
+        other => other,
+    }
 }
 
 fn unsupported(what: impl std::fmt::Display) -> QueryError {
@@ -62,6 +174,8 @@ impl Plan {
     fn new(spans: &Spanset) -> Result<Self, QueryError> {
         let mut plan = Plan {
             filters: Vec::new(),
+            scans: Vec::new(),
+            atoms: Vec::new(),
             shown: Vec::new(),
         };
         plan.walk(spans)?;
@@ -71,9 +185,17 @@ impl Plan {
     fn walk(&mut self, spans: &Spanset) -> Result<(), QueryError> {
         match spans {
             Spanset::Filter(e) => {
-                let predicate =
-                    filter::predicate(e).ok_or_else(|| unsupported(format!("{{ {e} }}")))?;
-                self.filters.push(predicate);
+                let node = self
+                    .node(e)
+                    .ok_or_else(|| unsupported(format!("{{ {e} }}")))?;
+                // A filter of trace intrinsics may pass any span's trace.
+                let scan = if node.has_trace_atoms() {
+                    lit(true)
+                } else {
+                    filter::predicate(e).unwrap_or_else(|| lit(true))
+                };
+                self.filters.push(node);
+                self.scans.push(scan);
                 fields(e, &mut self.shown);
             }
             Spanset::Binary(_, l, r) => {
@@ -104,6 +226,41 @@ impl Plan {
             }
         }
         Ok(())
+    }
+}
+
+impl Plan {
+    /// A filter's expression as atoms; `None` when an atom is neither a
+    /// row's nor a trace's.
+    fn node(&mut self, expr: &Expr) -> Option<Node> {
+        Some(match expr {
+            Expr::Binary(BinaryOp::And, l, r) => {
+                Node::And(Box::new(self.node(l)?), Box::new(self.node(r)?))
+            }
+            Expr::Binary(BinaryOp::Or, l, r) => {
+                Node::Or(Box::new(self.node(l)?), Box::new(self.node(r)?))
+            }
+            Expr::Not(e) => Node::Not(Box::new(self.node(e)?)),
+            Expr::Static(Static::Bool(b)) => Node::Const(*b),
+            Expr::Binary(op, l, r) => match (is_trace_intrinsic(l), is_trace_intrinsic(r)) {
+                (Some(i), None) => match r.as_ref() {
+                    Expr::Static(v) => Node::Trace(i, *op, v.clone()),
+                    _ => return None,
+                },
+                (None, Some(i)) => match l.as_ref() {
+                    Expr::Static(v) => Node::Trace(i, mirrored(*op), v.clone()),
+                    _ => return None,
+                },
+                (Some(_), Some(_)) => return None,
+                (None, None) => self.row(expr)?,
+            },
+            other => self.row(other)?,
+        })
+    }
+
+    fn row(&mut self, expr: &Expr) -> Option<Node> {
+        self.atoms.push(filter::predicate(expr)?);
+        Some(Node::Row(self.atoms.len() - 1))
     }
 }
 
@@ -140,8 +297,10 @@ struct SpanRow {
     name: String,
     service: String,
     error: bool,
-    /// Whether it passes each filter.
+    /// Whether it passes each filter (once its trace is read).
     passes: Vec<bool>,
+    /// The answers of its row to the plan's atoms.
+    atoms: Vec<bool>,
     /// The values of the shown fields it has.
     shown: Vec<(String, Value)>,
 }
@@ -167,6 +326,25 @@ impl Trace {
             .iter()
             .map(|s| s.parent.and_then(|p| index.get(&p).copied()))
             .collect();
+    }
+
+    /// Which filters each span passes, given its row's answers and the
+    /// trace's intrinsics.
+    fn judge(&mut self, filters: &[Node]) {
+        let root = self.spans.iter().find(|s| s.parent.is_none());
+        let facts = TraceFacts {
+            duration: self.duration(),
+            root_name: root.map(|r| r.name.as_str()),
+            root_service: root.map(|r| r.service.as_str()),
+        };
+        let passes: Vec<Vec<bool>> = self
+            .spans
+            .iter()
+            .map(|s| filters.iter().map(|f| f.eval(&s.atoms, &facts)).collect())
+            .collect();
+        for (span, passes) in self.spans.iter_mut().zip(passes) {
+            span.passes = passes;
+        }
     }
 
     fn ancestors(&self, mut i: usize) -> impl Iterator<Item = usize> + '_ {
@@ -436,7 +614,7 @@ async fn candidates(
     page: usize,
 ) -> Result<Vec<[u8; 16]>, QueryError> {
     let passing = plan
-        .filters
+        .scans
         .iter()
         .cloned()
         .reduce(Df::or)
@@ -499,8 +677,8 @@ async fn traces(
         col("service_name"),
         col("status_code"),
     ];
-    for (i, f) in plan.filters.iter().enumerate() {
-        select.push(f.clone().is_true().alias(format!("f{i}")));
+    for (i, f) in plan.atoms.iter().enumerate() {
+        select.push(f.clone().is_true().alias(format!("a{i}")));
     }
     for (i, (e, ..)) in shown.iter().enumerate() {
         select.push(e.clone().alias(format!("s{i}")));
@@ -516,20 +694,21 @@ async fn traces(
         })
         .await?;
     let mut by_id: HashMap<[u8; 16], Trace> = HashMap::new();
-    let filters = plan.filters.len();
+    let atoms = plan.atoms.len();
     while let Some(batch) = rows.stream.next().await {
-        add_rows(&batch?, filters, &shown, &mut by_id)?;
+        add_rows(&batch?, atoms, &shown, &mut by_id)?;
     }
     let mut out: Vec<Trace> = by_id.into_values().collect();
     for t in &mut out {
         t.link();
+        t.judge(&plan.filters);
     }
     Ok(out)
 }
 
 fn add_rows(
     batch: &RecordBatch,
-    filters: usize,
+    atoms: usize,
     shown: &[(Df, String, Field)],
     by_id: &mut HashMap<[u8; 16], Trace>,
 ) -> Result<(), QueryError> {
@@ -555,9 +734,9 @@ fn add_rows(
             .then(|| <[u8; 8]>::try_from(parents.value(row)).ok())
             .flatten()
             .filter(|p| p.iter().any(|b| *b != 0));
-        let passes = (0..filters)
-            .map(|f| {
-                let column = c(8 + f).as_boolean();
+        let answers = (0..atoms)
+            .map(|a| {
+                let column = c(8 + a).as_boolean();
                 column.is_valid(row) && column.value(row)
             })
             .collect();
@@ -565,7 +744,7 @@ fn add_rows(
             .iter()
             .enumerate()
             .filter_map(|(i, (_, key, field))| {
-                field_value(c(8 + filters + i).as_ref(), field, row).map(|v| (key.clone(), v))
+                field_value(c(8 + atoms + i).as_ref(), field, row).map(|v| (key.clone(), v))
             })
             .collect();
         by_id
@@ -584,7 +763,8 @@ fn add_rows(
                 name: names.value(row).to_owned(),
                 service: services.value(row).to_owned(),
                 error: codes.value(row) == 2,
-                passes,
+                passes: Vec::new(),
+                atoms: answers,
                 shown,
             });
     }
