@@ -11,7 +11,7 @@ use prost::Message;
 use serde_json::Value;
 
 use crate::Server;
-use crate::sdk::{python, send};
+use crate::sdk::{node, python, send};
 
 /// `tempopb.TraceByIDResponse`, from Tempo's `tempo.proto`.
 #[derive(Clone, PartialEq, Message)]
@@ -33,9 +33,15 @@ struct TraceByIdMetrics {
 }
 
 async fn get(server: &Server, path: &str, accept: &str) -> (u16, String, Vec<u8>) {
+    get_as(server, path, accept, "default").await
+}
+
+/// A GET as a tenant.
+async fn get_as(server: &Server, path: &str, accept: &str, tenant: &str) -> (u16, String, Vec<u8>) {
     let response = reqwest::Client::new()
         .get(format!("{}{path}", server.query_url()))
         .header("accept", accept)
+        .header("x-scope-orgid", tenant)
         .send()
         .await
         .unwrap_or_else(|e| panic!("query listener: {e}; log:\n{}", server.log_text()));
@@ -625,6 +631,11 @@ async fn trace_by_id_as_grafana_reads_it() {
             "{ } | max(duration) > 0s",
             vec![vec!["root-op", "child-op"], vec!["linked-op"]],
         ),
+        // Roots, as Traces Drilldown finds them.
+        (
+            "{ nestedSetParent < 0 && true }",
+            vec![vec!["root-op"], vec!["linked-op"]],
+        ),
         // The trace's intrinsics.
         (
             r#"{ rootName = "root-op" }"#,
@@ -767,6 +778,12 @@ async fn trace_by_id_as_grafana_reads_it() {
             "steps end on multiples of the step: {sample}"
         );
     }
+    let roots = range("{ nestedSetParent < 0 && true } | rate() by (resource.service.name)").await;
+    let series = roots["series"].as_array().expect("series");
+    assert!(
+        (total(&series[0]) * 60.0 - 2.0).abs() < 1e-9,
+        "two roots: {roots}"
+    );
     let by_service = range("{} | rate() by (resource.service.name)").await;
     let series = by_service["series"].as_array().expect("series");
     assert_eq!(series.len(), 1, "{by_service}");
@@ -891,5 +908,68 @@ async fn trace_by_id_as_grafana_reads_it() {
         let body = String::from_utf8_lossy(&body);
         assert!(body.contains(message), "{path}: {body}");
     }
+    assert!(server.terminate().success(), "a clean shutdown exits 0");
+}
+
+#[tokio::test]
+async fn the_js_sdk_traces_read_back_by_id_and_are_found() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::serve_in(dir.path()).await;
+    let args = [
+        "--endpoint",
+        &server.http_url(),
+        "--header",
+        "X-Scope-OrgID=js-team",
+    ];
+    let sent = send(
+        &node(),
+        "conformance/js/send.mjs",
+        &args,
+        &dir.path().join("js.json"),
+    )
+    .await;
+    let service = sent["service_name"].as_str().expect("a service");
+    let all: Vec<&Value> = sent["spans"].as_array().expect("spans").iter().collect();
+    let mut ids: Vec<&str> = all
+        .iter()
+        .map(|s| s["trace_id"].as_str().expect("an id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "the scenario's two traces");
+    for id in &ids {
+        let of_trace: Vec<&Value> = all
+            .iter()
+            .copied()
+            .filter(|s| s["trace_id"] == *id)
+            .collect();
+        let path = format!("/api/v2/traces/{id}");
+        let (status, _, body) = get_as(&server, &path, "application/protobuf", "js-team").await;
+        assert_eq!(status, 200, "{path}");
+        let response = TraceByIdResponse::decode(body.as_slice()).expect("a TraceByIDResponse");
+        assert_same(&response.trace.expect("a trace"), &of_trace, service);
+        // Not the default tenant's.
+        let (status, ..) = get(&server, &path, "application/protobuf").await;
+        assert_eq!(status, 404);
+    }
+    let q: String = form_urlencoded::byte_serialize(
+        format!(r#"{{ resource.service.name = "{service}" }}"#).as_bytes(),
+    )
+    .collect();
+    let (status, _, body) = get_as(
+        &server,
+        &format!("/api/search?q={q}"),
+        "application/json",
+        "js-team",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_strict(&answer);
+    assert_eq!(
+        answer["traces"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
     assert!(server.terminate().success(), "a clean shutdown exits 0");
 }

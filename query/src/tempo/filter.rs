@@ -61,6 +61,14 @@ fn value(expr: &Expr) -> Option<Value> {
             Intrinsic::Duration => Value::Number(cast(col("duration_ns"), double())),
             Intrinsic::InstrumentationName => Value::Str(col("scope_name")),
             Intrinsic::InstrumentationVersion => Value::Str(col("scope_version")),
+            // Nested-set numbers are not kept: a root's parent is -1 (as
+            // in Tempo), any other span's a positive number, so that
+            // `nestedSetParent < 0` finds roots.
+            Intrinsic::NestedSetParent => Value::Number(
+                datafusion::logical_expr::when(col("parent_span_id").is_null(), lit(-1.0))
+                    .otherwise(lit(1.0))
+                    .ok()?,
+            ),
             _ => return None,
         },
         _ => Value::Bool(predicate(expr)?),
