@@ -14,6 +14,9 @@ use datafusion::logical_expr::{Expr as Df, cast, not};
 use datafusion::prelude::{col, lit};
 use framelake_traceql::{BinaryOp, Expr, Field, Intrinsic, Scope, Static};
 
+/// The resource attribute `spans` has a column of.
+pub(super) const SERVICE_NAME: &str = "service.name";
+
 /// An attribute's value: the struct of its typed fields, NULL when absent.
 pub(super) fn attribute(scope: Scope, key: &str) -> Option<Df> {
     let of = |column: &str| get_field(col(column), key);
@@ -52,6 +55,10 @@ fn value(expr: &Expr) -> Option<Value> {
             Static::Status(s) => Value::Status(lit(s.code())),
             Static::Kind(k) => Value::Kind(lit(k.code())),
         },
+        // The resource's service name has a column of its own.
+        Expr::Field(Field::Attribute(Scope::Resource, key)) if key == SERVICE_NAME => {
+            Value::Str(col("service_name"))
+        }
         Expr::Field(Field::Attribute(scope, key)) => Value::Attribute(attribute(*scope, key)?),
         Expr::Field(Field::Intrinsic(i)) => match i {
             Intrinsic::Name => Value::Str(col("name")),

@@ -97,6 +97,15 @@ fn numeric(field: &Field) -> Result<Df, QueryError> {
 /// A `by()` field's value per span.
 fn grouping(field: &Field) -> Result<Df, QueryError> {
     match field {
+        // From its column, as an attribute's typed fields.
+        Field::Attribute(framelake_traceql::Scope::Resource, key)
+            if key == filter::SERVICE_NAME =>
+        {
+            Ok(datafusion::functions::core::expr_fn::named_struct(vec![
+                lit("str"),
+                col("service_name"),
+            ]))
+        }
         Field::Attribute(scope, key) => attribute(*scope, key).ok_or_else(|| unsupported(field)),
         Field::Intrinsic(i) => Ok(col(match i {
             Intrinsic::Name => "name",
