@@ -2,19 +2,44 @@
 
 /// Nanoseconds per unit of a duration (Go's `time.ParseDuration` units, and
 /// Prometheus's `d`, `w`, `y` for ranges).
-fn duration_unit(unit: &str, ranges: bool) -> Option<f64> {
+fn duration_unit(unit: &str, ranges: bool) -> Option<i128> {
     Some(match unit {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        "d" if ranges => 86_400e9,
-        "w" if ranges => 7.0 * 86_400e9,
-        "y" if ranges => 365.0 * 86_400e9,
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" if ranges => 86_400_000_000_000,
+        "w" if ranges => 7 * 86_400_000_000_000,
+        "y" if ranges => 365 * 86_400_000_000_000,
         _ => return None,
     })
+}
+
+/// Nanoseconds of `digits` (decimal, with at most one `.`) of a unit,
+/// exactly: a fraction is rounded to the nanosecond only once.
+fn decimal(digits: &str, unit: i128) -> Option<i128> {
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+        return None;
+    }
+    let whole: i128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    // Digits past the 18th are below a nanosecond of any unit.
+    let fraction = &fraction[..fraction.len().min(18)];
+    let scale = 10i128.pow(fraction.len() as u32);
+    let part: i128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().ok()?
+    };
+    whole
+        .checked_mul(unit)?
+        .checked_add((part * unit + scale / 2) / scale)
 }
 
 fn parse_units(text: &str, ranges: bool) -> Option<i64> {
@@ -25,23 +50,21 @@ fn parse_units(text: &str, ranges: bool) -> Option<i64> {
     if rest.is_empty() {
         return None;
     }
-    let mut total = 0f64;
+    let mut total = 0i128;
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().ok()?;
+        let number = &rest[..digits];
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        total += number * duration_unit(&rest[..unit_len], ranges)?;
+        let unit = duration_unit(&rest[..unit_len], ranges)?;
+        total = total.checked_add(decimal(number, unit)?)?;
         rest = &rest[unit_len..];
     }
-    if total > i64::MAX as f64 {
-        return None;
-    }
-    let ns = total.round() as i64;
+    let ns = i64::try_from(total).ok()?;
     Some(if negative { -ns } else { ns })
 }
 
